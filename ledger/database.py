@@ -1,0 +1,98 @@
+"""Where the events live: an external PostgreSQL, or an embedded one under the data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from ledger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Forget processes that died without letting go (kill -9), so the last one out stops it."""
+    handles = pgdata / ".handle_pids.json"
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pids = json.loads(handles.read_text())
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
+class Database:
+    """A PostgreSQL server to use, and the eventsourcing settings that point at it."""
+
+    def __init__(self, url: str, schema: str, timeout: int, server: Any = None) -> None:
+        self.url = url
+        self.schema = schema
+        self.timeout = timeout
+        self._server = server
+
+    @classmethod
+    def open(cls, settings: Settings) -> Database:
+        """Use DATABASE_URL when given, else start (or reuse) the embedded server."""
+        server = None
+        url = settings.database_url
+        if url is None:
+            import pgserver  # noqa: PLC0415 - heavy, and only for the embedded default
+
+            pgdata = (settings.data_dir / "pg").resolve()
+            pgdata.mkdir(parents=True, exist_ok=True)
+            _prune_dead_handles(pgdata)
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            url = str(server.get_uri())
+            log.info("embedded PostgreSQL running under %s", pgdata)
+        database = cls(url, settings.db_schema, settings.db_timeout, server)
+        database.ensure_schema()
+        return database
+
+    def conninfo(self) -> dict[str, Any]:
+        """The connection parameters of the URL."""
+        return conninfo_to_dict(self.url)
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A plain connection, for set-up and read models."""
+        return psycopg.connect(self.url, connect_timeout=self.timeout, autocommit=True)
+
+    def ensure_schema(self) -> None:
+        """Create the schema the ledger writes to, when one is configured."""
+        if self.schema:
+            with self.connect() as conn:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment eventsourcing's Postgres factory reads."""
+        info = self.conninfo()
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "APPLICATION_RECORDER_TOPIC": "ledger.recorder:LedgerRecorder",
+            "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
+            "POSTGRES_HOST": str(info.get("host") or "localhost"),
+            "POSTGRES_PORT": str(info.get("port") or "5432"),
+            "POSTGRES_USER": str(info.get("user") or "postgres"),
+            "POSTGRES_PASSWORD": str(info.get("password") or ""),
+            "POSTGRES_SCHEMA": self.schema,
+            "POSTGRES_CONNECT_TIMEOUT": str(self.timeout),
+            "POSTGRES_LOCK_TIMEOUT": str(max(self.timeout, 5)),
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        }
+
+    def close(self) -> None:
+        """Stop the embedded server if this process was the last to use it."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None

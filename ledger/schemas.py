@@ -1,0 +1,92 @@
+"""Parsing of order requests: well-formed orders in, named field errors out."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from ledger.application import OrderRequest
+from ledger.domain import Position
+
+MAX_BODY = 64 * 1024
+FIELDS = ("STRATEGY", "INSTRUMENT", "POSITION", "ORDER_ID")
+
+
+class BadRequest(Exception):  # noqa: N818 - carries the 4xx answer
+    """The body is not a well-formed order; `errors` maps field names to messages."""
+
+    def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body."""
+        return {"error": self.message, "fields": self.errors}
+
+
+def _printable(value: str) -> str:
+    # Control characters break logs and terminals; surrogates cannot be stored as UTF-8.
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        msg = "must not contain control characters"
+        raise ValueError(msg)
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)]
+
+
+class OrderBody(BaseModel):
+    """The order as posted: upper-case keys, as the original producer sends them."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    STRATEGY: Name
+    INSTRUMENT: Name
+    POSITION: Position
+    ORDER_ID: Name | None = None
+
+
+def _normalise_keys(data: dict[str, Any]) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        upper = key.upper() if key.lower() == key else key
+        if upper not in FIELDS or (key != upper and key != upper.lower()):
+            errors[key] = "unexpected field"
+        elif upper in out:
+            errors[upper] = "given twice (upper and lower case)"
+        else:
+            out[upper] = value
+    if errors:
+        raise BadRequest("malformed order", errors)
+    return out
+
+
+def parse_order(raw: bytes) -> OrderRequest:
+    """Turn a request body into an OrderRequest, or raise BadRequest."""
+    if len(raw) > MAX_BODY:
+        raise BadRequest(f"body larger than {MAX_BODY} bytes")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest("body is not valid JSON", {"body": str(error)}) from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object", {"body": type(data).__name__})
+    try:
+        body = OrderBody.model_validate(_normalise_keys(data))
+    except ValidationError as error:
+        errors: dict[str, str] = {}
+        for item in error.errors(include_url=False, include_input=False):
+            name = str(item["loc"][0]) if item["loc"] else "body"
+            errors.setdefault(name, item["msg"])
+        raise BadRequest("malformed order", errors) from None
+    return OrderRequest(
+        strategy=body.STRATEGY,
+        instrument=body.INSTRUMENT,
+        position=body.POSITION,
+        order_id=body.ORDER_ID,
+    )

@@ -1,0 +1,113 @@
+"""The single writer: orders queue up, are decided in arrival order and committed in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from eventsourcing.persistence import PersistenceError
+
+from ledger.application import Ledger, OrderOutcome, OrderRequest
+
+log = logging.getLogger(__name__)
+
+
+class WriterUnavailable(Exception):  # noqa: N818 - read as a state, like "503 Unavailable"
+    """The order was not committed: the database failed, or the writer is stopping."""
+
+
+@dataclass
+class _Pending:
+    request: OrderRequest
+    future: asyncio.Future[OrderOutcome]
+
+
+class Writer:
+    """Owns the ledger's write side; every order goes through submit()."""
+
+    def __init__(self, ledger: Ledger, max_batch: int = 1000, max_queue: int = 10_000) -> None:
+        self.ledger = ledger
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start the writer task on the running loop."""
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def stop(self) -> None:
+        """Refuse new orders, answer the ones queued, then end."""
+        self._stopping = True
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+
+    async def submit(self, request: OrderRequest) -> OrderOutcome:
+        """Queue an order and wait until its batch has committed."""
+        if self._stopping or self._task is None:
+            msg = "the ledger is shutting down"
+            raise WriterUnavailable(msg)
+        future: asyncio.Future[OrderOutcome] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Pending(request, future))
+        except asyncio.QueueFull:
+            msg = "too many orders waiting; retry with the same ORDER_ID"
+            raise WriterUnavailable(msg) from None
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [] if first is None else [first]
+            stop = first is None
+            while len(batch) < self.max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    continue
+                batch.append(item)
+            if batch:
+                await self._commit(batch)
+            if stop and self._queue.empty():
+                return
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            outcomes = await asyncio.to_thread(
+                self.ledger.place_orders, [p.request for p in batch]
+            )
+        except PersistenceError as error:
+            log.error("batch of %d not committed: %s", len(batch), error)
+            failure = WriterUnavailable(f"database unavailable: {error}")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
+            return
+        except Exception as error:
+            log.exception("batch of %d failed", len(batch))
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            return
+        log.debug("committed %d orders in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started))
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+            answer = outcome.answer
+            log.info(
+                "order %s seq=%s %s %s %s -> %s accepted=%d rejected=%d%s",
+                answer["order_id"],
+                answer["sequence"],
+                answer["strategy"],
+                answer["instrument"],
+                answer["position"],
+                answer["RESPONSE"],
+                len(answer["accepted_for"]),
+                len(answer["rejected_for"]),
+                " (ORDER_ID reused)" if outcome.reused_id else "",
+            )
