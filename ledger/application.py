@@ -90,7 +90,7 @@ class Ledger(Application[UUID]):
 
     def _roster(self) -> Roster | None:
         try:
-            roster = self.repository.get(Roster.create_id())
+            roster: Any = self.repository.get(Roster.create_id())
         except AggregateNotFoundError:
             return None
         assert isinstance(roster, Roster)
@@ -108,7 +108,7 @@ class Ledger(Application[UUID]):
     def _book(self, book_id: UUID) -> Book:
         book = self._books.get(book_id)
         if book is None:
-            loaded = self.repository.get(book_id)
+            loaded: Any = self.repository.get(book_id)
             assert isinstance(loaded, Book)
             self._books[book_id] = book = loaded
         return book
@@ -239,9 +239,7 @@ class Ledger(Application[UUID]):
                     rejected_for=rejected,
                     reason=reason,
                 )
-            recordings = self.save(
-                *orders.values(), *touched.values(), expected_versions=expected
-            )
+            recordings = self.save(*orders.values(), *touched.values(), expected_versions=expected)
         except BaseException:
             # Pending changes may have been applied in memory without being saved.
             self.forget(list(expected))
@@ -291,7 +289,7 @@ class Ledger(Application[UUID]):
             return self._answers[order_id]
         record_id = Order.create_id(order_id)
         try:
-            order = self.repository.get(record_id)
+            order: Any = self.repository.get(record_id)
         except AggregateNotFoundError:
             return None
         assert isinstance(order, Order)

@@ -48,7 +48,7 @@ class Database:
             pgdata = (settings.data_dir / "pg").resolve()
             pgdata.mkdir(parents=True, exist_ok=True)
             _prune_dead_handles(pgdata)
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
             url = str(server.get_uri())
             log.info("embedded PostgreSQL running under %s", pgdata)
         database = cls(url, settings.db_schema, settings.db_timeout, server)

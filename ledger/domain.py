@@ -30,7 +30,7 @@ class Reason(StrEnum):
     UNKNOWN_STRATEGY = "UNKNOWN_STRATEGY"
 
 
-class OrderRefused(Exception):  # noqa: N818 - a domain outcome, not a failure
+class OrderRefused(Exception):
     """An order is not valid for one book."""
 
     def __init__(self, reason: Reason) -> None:

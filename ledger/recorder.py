@@ -39,7 +39,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        return PostgresApplicationRecorder.insert_events.__wrapped__(  # type: ignore[attr-defined,no-any-return]
+        return PostgresApplicationRecorder.insert_events.__wrapped__(  # type: ignore[no-any-return]
             self, stored_events, **kwargs
         )
 

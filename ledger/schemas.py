@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -15,7 +15,7 @@ MAX_BODY = 64 * 1024
 FIELDS = ("STRATEGY", "INSTRUMENT", "POSITION", "ORDER_ID")
 
 
-class BadRequest(Exception):  # noqa: N818 - carries the 4xx answer
+class BadRequest(Exception):
     """The body is not a well-formed order; `errors` maps field names to messages."""
 
     def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
@@ -46,7 +46,7 @@ class OrderBody(BaseModel):
 
     STRATEGY: Name
     INSTRUMENT: Name
-    POSITION: Position
+    POSITION: Literal["BUY", "SELL"]
     ORDER_ID: Name | None = None
 
 
@@ -54,9 +54,9 @@ def _normalise_keys(data: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
     for key, value in data.items():
-        upper = key.upper() if key.lower() == key else key
-        if upper not in FIELDS or (key != upper and key != upper.lower()):
-            errors[key] = "unexpected field"
+        upper = key.upper()
+        if upper not in FIELDS or key not in (upper, upper.lower()):
+            errors[key[:64]] = "unexpected field"
         elif upper in out:
             errors[upper] = "given twice (upper and lower case)"
         else:
@@ -87,6 +87,6 @@ def parse_order(raw: bytes) -> OrderRequest:
     return OrderRequest(
         strategy=body.STRATEGY,
         instrument=body.INSTRUMENT,
-        position=body.POSITION,
+        position=Position(body.POSITION),
         order_id=body.ORDER_ID,
     )

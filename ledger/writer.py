@@ -14,7 +14,7 @@ from ledger.application import Ledger, OrderOutcome, OrderRequest
 log = logging.getLogger(__name__)
 
 
-class WriterUnavailable(Exception):  # noqa: N818 - read as a state, like "503 Unavailable"
+class WriterUnavailable(Exception):
     """The order was not committed: the database failed, or the writer is stopping."""
 
 
@@ -33,6 +33,11 @@ class Writer:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    @property
+    def queued(self) -> int:
+        """Orders waiting for the next batch."""
+        return self._queue.qsize()
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -78,9 +83,7 @@ class Writer:
     async def _commit(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            outcomes = await asyncio.to_thread(
-                self.ledger.place_orders, [p.request for p in batch]
-            )
+            outcomes = await asyncio.to_thread(self.ledger.place_orders, [p.request for p in batch])
         except PersistenceError as error:
             log.error("batch of %d not committed: %s", len(batch), error)
             failure = WriterUnavailable(f"database unavailable: {error}")
@@ -94,7 +97,9 @@ class Writer:
                 if not pending.future.done():
                     pending.future.set_exception(error)
             return
-        log.debug("committed %d orders in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started))
+        log.debug(
+            "committed %d orders in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
+        )
         for pending, outcome in zip(batch, outcomes, strict=True):
             if not pending.future.done():
                 pending.future.set_result(outcome)

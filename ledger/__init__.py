@@ -1,0 +1,1 @@
+"""Event-sourced order ledger for multi-user trading strategies."""

@@ -1,0 +1,126 @@
+"""The `ledger` command: serve, generate-profiles, produce."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from ledger import logs, profiles
+from ledger.producer import produce as run
+from ledger.producer import random_orders
+from ledger.settings import Settings, SettingsError
+
+log = logging.getLogger("ledger.cli")
+
+DEFAULT_PROFILES = Path("jsons/user_profile.json")
+DEFAULT_RAW = Path("jsons/raw_details.json")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        profiles=getattr(args, "profiles", None),
+        data_dir=getattr(args, "data_dir", None),
+        database_url=getattr(args, "database_url", None),
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the HTTP service until interrupted."""
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from ledger.web import create_app  # noqa: PLC0415
+
+    settings = _settings(args)
+    if settings.profiles is None and DEFAULT_PROFILES.exists():
+        settings = replace(settings, profiles=DEFAULT_PROFILES)
+    logs.configure(settings.log_dir, settings.log_level)
+    if settings.profiles is None:
+        log.warning("no profile file: serving the profiles already in the store")
+    else:
+        profiles.load(settings.profiles)  # fail now, with a clear message, not mid-start-up
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def generate_profiles(args: argparse.Namespace) -> int:
+    """Write user_profile.json from raw_details.json."""
+    users, strategies, instruments = profiles.load_raw(args.raw)
+    rng = random.Random(args.seed)
+    generated = profiles.generate(users, strategies, instruments, args.users, rng)
+    profiles.write(args.out, generated)
+    print(f"wrote {len(generated)} user profile(s) to {args.out}")
+    return 0
+
+
+def produce(args: argparse.Namespace) -> int:
+    """Send random orders and print a summary."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_dir, settings.log_level)
+    _, strategies, instruments = profiles.load_raw(args.raw)
+    orders = random_orders(strategies, instruments, args.count, random.Random(args.seed))
+    summary = asyncio.run(run(args.url, orders, args.interval, args.concurrency))
+    print(json.dumps(summary.as_dict()))
+    return 1 if summary.failed else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    top = argparse.ArgumentParser(prog="ledger", description="Event-sourced order ledger")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP service")
+    p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="port (default 8080)")
+    p.add_argument("--profiles", type=Path, help=f"profile file (default {DEFAULT_PROFILES})")
+    p.add_argument("--data-dir", type=Path, help="embedded database directory (default data)")
+    p.add_argument("--database-url", help="external PostgreSQL (default: DATABASE_URL or embedded)")
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("generate-profiles", help="write user_profile.json")
+    p.add_argument("--raw", type=Path, default=DEFAULT_RAW)
+    p.add_argument("--out", type=Path, default=DEFAULT_PROFILES)
+    p.add_argument("--users", type=int, default=3)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=generate_profiles)
+
+    p = sub.add_parser("produce", help="send random orders to a running ledger")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--raw", type=Path, default=DEFAULT_RAW)
+    p.add_argument("--count", type=int, default=300)
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=produce)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (SettingsError, profiles.ProfileError) as problem:
+        print(f"ledger: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The HTTP API: orders in, decisions out, plus health and the known profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import PersistenceError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ledger.application import Ledger
+from ledger.database import Database
+from ledger.profiles import load as load_profiles
+from ledger.schemas import MAX_BODY, BadRequest, parse_order
+from ledger.settings import Settings
+from ledger.writer import Writer, WriterUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class JSONResponse(Response):
+    """JSON via orjson; names and instruments are returned byte for byte."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    """A JSON error answer."""
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the limit."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The body, refusing early when it is over the limit (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def create_order(request: Request) -> Response:
+    """Decide an order for every user who trades its strategy; answer once committed."""
+    try:
+        raw = await read_body(request)
+    except BodyTooLarge:
+        return error(413, f"body larger than {MAX_BODY} bytes")
+    except ClientDisconnect:
+        return error(400, "client disconnected before sending the body")
+    try:
+        order = parse_order(raw)
+    except BadRequest as bad:
+        return JSONResponse(bad.body(), status_code=422)
+    writer: Writer = request.app.state.writer
+    try:
+        outcome = await writer.submit(order)
+    except WriterUnavailable as unavailable:
+        return error(503, str(unavailable), retry="send again with the same ORDER_ID")
+    if outcome.reused_id:
+        return error(
+            409,
+            "ORDER_ID already used for a different order",
+            fields={"ORDER_ID": "already used"},
+            order=outcome.answer,
+        )
+    return JSONResponse(outcome.answer)
+
+
+async def health(request: Request) -> Response:
+    """200 when the database answers, 503 when it does not."""
+    ledger: Ledger = request.app.state.ledger
+    settings: Settings = request.app.state.settings
+    writer: Writer = request.app.state.writer
+    try:
+        sequence = await asyncio.wait_for(
+            asyncio.to_thread(ledger.last_sequence), timeout=settings.db_timeout + 1
+        )
+    except (PersistenceError, TimeoutError, OSError) as failure:
+        log.warning("health check: database unreachable: %s", failure)
+        return JSONResponse(
+            {"status": "unavailable", "database": "unreachable", "detail": str(failure)},
+            status_code=503,
+        )
+    return JSONResponse(
+        {"status": "ok", "database": "ok", "sequence": sequence, "queued": writer.queued}
+    )
+
+
+async def users(request: Request) -> Response:
+    """The profiles as the ledger imported them at start."""
+    return JSONResponse(request.app.state.profiles)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (404, 405) as JSON too."""
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, exc.detail)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """A bug, not bad input: log it and say so in JSON."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error(500, "internal error")
+
+
+def routes() -> list[Route]:
+    """The write-side endpoints."""
+    return [
+        Route("/order", create_order, methods=["POST"]),
+        Route("/create_order", create_order, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/users", users, methods=["GET"]),
+    ]
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the application; the database and the writer start with the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        database = await asyncio.to_thread(Database.open, settings)
+        ledger: Ledger | None = None
+        writer: Writer | None = None
+        try:
+            ledger = Ledger(env=database.eventsourcing_env())
+            if settings.profiles is not None:
+                report = await asyncio.to_thread(
+                    ledger.import_profiles, load_profiles(settings.profiles)
+                )
+                log.info(
+                    "profiles %s: %d added, %d changed, %d dropped",
+                    settings.profiles,
+                    len(report.added),
+                    len(report.changed),
+                    len(report.dropped),
+                )
+            app.state.profiles = await asyncio.to_thread(ledger.profiles)
+            app.state.settings = settings
+            app.state.ledger = ledger
+            app.state.writer = writer = Writer(ledger, max_batch=settings.max_batch)
+            writer.start()
+            log.info("ledger ready at sequence %d", await asyncio.to_thread(ledger.last_sequence))
+            yield
+        finally:
+            if writer is not None:
+                await writer.stop()
+            if ledger is not None:
+                ledger.close()
+            database.close()
+            log.info("ledger stopped")
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
