@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +21,7 @@ from ledger.recorder import LedgerRecorder
 log = logging.getLogger(__name__)
 
 Profiles = Mapping[str, Mapping[str, Sequence[str]]]
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 10
 ANSWER_CACHE_SIZE = 100_000
 
 
@@ -59,6 +61,11 @@ class ImportReport:
 
 class ConflictRetriesExhausted(IntegrityError):
     """Other writers kept changing the same books; the batch was not saved."""
+
+
+def _back_off(attempt: int) -> None:
+    # Random waits break the lockstep in which two writers keep invalidating each other.
+    time.sleep(random.uniform(0, 0.005 * 2**attempt))
 
 
 def _same_order(answer: Mapping[str, Any], request: OrderRequest) -> bool:
@@ -136,12 +143,13 @@ class Ledger(Application[UUID]):
 
     def import_profiles(self, profiles: Profiles) -> ImportReport:
         """Record the differences between the file and the ledger as events."""
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             try:
                 return self._import_profiles(profiles)
             except IntegrityError:
                 log.info("profile import raced another writer; reloading")
                 self.forget()
+                _back_off(attempt)
         msg = "profile import kept conflicting with another writer"
         raise ConflictRetriesExhausted(msg)
 
@@ -206,6 +214,7 @@ class Ledger(Application[UUID]):
             except IntegrityError as conflict:
                 log.info("batch of %d conflicted (%s); reloading books", len(requests), conflict)
                 self.forget()
+                _back_off(attempt)
         msg = f"batch of {len(requests)} orders kept conflicting with another writer"
         raise ConflictRetriesExhausted(msg)
 

@@ -1,0 +1,187 @@
+"""Real PostgreSQL for every test: the embedded server, and DATABASE_URL when it is set."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+
+from ledger.application import Ledger
+from ledger.database import Database
+from ledger.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The seed's worked example: Holland Proctor trades STRATEGY_A (GRASIM, INFY) and
+# STRATEGY_B (MINDA, ACC); Kamryn Li trades STRATEGY_B (ACC) and STRATEGY_D (NTPC).
+EXAMPLE_PROFILES: dict[str, dict[str, list[str]]] = {
+    "Holland Proctor": {"STRATEGY_A": ["GRASIM", "INFY"], "STRATEGY_B": ["MINDA", "ACC"]},
+    "Kamryn Li": {"STRATEGY_B": ["ACC"], "STRATEGY_D": ["NTPC"]},
+}
+
+
+@pytest.fixture(scope="session")
+def embedded_url() -> Iterator[str]:
+    """One embedded PostgreSQL for the session, under a temporary directory."""
+    import pgserver
+
+    # pgserver runs postgres as its own user when we are root: the directory must be reachable.
+    base = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
+    base.chmod(0o755)
+    server = pgserver.get_server(base / "pg", cleanup_mode="stop")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames:
+        backends = ["embedded"] + (["external"] if os.environ.get("DATABASE_URL") else [])
+        metafunc.parametrize("backend", backends, scope="session")
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The URL of the PostgreSQL server under test."""
+    if backend == "external":
+        return os.environ["DATABASE_URL"]
+    url: str = request.getfixturevalue("embedded_url")
+    return url
+
+
+@pytest.fixture
+def schema(database_url: str) -> Iterator[str]:
+    """A schema of its own for each test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def settings(database_url: str, schema: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the test's own schema."""
+    return Settings(
+        database_url=database_url, db_schema=schema, log_dir=tmp_path / "logs", data_dir=tmp_path
+    )
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    """The test's database, with its schema created."""
+    db = Database.open(settings)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def make_ledger(database: Database) -> Iterator[Any]:
+    """Build ledger instances on the test's schema (several act as several processes)."""
+    made: list[Ledger] = []
+
+    def make() -> Ledger:
+        ledger = Ledger(env=database.eventsourcing_env())
+        made.append(ledger)
+        return ledger
+
+    yield make
+    for ledger in made:
+        ledger.close()
+
+
+@pytest.fixture
+def ledger(make_ledger: Any) -> Ledger:
+    """A ledger with the worked example's profiles imported."""
+    instance: Ledger = make_ledger()
+    instance.import_profiles(EXAMPLE_PROFILES)
+    return instance
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """The real `ledger serve` in a subprocess."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args = args
+        self.env = env
+        self.log = log
+        self.port = int(args[args.index("--port") + 1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        """Start and wait until /health answers 200."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ledger.cli", "serve", *self.args],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)  # polling a process we do not control, not synchronising threads
+        pytest.fail(f"server not healthy within {timeout}s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> int:
+        """SIGTERM and wait for a clean exit."""
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(timeout=30)
+
+    def post(self, body: Any, route: str = "/order") -> httpx.Response:
+        """POST a JSON body (or raw bytes)."""
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.post(f"{self.url}{route}", content=content, timeout=30)
+
+
+@pytest.fixture
+def profile_file(tmp_path: Path) -> Path:
+    """The worked example's profiles as a user_profile.json file."""
+    path = tmp_path / "user_profile.json"
+    path.write_text(json.dumps(EXAMPLE_PROFILES))
+    return path
+
+
+@pytest.fixture
+def server_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a server subprocess: its own logs, no inherited DATABASE_URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "DATABASE_URL"))}
+    env["LEDGER_LOG_DIR"] = str(tmp_path / "logs")
+    return env

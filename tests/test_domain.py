@@ -1,0 +1,221 @@
+"""Unit tests of the rules: pure domain, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from ledger.domain import Book, Order, OrderRefused, Position, Reason, decide, order_answer
+from tests.conftest import EXAMPLE_PROFILES
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def books_for(profiles: dict[str, dict[str, list[str]]]) -> dict[str, list[Book]]:
+    by_strategy: dict[str, list[Book]] = {}
+    for user, strategies in profiles.items():
+        for strategy, instruments in strategies.items():
+            book = Book(user=user, strategy=strategy, instruments=instruments)
+            by_strategy.setdefault(strategy, []).append(book)
+    return by_strategy
+
+
+def test_worked_example() -> None:
+    books = books_for(EXAMPLE_PROFILES)
+
+    def place(n: int, strategy: str, instrument: str, position: str) -> Any:
+        return decide(books.get(strategy, []), str(n), instrument, Position(position), NOW)
+
+    accepted, rejected, reason = place(1, "STRATEGY_A", "GRASIM", "SELL")
+    assert (accepted, reason) == ([], None)
+    assert rejected == [{"user": "Holland Proctor", "reason": "NO_OPEN_POSITION"}]
+
+    accepted, rejected, _ = place(2, "STRATEGY_B", "MINDA", "BUY")
+    assert accepted == ["Holland Proctor"]
+    assert rejected == [{"user": "Kamryn Li", "reason": "INSTRUMENT_NOT_IN_STRATEGY"}]
+
+    accepted, rejected, _ = place(3, "STRATEGY_D", "INFY", "BUY")
+    assert accepted == []
+    assert rejected == [{"user": "Kamryn Li", "reason": "INSTRUMENT_NOT_IN_STRATEGY"}]
+
+    # #4 as printed: STRATEGY_A does not trade MINDA, so there is nothing to sell there.
+    accepted, rejected, _ = place(4, "STRATEGY_A", "MINDA", "SELL")
+    assert accepted == []
+    assert rejected == [{"user": "Holland Proctor", "reason": "INSTRUMENT_NOT_IN_STRATEGY"}]
+
+    # The SELL that #4 means closes #2's position.
+    accepted, rejected, _ = place(5, "STRATEGY_B", "MINDA", "SELL")
+    assert accepted == ["Holland Proctor"]
+    assert rejected == [{"user": "Kamryn Li", "reason": "INSTRUMENT_NOT_IN_STRATEGY"}]
+
+
+def test_unknown_strategy_lists_nobody() -> None:
+    assert decide([], "1", "ACC", Position.BUY, NOW) == ([], [], "UNKNOWN_STRATEGY")
+
+
+def test_double_buy_is_refused_and_changes_nothing() -> None:
+    book = Book(user="u", strategy="S", instruments=["ACC"])
+    book.book("1", "ACC", Position.BUY, NOW)
+    version = book.version
+    with pytest.raises(OrderRefused) as refused:
+        book.book("2", "ACC", Position.BUY, NOW)
+    assert refused.value.reason is Reason.ALREADY_OPEN
+    assert book.version == version
+    assert book.open == {"ACC": "1"}
+
+
+def test_sell_closes_the_buy_it_names() -> None:
+    book = Book(user="u", strategy="S", instruments=["ACC"])
+    book.book("b1", "ACC", Position.BUY, NOW)
+    book.book("s1", "ACC", Position.SELL, NOW)
+    closed = book.collect_events()[-1]
+    assert type(closed).__name__ == "PositionClosed"
+    assert closed.buy_order_id == "b1"  # type: ignore[attr-defined]
+    assert book.open == {}
+
+
+def test_dropped_strategy_keeps_open_position_until_sold() -> None:
+    book = Book(user="u", strategy="S", instruments=["ACC"])
+    book.book("b1", "ACC", Position.BUY, NOW)
+    book.drop()
+    assert book.concerned
+    with pytest.raises(OrderRefused):
+        book.book("b2", "NTPC", Position.BUY, NOW)
+    book.book("s1", "ACC", Position.SELL, NOW)
+    assert not book.concerned
+
+
+def test_ids_are_deterministic() -> None:
+    assert Book.create_id("u", "S") == Book.create_id("u", "S")
+    assert Book.create_id("u", "S") != Book.create_id("u", "T")
+    assert Order.create_id("x") == Order.create_id("x")
+
+
+def test_order_answer_shape() -> None:
+    order = Order(
+        order_id="o1",
+        strategy="S",
+        instrument="ACC",
+        position="BUY",
+        received_at=NOW,
+        accepted_for=["u"],
+        rejected_for=[],
+        reason=None,
+    )
+    assert order_answer(order, 7) == {
+        "RESPONSE": "ACCEPTED",
+        "order_id": "o1",
+        "sequence": 7,
+        "strategy": "S",
+        "instrument": "ACC",
+        "position": "BUY",
+        "accepted_for": ["u"],
+        "rejected_for": [],
+        "reason": None,
+    }
+
+
+USERS = ["u1", "u2", "u3"]
+STRATEGIES = ["S1", "S2"]
+INSTRUMENTS = ["ACC", "L&T", "INFY"]
+
+
+class RulesMachine(RuleBasedStateMachine):
+    """Books against a model of the rules; replaying a book's events gives the live book."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.books: dict[tuple[str, str], Book] = {}
+        self.events: dict[tuple[str, str], list[Any]] = {}
+        self.lists: dict[tuple[str, str], set[str]] = {}  # model: instruments per active book
+        self.open: dict[tuple[str, str], dict[str, str]] = {}  # model: open positions
+        self.n = 0
+
+    def _keep_events(self, book: Book) -> None:
+        self.events.setdefault((book.user, book.strategy), []).extend(book.collect_events())
+
+    @rule(
+        user=st.sampled_from(USERS),
+        strategy=st.sampled_from(STRATEGIES),
+        instruments=st.lists(st.sampled_from(INSTRUMENTS), max_size=3, unique=True),
+    )
+    def take_up_or_change(self, user: str, strategy: str, instruments: list[str]) -> None:
+        key = (user, strategy)
+        if key in self.books:
+            self.books[key].change_instruments(instruments=instruments)
+        else:
+            self.books[key] = Book(user=user, strategy=strategy, instruments=instruments)
+            self.open[key] = {}
+        self.lists[key] = set(instruments)
+        self._keep_events(self.books[key])
+
+    @rule(user=st.sampled_from(USERS), strategy=st.sampled_from(STRATEGIES))
+    def drop(self, user: str, strategy: str) -> None:
+        key = (user, strategy)
+        if key in self.books:
+            self.books[key].drop()
+            self.lists.pop(key, None)
+            self._keep_events(self.books[key])
+
+    @rule(
+        strategy=st.sampled_from(STRATEGIES),
+        instrument=st.sampled_from(INSTRUMENTS),
+        position=st.sampled_from(list(Position)),
+    )
+    def order(self, strategy: str, instrument: str, position: Position) -> None:
+        self.n += 1
+        order_id = str(self.n)
+        books = [b for (_, s), b in sorted(self.books.items()) if s == strategy]
+        accepted, rejected, reason = decide(books, order_id, instrument, position, NOW)
+        expected_accepted, expected_rejected = [], []
+        for (user, s), opened in sorted(self.open.items()):
+            if s != strategy or ((user, s) not in self.lists and not opened):
+                continue
+            listed = instrument in self.lists.get((user, s), set())
+            if position is Position.BUY:
+                why = None if listed and instrument not in opened else "ALREADY_OPEN"
+                if not listed:
+                    why = "INSTRUMENT_NOT_IN_STRATEGY"
+            elif instrument in opened:
+                why = None
+            else:
+                why = "NO_OPEN_POSITION" if listed else "INSTRUMENT_NOT_IN_STRATEGY"
+            if why is None:
+                expected_accepted.append(user)
+                if position is Position.BUY:
+                    opened[instrument] = order_id
+                else:
+                    del opened[instrument]
+            else:
+                expected_rejected.append({"user": user, "reason": why})
+        assert accepted == expected_accepted
+        assert rejected == expected_rejected
+        assert reason == (None if expected_accepted or expected_rejected else "UNKNOWN_STRATEGY")
+        for book in books:
+            self._keep_events(book)
+
+    @invariant()
+    def books_match_model(self) -> None:
+        for key, book in self.books.items():
+            assert book.open == self.open[key]
+            assert book.active == (key in self.lists)
+
+    @invariant()
+    def replay_equals_live(self) -> None:
+        for key, book in self.books.items():
+            replayed: Any = None
+            for domain_event in self.events[key]:
+                replayed = domain_event.mutate(replayed)
+            assert replayed.open == book.open
+            assert replayed.instruments == book.instruments
+            assert replayed.active == book.active
+            assert replayed.version == book.version
+
+
+TestRules = RulesMachine.TestCase
+TestRules.settings = hsettings(max_examples=200, stateful_step_count=40, deadline=None)
