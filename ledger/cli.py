@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import random
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -47,6 +48,9 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("no profile file: serving the profiles already in the store")
     else:
         profiles.load(settings.profiles)  # fail now, with a clear message, not mid-start-up
+    # uvicorn re-raises the signal that stopped it once it has shut down cleanly; a no-op
+    # handler turns that into a normal return, so a graceful SIGTERM exits 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
