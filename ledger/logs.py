@@ -62,3 +62,4 @@ def configure(log_dir: Path, level: str = "INFO") -> None:
     root.setLevel(level)
     # Per-request access lines would drown the per-order lines under load.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
