@@ -248,7 +248,9 @@ class Ledger(Application[UUID]):
                     rejected_for=rejected,
                     reason=reason,
                 )
-            recordings = self.save(*orders.values(), *touched.values(), expected_versions=expected)
+            # Book events first: a reader that has reached an order's sequence has then
+            # also passed every book change that order made.
+            recordings = self.save(*touched.values(), *orders.values(), expected_versions=expected)
         except BaseException:
             # Pending changes may have been applied in memory without being saved.
             self.forget(list(expected))

@@ -38,6 +38,7 @@ class Settings:
     log_level: str = "INFO"
     max_batch: int = 1000
     db_timeout: int = 2
+    projections: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -55,6 +56,7 @@ class Settings:
             log_level=env.get("LEDGER_LOG_LEVEL", cls.log_level).upper(),
             max_batch=_int(env, "LEDGER_MAX_BATCH", cls.max_batch),
             db_timeout=_int(env, "LEDGER_DB_TIMEOUT", cls.db_timeout),
+            projections=env.get("LEDGER_PROJECTIONS", "on").lower() not in ("0", "off", "no"),
         )
         chosen = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(settings, **chosen)

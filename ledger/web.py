@@ -6,9 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import orjson
 from eventsourcing.persistence import PersistenceError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,28 +14,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ledger import read_api
 from ledger.application import Ledger
 from ledger.database import Database
 from ledger.profiles import load as load_profiles
+from ledger.responses import JSONResponse, error
 from ledger.schemas import MAX_BODY, BadRequest, parse_order
 from ledger.settings import Settings
 from ledger.writer import Writer, WriterUnavailable
+from projections.runner import LedgerProjection, ProjectionService, open_view
+from projections.views import LedgerView
 
 log = logging.getLogger(__name__)
-
-
-class JSONResponse(Response):
-    """JSON via orjson; names and instruments are returned byte for byte."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    """A JSON error answer."""
-    return JSONResponse({"error": message, **extra}, status_code=status)
 
 
 class BodyTooLarge(Exception):
@@ -101,8 +89,23 @@ async def health(request: Request) -> Response:
             {"status": "unavailable", "database": "unreachable", "detail": str(failure)},
             status_code=503,
         )
+    view: LedgerView = request.app.state.view
+    service: ProjectionService = request.app.state.projections
+    processed = await asyncio.to_thread(view.max_tracking_id, Ledger.name) or 0
     return JSONResponse(
-        {"status": "ok", "database": "ok", "sequence": sequence, "queued": writer.queued}
+        {
+            "status": "ok",
+            "database": "ok",
+            "sequence": sequence,
+            "queued": writer.queued,
+            "projections": {
+                LedgerProjection.name: {
+                    "processed": processed,
+                    "lag": max(0, sequence - processed),
+                    "running_here": service.running.is_set(),
+                }
+            },
+        }
     )
 
 
@@ -130,6 +133,7 @@ def routes() -> list[Route]:
         Route("/create_order", create_order, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/users", users, methods=["GET"]),
+        *read_api.routes(),
     ]
 
 
@@ -141,8 +145,11 @@ def create_app(settings: Settings) -> Starlette:
         database = await asyncio.to_thread(Database.open, settings)
         ledger: Ledger | None = None
         writer: Writer | None = None
+        view: LedgerView | None = None
+        service: ProjectionService | None = None
         try:
             ledger = Ledger(env=database.eventsourcing_env())
+            app.state.view = view = await asyncio.to_thread(open_view, database.eventsourcing_env())
             if settings.profiles is not None:
                 report = await asyncio.to_thread(
                     ledger.import_profiles, load_profiles(settings.profiles)
@@ -159,11 +166,19 @@ def create_app(settings: Settings) -> Starlette:
             app.state.ledger = ledger
             app.state.writer = writer = Writer(ledger, max_batch=settings.max_batch)
             writer.start()
+            service = ProjectionService(database.eventsourcing_env(), database.url)
+            app.state.projections = service
+            if settings.projections:
+                service.start()
             log.info("ledger ready at sequence %d", await asyncio.to_thread(ledger.last_sequence))
             yield
         finally:
             if writer is not None:
                 await writer.stop()
+            if service is not None:
+                await asyncio.to_thread(service.stop)
+            if view is not None:
+                view.datastore.close()
             if ledger is not None:
                 ledger.close()
             database.close()
