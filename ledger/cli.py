@@ -9,14 +9,17 @@ import logging
 import random
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ledger import logs, profiles
 from ledger.producer import produce as run
 from ledger.producer import random_orders
 from ledger.settings import Settings, SettingsError
+from projections.queries import DEFAULT_LIMIT, MAX_LIMIT
 
 log = logging.getLogger("ledger.cli")
 
@@ -82,6 +85,102 @@ def produce(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _open_store(args: argparse.Namespace) -> tuple[Settings, Any]:
+    from ledger.database import Database  # noqa: PLC0415 - only the store commands need it
+
+    settings = _settings(args)
+    logs.configure(settings.log_dir, settings.log_level, stderr=False)
+    return settings, Database.open(settings)
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """Rebuild every read model from zero, with a progress bar."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from projections.runner import replay  # noqa: PLC0415
+
+    _, database = _open_store(args)
+    try:
+        started = time.monotonic()
+        with tqdm(unit="ev", unit_scale=True, desc="replay", disable=args.quiet) as bar:
+
+            def progress(position: int, top: int) -> None:
+                bar.total = top
+                bar.update(position - bar.n)
+
+            orders = replay(database.eventsourcing_env(), database.url, progress=progress)
+            events = bar.n
+        elapsed = max(time.monotonic() - started, 1e-9)
+        print(
+            f"replayed {events} events ({orders} orders) in {elapsed:.1f}s:"
+            f" {events / elapsed:,.0f} events/s"
+        )
+    except RuntimeError as problem:
+        print(f"ledger: {problem}", file=sys.stderr)
+        return 1
+    finally:
+        database.close()
+    return 0
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells)
+    return "\n".join(lines)
+
+
+def show(args: argparse.Namespace) -> int:
+    """Print the order log, open positions or closed trades as a table."""
+    from projections import queries  # noqa: PLC0415
+    from projections.runner import open_view  # noqa: PLC0415
+
+    _, database = _open_store(args)
+    view = open_view(database.eventsourcing_env())
+    try:
+        filters = queries.Filters(
+            args.user, args.strategy, args.instrument, getattr(args, "status", None)
+        )
+        cursor: str | None = None
+        if args.what == "positions":
+            rows = queries.positions(view, filters)
+            columns = ["user", "strategy", "instrument", "order_id", "opened_at"]
+        elif args.what == "orders":
+            rows, cursor = queries.orders(view, filters, args.limit, args.after)
+            for row in rows:
+                row["accepted_for"] = ", ".join(row["accepted_for"])
+                row["rejected_for"] = ", ".join(
+                    f"{r['user']} ({r['reason']})" for r in row["rejected_for"]
+                )
+            columns = ["sequence", "order_id", "strategy", "instrument", "position"]
+            columns += ["RESPONSE", "accepted_for", "rejected_for", "received_at"]
+        else:
+            rows, cursor = queries.trades(view, filters, args.limit, args.after)
+            columns = ["user", "strategy", "instrument", "buy_order_id", "sell_order_id"]
+            columns += ["opened_at", "closed_at"]
+        print(_table(rows, columns))
+        print(f"({len(rows)} {args.what}{'; more after --after ' + cursor if cursor else ''})")
+    finally:
+        view.datastore.close()
+        database.close()
+    return 0
+
+
+def _limit(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= MAX_LIMIT:
+        msg = f"must be between 1 and {MAX_LIMIT}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="embedded database directory (default data)")
+    p.add_argument("--database-url", help="external PostgreSQL (default: DATABASE_URL or embedded)")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     top = argparse.ArgumentParser(prog="ledger", description="Event-sourced order ledger")
@@ -91,9 +190,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, help="port (default 8080)")
     p.add_argument("--profiles", type=Path, help=f"profile file (default {DEFAULT_PROFILES})")
-    p.add_argument("--data-dir", type=Path, help="embedded database directory (default data)")
-    p.add_argument("--database-url", help="external PostgreSQL (default: DATABASE_URL or embedded)")
+    _store_options(p)
     p.set_defaults(func=serve)
+
+    p = sub.add_parser("replay", help="rebuild the read models from zero (server stopped)")
+    _store_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=replay_command)
+
+    for what in ("orders", "positions", "trades"):
+        p = sub.add_parser(what, help=f"print the {what} as a table")
+        _store_options(p)
+        p.add_argument("--user")
+        p.add_argument("--strategy")
+        p.add_argument("--instrument")
+        if what == "orders":
+            p.add_argument("--status", choices=["ACCEPTED", "REJECTED"])
+        if what != "positions":
+            p.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT)
+            p.add_argument("--after", type=int)
+        p.set_defaults(func=show, what=what)
 
     p = sub.add_parser("generate-profiles", help="write user_profile.json")
     p.add_argument("--raw", type=Path, default=DEFAULT_RAW)

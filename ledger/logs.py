@@ -46,7 +46,7 @@ class DailyFileHandler(logging.Handler):
         super().close()
 
 
-def configure(log_dir: Path, level: str = "INFO") -> None:
+def configure(log_dir: Path, level: str = "INFO", *, stderr: bool = True) -> None:
     """Send the ledger's logs to the daily file and to stderr (idempotent)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -54,7 +54,9 @@ def configure(log_dir: Path, level: str = "INFO") -> None:
             root.removeHandler(handler)
             handler.close()
     formatter = logging.Formatter(FORMAT)
-    handlers: list[logging.Handler] = [DailyFileHandler(log_dir), logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [DailyFileHandler(log_dir)]
+    if stderr:  # terminal commands keep their output readable; the file still gets it all
+        handlers.append(logging.StreamHandler(sys.stderr))
     for handler in handlers:
         handler.setFormatter(formatter)
         handler._ledger = True  # type: ignore[attr-defined]
