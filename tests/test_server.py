@@ -3,81 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import psutil
-import psycopg
-import pytest
-from psycopg import sql
 
-from tests.conftest import Server, free_port
+from tests.conftest import Server
 
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A data directory the embedded server's own user can reach."""
-    base = Path(tempfile.mkdtemp(prefix="ledger-data-"))
-    base.chmod(0o755)
-    yield base
-    postmaster = base / "pg" / "postmaster.pid"
-    if postmaster.exists():  # a failed test may leave the embedded server running
-        pid = int(postmaster.read_text().split()[0])
-        if psutil.pid_exists(pid):
-            os.kill(pid, signal.SIGQUIT)
-    shutil.rmtree(base, ignore_errors=True)
-
-
-BACKENDS = ["embedded"] + (["external"] if os.environ.get("DATABASE_URL") else [])
-
-
-@pytest.fixture
-def make_server(
-    data_dir: Path, profile_file: Path, server_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[[str], Server]]:
-    """Start servers on the embedded default, or on DATABASE_URL in a schema of their own."""
-    made: list[Server] = []
-    schemas: list[str] = []
-
-    def make(backend: str) -> Server:
-        env = dict(server_env)
-        args = ["--port", str(free_port()), "--profiles", str(profile_file)]
-        args += ["--data-dir", str(data_dir), "--host", "127.0.0.1"]
-        if backend == "external":
-            schemas.append(f"t_{uuid.uuid4().hex[:12]}")
-            env["DATABASE_URL"] = os.environ["DATABASE_URL"]
-            env["LEDGER_DB_SCHEMA"] = schemas[-1]
-        srv = Server(args, env, tmp_path / f"server-{len(made)}.log")
-        made.append(srv)
-        srv.start()
-        return srv
-
-    yield make
-    for srv in made:
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.kill()
-    for schema in schemas:
-        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-@pytest.fixture(params=BACKENDS)
-def server(request: pytest.FixtureRequest, make_server: Callable[[str], Server]) -> Server:
-    """A running server on each backend under test."""
-    return make_server(request.param)
-
-
-@pytest.fixture
-def embedded_server(make_server: Callable[[str], Server]) -> Server:
-    """A running server on the embedded default database."""
-    return make_server("embedded")
 
 
 def test_worked_example_over_http(server: Server) -> None:

@@ -1,0 +1,155 @@
+"""The read API in process, on real PostgreSQL, with the projections running."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from ledger.settings import Settings
+from ledger.web import create_app
+
+
+@pytest.fixture
+def client(settings: Settings, profile_file: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(replace(settings, profiles=profile_file))) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, strategy: str, instrument: str, position: str, **extra: str) -> Any:
+    body = {"STRATEGY": strategy, "INSTRUMENT": instrument, "POSITION": position, **extra}
+    response = client.post("/order", json=body)
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_read_your_writes(client: TestClient) -> None:
+    buy = post(client, "STRATEGY_B", "MINDA", "BUY", ORDER_ID="b1")
+    positions = client.get(f"/positions?min_sequence={buy['sequence']}").json()["positions"]
+    assert [(p["user"], p["instrument"], p["order_id"]) for p in positions] == [
+        ("Holland Proctor", "MINDA", "b1")
+    ]
+    sell = post(client, "STRATEGY_B", "MINDA", "SELL", ORDER_ID="s1")
+    trades = client.get(f"/trades?min_sequence={sell['sequence']}").json()
+    assert trades["next"] is None
+    (trade,) = trades["trades"]
+    assert (trade["buy_order_id"], trade["sell_order_id"]) == ("b1", "s1")
+    assert trade["opened_at"] <= trade["closed_at"]
+    assert client.get("/positions").json() == {"positions": []}
+    logged = client.get(f"/orders/s1?min_sequence={sell['sequence']}").json()
+    assert {k: v for k, v in logged.items() if k != "received_at"} == sell
+    assert logged["received_at"]
+
+
+def test_min_sequence_not_reached_is_503(client: TestClient) -> None:
+    response = client.get("/orders?min_sequence=999999999")
+    assert response.status_code == 503
+    assert "999999999" in response.json()["error"]
+
+
+def test_unknown_order_is_404(client: TestClient) -> None:
+    response = client.get("/orders/nope")
+    assert response.status_code == 404
+    assert response.json()["order_id"] == "nope"
+
+
+def test_order_filters(client: TestClient) -> None:
+    a = post(client, "STRATEGY_B", "MINDA", "BUY")  # Holland accepted, Kamryn rejected
+    b = post(client, "STRATEGY_D", "NTPC", "BUY")  # Kamryn accepted
+    c = post(client, "STRATEGY_Z", "ACC", "SELL")  # nobody
+    top = c["sequence"]
+
+    def ids(query: str) -> list[str]:
+        body = client.get(f"/orders?min_sequence={top}&{query}").json()
+        return [o["order_id"] for o in body["orders"]]
+
+    assert ids("") == [a["order_id"], b["order_id"], c["order_id"]]
+    assert ids("user=Kamryn%20Li") == [a["order_id"], b["order_id"]]
+    assert ids("user=Holland%20Proctor") == [a["order_id"]]
+    assert ids("status=REJECTED") == [c["order_id"]]
+    assert ids("strategy=STRATEGY_D") == [b["order_id"]]
+    assert ids("instrument=ACC&status=ACCEPTED") == []
+
+
+def test_pagination_walks_every_order_once_while_orders_arrive(client: TestClient) -> None:
+    before = [post(client, "STRATEGY_B", "MINDA", side) for side in ["BUY", "SELL"] * 10]
+    seen: list[int] = []
+    cursor: str | None = None
+    arrived: list[dict[str, Any]] = []
+    while True:
+        query = f"/orders?limit=3&min_sequence={before[-1]['sequence']}"
+        page = client.get(query + (f"&after={cursor}" if cursor else "")).json()
+        seen.extend(o["sequence"] for o in page["orders"])
+        arrived.append(post(client, "STRATEGY_D", "NTPC", "BUY"))  # new orders keep coming
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == sorted(set(seen))  # ascending, none twice
+    assert {o["sequence"] for o in before} <= set(seen)
+    everything = client.get(f"/orders?limit=1000&min_sequence={arrived[-1]['sequence']}").json()
+    all_sequences = [o["sequence"] for o in everything["orders"]]
+    assert seen == [s for s in all_sequences if s <= seen[-1]]  # no order skipped
+
+
+def test_trades_paginate(client: TestClient) -> None:
+    last = None
+    for _ in range(5):
+        post(client, "STRATEGY_B", "MINDA", "BUY")
+        last = post(client, "STRATEGY_B", "MINDA", "SELL")
+    assert last is not None
+    pages = []
+    cursor = None
+    while True:
+        query = f"/trades?limit=2&min_sequence={last['sequence']}"
+        body = client.get(query + (f"&after={cursor}" if cursor else "")).json()
+        pages.append(body["trades"])
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [2, 2, 1]
+    sells = [t["sell_order_id"] for p in pages for t in p]
+    assert len(set(sells)) == 5
+
+
+def test_positions_as_of(client: TestClient) -> None:
+    buy = post(client, "STRATEGY_B", "MINDA", "BUY")
+    post(client, "STRATEGY_B", "MINDA", "SELL")
+    then = client.get(f"/positions?as_of={buy['sequence']}").json()["positions"]
+    assert [p["order_id"] for p in then] == [buy["order_id"]]
+    assert client.get(f"/positions?as_of={buy['sequence'] - 1}").json() == {"positions": []}
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("/orders?limit=0", "limit"),
+        ("/orders?limit=1001", "limit"),
+        ("/orders?limit=ten", "limit"),
+        ("/orders?after=-1", "after"),
+        ("/orders?status=OPEN", "status"),
+        ("/orders?colour=red", "colour"),
+        ("/orders?user=a&user=b", "user"),
+        ("/trades?min_sequence=x", "min_sequence"),
+        ("/positions?as_of=1.5", "as_of"),
+        ("/positions?limit=5", "limit"),
+        ("/positions?user=" + "u" * 65, "user"),
+        ("/orders/x?limit=1", "limit"),
+    ],
+)
+def test_bad_query_parameters_are_422(client: TestClient, query: str, name: str) -> None:
+    response = client.get(query)
+    assert response.status_code == 422
+    assert name in response.json()["fields"]
+
+
+def test_health_reports_projection_lag(client: TestClient) -> None:
+    order = post(client, "STRATEGY_B", "MINDA", "BUY")
+    client.get(f"/orders?min_sequence={order['sequence']}")
+    health = client.get("/health").json()
+    projection = health["projections"]["ledger_views"]
+    assert projection["processed"] == order["sequence"] == health["sequence"]
+    assert projection["lag"] == 0
