@@ -155,6 +155,11 @@ class Server:
             time.sleep(0.1)  # polling a process we do not control, not synchronising threads
         pytest.fail(f"server not healthy within {timeout}s:\n{self.log.read_text()}")
 
+    def store_args(self) -> list[str]:
+        """The options that name this server's store, for other commands."""
+        at = self.args.index("--data-dir")
+        return self.args[at : at + 2]
+
     def kill(self) -> None:
         """SIGKILL: no clean-up at all."""
         assert self.proc is not None

@@ -1,0 +1,76 @@
+"""The command line: profiles, and the read models as terminal tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ledger.application import Ledger, OrderRequest
+from ledger.cli import main
+from ledger.database import Database
+from ledger.domain import Position
+from ledger.settings import Settings
+from projections.runner import replay
+
+RAW = Path(__file__).resolve().parent.parent / "jsons" / "raw_details.json"
+
+
+def test_generate_profiles_keeps_the_original_shape(tmp_path: Path) -> None:
+    out = tmp_path / "user_profile.json"
+    assert main(["generate-profiles", "--raw", str(RAW), "--out", str(out), "--seed", "7"]) == 0
+    profiles = json.loads(out.read_text())
+    raw = json.loads(RAW.read_text())
+    assert len(profiles) == 3
+    for user, strategies in profiles.items():
+        assert user in raw["USERS"]
+        assert 1 <= len(strategies) <= 7
+        for strategy, instruments in strategies.items():
+            assert strategy in raw["STRATEGIES"]
+            assert 1 <= len(instruments) <= 10
+            assert len(set(instruments)) == len(instruments)
+            assert set(instruments) <= set(raw["INSTRUMENTS"])
+    again = tmp_path / "again.json"
+    main(["generate-profiles", "--raw", str(RAW), "--out", str(again), "--seed", "7"])
+    assert again.read_text() == out.read_text()  # a seed makes it reproducible
+
+
+def test_generate_profiles_refuses_too_many_users(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p.json"
+    assert main(["generate-profiles", "--raw", str(RAW), "--out", str(out), "--users", "21"]) == 2
+    assert "between 1 and 20" in capsys.readouterr().err  # one of the 21 names is listed twice
+    assert not out.exists()
+
+
+def test_orders_and_positions_print_tables(
+    ledger: Ledger,
+    database: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "cli-buy")])
+    ledger.place_orders([OrderRequest("STRATEGY_Z", "L&T", Position.SELL, "cli-other")])
+    replay(database.eventsourcing_env(), database.url)  # build the read models
+    monkeypatch.setenv("LEDGER_DB_SCHEMA", settings.db_schema)
+    monkeypatch.setenv("LEDGER_LOG_DIR", str(settings.log_dir))
+    store = ["--database-url", str(settings.database_url)]
+
+    assert main(["orders", *store]) == 0
+    out = capsys.readouterr().out
+    assert "cli-buy" in out and "cli-other" in out and "L&T" in out
+    assert "Holland Proctor" in out
+
+    assert main(["orders", "--status", "REJECTED", *store]) == 0
+    out = capsys.readouterr().out
+    assert "cli-other" in out and "cli-buy" not in out
+
+    assert main(["positions", "--user", "Holland Proctor", *store]) == 0
+    out = capsys.readouterr().out
+    assert "MINDA" in out and "cli-buy" in out and "(1 positions)" in out
+
+    assert main(["positions", "--user", "Kamryn Li", *store]) == 0
+    assert "(0 positions)" in capsys.readouterr().out
