@@ -123,6 +123,29 @@ def replay_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def project(args: argparse.Namespace) -> int:
+    """Run only the projections, in the foreground, until SIGTERM or Ctrl-C."""
+    import threading  # noqa: PLC0415
+
+    from projections.runner import ProjectionService  # noqa: PLC0415
+
+    settings, database = _open_store(args)
+    logs.configure(settings.log_dir, settings.log_level)
+    service = ProjectionService(database.eventsourcing_env(), database.url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    service.start()
+    log.info("projections running; SIGTERM or Ctrl-C stops them")
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        database.close()
+    return 0
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     cells = [[str(row.get(c, "")) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -197,6 +220,10 @@ def parser() -> argparse.ArgumentParser:
     _store_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=replay_command)
+
+    p = sub.add_parser("project", help="run only the projections (no HTTP)")
+    _store_options(p)
+    p.set_defaults(func=project)
 
     for what in ("orders", "positions", "trades"):
         p = sub.add_parser(what, help=f"print the {what} as a table")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from ledger.application import Ledger, OrderRequest
 from ledger.cli import main
 from ledger.database import Database
 from ledger.domain import Position
 from ledger.settings import Settings
-from projections.runner import replay
+from projections.runner import open_view, replay
+from tests.conftest import ROOT
 
 RAW = Path(__file__).resolve().parent.parent / "jsons" / "raw_details.json"
 
@@ -74,3 +79,25 @@ def test_orders_and_positions_print_tables(
 
     assert main(["positions", "--user", "Kamryn Li", *store]) == 0
     assert "(0 positions)" in capsys.readouterr().out
+
+
+def test_project_runs_the_projections_alone(
+    ledger: Ledger, database: Database, settings: Settings
+) -> None:
+    (outcome,) = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "p1")])
+    env = {**os.environ, "LEDGER_DB_SCHEMA": settings.db_schema}
+    env["LEDGER_LOG_DIR"] = str(settings.log_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ledger.cli", "project", "--database-url", database.url],
+        env=env,
+        cwd=ROOT,
+    )
+    view = open_view(database.eventsourcing_env())
+    try:
+        view.wait(Ledger.name, outcome.answer["sequence"], timeout=60)
+        rows = view.query(sql.SQL("SELECT order_id FROM {0}").format(view.tables["orders"]), [])
+        assert [r["order_id"] for r in rows] == ["p1"]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        view.datastore.close()
