@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoder
 
 from ledger.domain import Book, Order, Position, Roster, decide, order_answer
 from ledger.recorder import LedgerRecorder
+from ledger.transcoder import OrjsonTranscoder
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,47 @@ class Ledger(Application[UUID]):
     """Books orders for every user who trades the strategy."""
 
     name = "Ledger"
+    # A book's history grows with every order; a snapshot every 100 events keeps loads short.
+    snapshotting_intervals = {Book: 100}  # noqa: RUF012 - the base class declares it
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
         self._books: dict[UUID, Book] = {}
         self._by_strategy: dict[str, list[UUID]] | None = None
+        self._books_of: dict[str, list[Book]] = {}  # strategy -> its loaded books
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def construct_transcoder(self) -> Transcoder:
+        """orjson, in eventsourcing's JSON format: a stored event decodes to what was saved."""
+        transcoder: JSONTranscoder = OrjsonTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Application.save without its per-object Protocol checks (slow on Python 3.11)."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in objs:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._snapshot_from_memory(processing_event)
+        self._notify(recordings)
+        return recordings
+
+    def _snapshot_from_memory(self, processing_event: ProcessingEvent[UUID]) -> None:
+        # eventsourcing would reload each aggregate from the store to snapshot it; the saved
+        # aggregate in memory is that same state, so it is snapshotted as it is.
+        if self.snapshots is None:
+            return
+        due: dict[UUID, Any] = {}
+        for domain_event in processing_event.events:
+            aggregate = processing_event.aggregates.get(domain_event.originator_id)
+            interval = self.snapshotting_intervals.get(type(aggregate))  # type: ignore[arg-type]
+            if interval and domain_event.originator_version % interval == 0:
+                due[aggregate.id] = aggregate  # type: ignore[union-attr]
+        if due:
+            self.snapshots.put([Book.Snapshot.take(a) for a in due.values()])
 
     @property
     def store(self) -> LedgerRecorder:
@@ -120,8 +156,16 @@ class Ledger(Application[UUID]):
             self._books[book_id] = book = loaded
         return book
 
+    def _strategy_books(self, strategy: str) -> list[Book]:
+        books = self._books_of.get(strategy)
+        if books is None:
+            books = [self._book(book_id) for book_id in self._index().get(strategy, [])]
+            self._books_of[strategy] = books
+        return books
+
     def forget(self, book_ids: Sequence[UUID] | None = None) -> None:
         """Drop cached books (all when None) so they reload from the store."""
+        self._books_of.clear()
         if book_ids is not None:
             for book_id in book_ids:
                 self._books.pop(book_id, None)
@@ -194,6 +238,7 @@ class Ledger(Application[UUID]):
         for book in changed:
             self._books[book.id] = book
         self._by_strategy = None
+        self._books_of.clear()
         for user, strategy, instrument in report.kept_open:
             log.warning(
                 "profile no longer lists %s/%s/%s but its position is open: kept, SELL closes it",
@@ -220,24 +265,25 @@ class Ledger(Application[UUID]):
 
     def _place(self, requests: Sequence[OrderRequest], *, look_up_ids: bool) -> list[OrderOutcome]:
         known = self._known_answers(requests, look_up_ids=look_up_ids)
-        index = self._index()
         orders: dict[str, Order] = {}
-        expected: dict[UUID, int] = {}
-        touched: dict[UUID, Book] = {}
+        read: dict[str, list[tuple[Book, int]]] = {}  # strategy -> its books as first read
+        touched: dict[int, Book] = {}  # keyed by id(): hashing UUIDs is slow in a hot loop
         try:
             for request in requests:
                 order_id = request.order_id
                 assert order_id is not None
                 if order_id in known or order_id in orders:
                     continue
-                books = [self._book(book_id) for book_id in index.get(request.strategy, [])]
-                for book in books:
-                    expected.setdefault(book.id, book.version)
-                version_before = {book.id: book.version for book in books}
+                books = self._strategy_books(request.strategy)
+                if request.strategy not in read:
+                    read[request.strategy] = [(b, b.version) for b in books]
+                versions = [b.version for b in books]
                 accepted, rejected, reason = decide(
                     books, order_id, request.instrument, request.position, request.received_at
                 )
-                touched.update((b.id, b) for b in books if b.version != version_before[b.id])
+                for book, version in zip(books, versions, strict=True):
+                    if book.version != version:
+                        touched[id(book)] = book
                 orders[order_id] = Order(
                     order_id=order_id,
                     strategy=request.strategy,
@@ -250,10 +296,11 @@ class Ledger(Application[UUID]):
                 )
             # Book events first: a reader that has reached an order's sequence has then
             # also passed every book change that order made.
+            expected = {b.id: v for pairs in read.values() for b, v in pairs}
             recordings = self.save(*touched.values(), *orders.values(), expected_versions=expected)
         except BaseException:
             # Pending changes may have been applied in memory without being saved.
-            self.forget(list(expected))
+            self.forget([b.id for pairs in read.values() for b, _ in pairs])
             raise
         sequences = {r.domain_event.originator_id: r.notification.id for r in recordings}
         for order_id, order in orders.items():

@@ -87,7 +87,9 @@ class Database:
             "POSTGRES_LOCK_TIMEOUT": str(max(self.timeout, 5)),
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_MAX_OVERFLOW": "4",
-            "POSTGRES_PRE_PING": "y",
+            # No ping per checkout: a dead connection fails its batch (503, client retries)
+            # and the pool replaces it; a ping would cost a round trip on every commit.
+            "POSTGRES_PRE_PING": "n",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         }
 

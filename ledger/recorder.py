@@ -25,9 +25,17 @@ class LedgerRecorder(PostgresApplicationRecorder):
         table = SQL("{0}.{1}").format(
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
+        # One index probe per book (the newest version), not a scan of each book's history.
         self._versions_sql = SQL(
-            "SELECT originator_id, max(originator_version) AS version FROM {0} "
-            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+            "SELECT id AS originator_id, (SELECT max(originator_version) FROM {0}"
+            " WHERE originator_id = id) AS version FROM unnest(%s::uuid[]) AS id"
+        ).format(table)
+        # Four plain arrays instead of eventsourcing's array of a composite type: psycopg
+        # dumps those in C, where composites are escaped row by row in Python.
+        self._insert_sql = SQL(
+            "INSERT INTO {0} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
+            " RETURNING notification_id"
         ).format(table)
         self._notification_sql = SQL(
             "SELECT originator_id, notification_id FROM {0} "
@@ -57,6 +65,22 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 msg = f"{len(stale)} book(s) changed since read"
                 raise StaleRead(msg)
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_sql,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+        )
 
     def first_notification_ids(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The notification id of each given aggregate's first event, if it exists."""

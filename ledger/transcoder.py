@@ -1,0 +1,38 @@
+"""A faster decoder for stored events, in eventsourcing's own JSON format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+class OrjsonTranscoder(JSONTranscoder):
+    """Encodes as JSONTranscoder does; decodes with orjson, then restores tagged values.
+
+    Encoding stays with the json module: orjson would write UUIDs and Enums natively, never
+    calling the registered transcodings, so they would not decode to what was saved (measured:
+    a correct tagging walk in Python costs what orjson saves). Decoding is safe to speed up:
+    {"_type_", "_data_"} objects are turned back into values exactly as JSONTranscoder does.
+    """
+
+    def decode(self, data: bytes) -> Any:
+        return self._untag(orjson.loads(data))
+
+    def _untag(self, o: Any) -> Any:
+        kind = type(o)
+        if kind is dict:
+            if len(o) == 2 and "_type_" in o and "_data_" in o:
+                transcoding = self.names.get(o["_type_"])
+                if transcoding is None:
+                    msg = f"Data serialized with name {o['_type_']!r} has no transcoding"
+                    raise TranscodingNotRegisteredError(msg)
+                return transcoding.decode(self._untag(o["_data_"]))
+            # Most values are plain: test their type inline rather than recurse into each.
+            return {k: v if type(v) in _LEAVES else self._untag(v) for k, v in o.items()}
+        if kind is list:
+            return [v if type(v) in _LEAVES else self._untag(v) for v in o]
+        return o
