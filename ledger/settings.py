@@ -38,7 +38,7 @@ class Settings:
     log_level: str = "INFO"
     max_batch: int = 1000
     db_timeout: int = 2
-    projections: bool = True
+    projections: str = "process"  # process | thread | off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -56,7 +56,7 @@ class Settings:
             log_level=env.get("LEDGER_LOG_LEVEL", cls.log_level).upper(),
             max_batch=_int(env, "LEDGER_MAX_BATCH", cls.max_batch),
             db_timeout=_int(env, "LEDGER_DB_TIMEOUT", cls.db_timeout),
-            projections=env.get("LEDGER_PROJECTIONS", "on").lower() not in ("0", "off", "no"),
+            projections=env.get("LEDGER_PROJECTIONS", cls.projections).lower(),
         )
         chosen = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(settings, **chosen)
@@ -73,6 +73,9 @@ class Settings:
             raise SettingsError(msg)
         if self.db_timeout < 1:
             msg = "LEDGER_DB_TIMEOUT must be at least 1 second"
+            raise SettingsError(msg)
+        if self.projections not in ("process", "thread", "off"):
+            msg = f"LEDGER_PROJECTIONS must be process, thread or off, got {self.projections!r}"
             raise SettingsError(msg)
         if self.db_schema and not self.db_schema.replace("_", "").isalnum():
             msg = f"LEDGER_DB_SCHEMA must be letters, digits and _, got {self.db_schema!r}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +23,12 @@ from ledger.responses import JSONResponse, error
 from ledger.schemas import MAX_BODY, BadRequest, parse_order
 from ledger.settings import Settings
 from ledger.writer import Writer, WriterUnavailable
-from projections.runner import LedgerProjection, ProjectionService, open_view
+from projections.runner import (
+    LedgerProjection,
+    ProjectionProcess,
+    ProjectionService,
+    open_view,
+)
 from projections.views import LedgerView
 
 log = logging.getLogger(__name__)
@@ -90,7 +96,7 @@ async def health(request: Request) -> Response:
             status_code=503,
         )
     view: LedgerView = request.app.state.view
-    service: ProjectionService = request.app.state.projections
+    service: ProjectionService | ProjectionProcess | None = request.app.state.projections
     processed = await asyncio.to_thread(view.max_tracking_id, Ledger.name) or 0
     return JSONResponse(
         {
@@ -102,7 +108,8 @@ async def health(request: Request) -> Response:
                 LedgerProjection.name: {
                     "processed": processed,
                     "lag": max(0, sequence - processed),
-                    "running_here": service.running.is_set(),
+                    "runner": settings.projections,
+                    "alive": service is not None and service.alive,
                 }
             },
         }
@@ -137,6 +144,16 @@ def routes() -> list[Route]:
     ]
 
 
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the URL is an argument
+    env.update(
+        LEDGER_DB_SCHEMA=settings.db_schema,
+        LEDGER_LOG_DIR=str(settings.log_dir),
+        LEDGER_LOG_LEVEL=settings.log_level,
+    )
+    return env
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the application; the database and the writer start with the lifespan."""
 
@@ -146,7 +163,7 @@ def create_app(settings: Settings) -> Starlette:
         ledger: Ledger | None = None
         writer: Writer | None = None
         view: LedgerView | None = None
-        service: ProjectionService | None = None
+        service: ProjectionService | ProjectionProcess | None = None
         try:
             ledger = Ledger(env=database.eventsourcing_env())
             app.state.view = view = await asyncio.to_thread(open_view, database.eventsourcing_env())
@@ -166,9 +183,12 @@ def create_app(settings: Settings) -> Starlette:
             app.state.ledger = ledger
             app.state.writer = writer = Writer(ledger, max_batch=settings.max_batch)
             writer.start()
-            service = ProjectionService(database.eventsourcing_env(), database.url)
+            if settings.projections == "thread":
+                service = ProjectionService(database.eventsourcing_env(), database.url)
+            elif settings.projections == "process":
+                service = ProjectionProcess(database.url, _child_env(settings))
             app.state.projections = service
-            if settings.projections:
+            if service is not None:
                 service.start()
             log.info("ledger ready at sequence %d", await asyncio.to_thread(ledger.last_sequence))
             yield

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Mapping
-from functools import singledispatchmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -14,32 +19,77 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import get_topic
 
 from ledger.application import Ledger
-from ledger.domain import Book, Order
+from ledger.domain import Book, Order, Roster
 from projections.views import LedgerView, PlacedOrder
 
 log = logging.getLogger(__name__)
 
 PLACED_TOPIC = get_topic(Order.Placed)  # type: ignore[attr-defined]
-# Book position events are committed just before their order's Placed event, which carries
-# the same decisions, so they need neither a view change nor a tracking record of their own.
-FOLLOWED_BY_ORDER = (Book.PositionOpened, Book.PositionClosed)  # type: ignore[attr-defined]
+# Position events are committed just before their order's Placed event, which carries the
+# same decisions: the projection never needs to read them. Profile changes are read only to
+# move the tracking position, so the lag is exact after an import too.
+TOPICS = (
+    PLACED_TOPIC,
+    *(
+        get_topic(event_class)
+        for event_class in (
+            Book.StrategyTakenUp,  # type: ignore[attr-defined]
+            Book.InstrumentsChanged,  # type: ignore[attr-defined]
+            Book.StrategyDropped,  # type: ignore[attr-defined]
+            Roster.Started,  # type: ignore[attr-defined]
+            Roster.BooksAdded,  # type: ignore[attr-defined]
+        )
+    ),
+)
+BATCH = 1000
 
 
 class LedgerProjection(Projection[LedgerView]):
     """Turns the ledger's events into rows of the read tables."""
 
     name = "ledger_views"
+    topics = TOPICS
 
-    @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        if isinstance(domain_event, FOLLOWED_BY_ORDER):
-            return
-        self.view.insert_tracking(tracking)  # profile changes: nothing to show, but count them
+        """One event and its tracking record, in one transaction."""
+        self.process_events([(domain_event, tracking)])
 
-    @process_event.register(Order.Placed)  # type: ignore[attr-defined]
-    def _(self, domain_event: Any, tracking: Tracking) -> None:
-        order = PlacedOrder.from_event(domain_event, tracking.notification_id)
-        self.view.apply([order], tracking)
+    def process_events(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
+        """Many events in one view transaction, tracked at the last of them."""
+        orders = [
+            PlacedOrder.from_event(domain_event, tracking.notification_id)
+            for domain_event, tracking in batch
+            if isinstance(domain_event, Order.Placed)  # type: ignore[attr-defined]
+        ]
+        self.view.apply(orders, batch[-1][1])
+
+
+class BatchingProjectionRunner(ProjectionRunner[Ledger, LedgerView]):
+    """ProjectionRunner that hands the projection every event already fetched, at once."""
+
+    @staticmethod
+    def _process_events_loop(
+        subscription: Any, projection: Any, is_stopping: threading.Event, runner: Any
+    ) -> None:
+        # 9.5.6's loop calls process_event() once per event: one view transaction each.
+        # Here the subscription's already fetched pages (eventsourcing 9.5.6 internals,
+        # pinned) are drained without blocking and processed together.
+        pages = subscription.subscription
+        try:
+            for first in subscription:
+                batch = [first]
+                while len(batch) < BATCH and (
+                    pages._notifications_index < len(pages._notifications)
+                    or not pages._notifications_queue.empty()
+                ):
+                    batch.append(next(subscription))
+                projection.process_events(batch)
+        except BaseException as error:
+            owner = runner()
+            if owner is not None:
+                owner._thread_error = error
+        finally:
+            is_stopping.set()
 
 
 def projection_env(ledger_env: Mapping[str, str]) -> dict[str, str]:
@@ -47,11 +97,22 @@ def projection_env(ledger_env: Mapping[str, str]) -> dict[str, str]:
     return dict(ledger_env)
 
 
-def _take_lock(conn: psycopg.Connection[Any], env: Mapping[str, str]) -> bool:
-    """One projector per schema: a second process (or a replay) waits its turn."""
+@contextmanager
+def projector_lock(url: str, env: Mapping[str, str]) -> Iterator[psycopg.Connection[Any] | None]:
+    """One projector per schema: yields the lock's connection, or None if another holds it."""
     key = f"{env.get('POSTGRES_SCHEMA', '')}.{LedgerProjection.name}"
-    row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
-    return bool(row and row[0])
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+        if not row or not row[0]:
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            # Unlock before closing: a closed session lets go of its locks only some time
+            # after the client has moved on, and a replay started right after would fail.
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
 class ProjectionService:
@@ -65,6 +126,11 @@ class ProjectionService:
         self._runner: ProjectionRunner[Ledger, LedgerView] | None = None
         self._thread: threading.Thread | None = None
         self.running = threading.Event()  # set while this process holds the projector's lock
+
+    @property
+    def alive(self) -> bool:
+        """Whether this process holds the projector's lock and runs the projection."""
+        return self.running.is_set()
 
     def start(self) -> None:
         """Start the supervising thread."""
@@ -89,10 +155,10 @@ class ProjectionService:
             self._stopping.wait(self.retry_after)
 
     def _run_once(self) -> None:
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as lock_conn:
-            if not _take_lock(lock_conn, self.env):
+        with projector_lock(self.url, self.env) as lock_conn:
+            if lock_conn is None:
                 return  # another process keeps the read models; try again later
-            runner: ProjectionRunner[Ledger, LedgerView] = ProjectionRunner(
+            runner: ProjectionRunner[Ledger, LedgerView] = BatchingProjectionRunner(
                 application_class=Ledger,
                 projection_class=LedgerProjection,
                 view_class=LedgerView,
@@ -112,6 +178,45 @@ class ProjectionService:
                 self._runner = None
 
 
+class ProjectionProcess:
+    """Runs `ledger project` as a child process, so projecting does not share the server's GIL."""
+
+    def __init__(self, url: str, env: Mapping[str, str]) -> None:
+        self.url = url
+        self.env = dict(env)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child is running."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the child; it dies with this process, even on SIGKILL."""
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "ledger.cli", "project", "--database-url", self.url],
+            env=self.env,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets a signal, no threads touched
+        )
+
+    def stop(self) -> None:
+        """SIGTERM: the child finishes its batch and exits."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def _die_with_parent() -> None:
+    # Linux: have the kernel send SIGTERM to the child when the server dies.
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def open_view(env: Mapping[str, str]) -> LedgerView:
     """A view recorder for reads and replays, with its tables created."""
     from eventsourcing.persistence import InfrastructureFactory  # noqa: PLC0415
@@ -126,12 +231,12 @@ def open_view(env: Mapping[str, str]) -> LedgerView:
 def replay(
     env: Mapping[str, str],
     url: str,
-    batch: int = 5000,
+    batch: int = 10_000,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Rebuild the read models from zero; returns the number of orders applied."""
-    with psycopg.connect(url, autocommit=True, connect_timeout=5) as lock_conn:
-        if not _take_lock(lock_conn, env):
+    with projector_lock(url, env) as lock_conn:
+        if lock_conn is None:
             msg = "a running server keeps the read models: stop it before replaying"
             raise RuntimeError(msg)
         with Ledger(env=projection_env(env)) as ledger:

@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
-from psycopg.types.json import Jsonb
 
 TABLES = ("orders", "positions", "trades")
+UNIT_SEPARATOR = "\x1f"  # joins user names for one array column; never in a valid name
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class PlacedOrder:
             rejected_for=list(event.rejected_for),
             reason=event.reason,
         )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column, for unnest()."""
+    return [[row[n] for row in rows] for n in range(width)] if rows else [[]] * width
 
 
 class LedgerView(PostgresTrackingRecorder):
@@ -83,80 +89,97 @@ class LedgerView(PostgresTrackingRecorder):
                 "CREATE INDEX IF NOT EXISTS view_trades_user ON {trades} (user_name, id)",
             )
         )
-        self._insert_order = SQL(
+        # Set-based statements: a batch of any size costs the same few round trips.
+        self._insert_orders = SQL(
             "INSERT INTO {0} (sequence, order_id, strategy, instrument, position, received_at,"
             " response, accepted_for, rejected_for, reason, users)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " SELECT s, o, st, i, p, r, resp, a::jsonb, rj::jsonb, re, string_to_array(u, %b)"
+            " FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[],"
+            " %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+            " AS t(s, o, st, i, p, r, resp, a, rj, re, u)"
         ).format(t["orders"])
-        self._open = SQL(
-            "INSERT INTO {0} (user_name, strategy, instrument, order_id, opened_at, sequence)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
+        self._close_positions = SQL(
+            "DELETE FROM {0} AS p USING unnest(%b::text[], %b::text[], %b::text[])"
+            " AS k(u, s, i) WHERE p.user_name = k.u AND p.strategy = k.s AND p.instrument = k.i"
+            " RETURNING p.user_name, p.strategy, p.instrument, p.order_id, p.opened_at, p.sequence"
         ).format(t["positions"])
-        self._close = SQL(
-            "WITH closed AS (DELETE FROM {0} WHERE user_name = %s AND strategy = %s"
-            " AND instrument = %s RETURNING *)"
-            " INSERT INTO {1} (user_name, strategy, instrument, buy_order_id, sell_order_id,"
+        self._open_positions = SQL(
+            "INSERT INTO {0} (user_name, strategy, instrument, order_id, opened_at, sequence)"
+            " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+            " %b::timestamptz[], %b::bigint[])"
+        ).format(t["positions"])
+        self._insert_trades = SQL(
+            "INSERT INTO {0} (user_name, strategy, instrument, buy_order_id, sell_order_id,"
             " opened_at, closed_at, buy_sequence, sell_sequence)"
-            " SELECT user_name, strategy, instrument, order_id, %s, opened_at, %s, sequence, %s"
-            " FROM closed RETURNING id"
-        ).format(t["positions"], t["trades"])
+            " SELECT u, s, i, b, x, o, c, bs, ss FROM unnest(%b::text[], %b::text[], %b::text[],"
+            " %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::bigint[],"
+            " %b::bigint[]) WITH ORDINALITY AS t(u, s, i, b, x, o, c, bs, ss, n) ORDER BY n"
+        ).format(t["trades"])
 
-    def _apply(self, curs: Cursor[DictRow], order: PlacedOrder) -> None:
-        users = order.accepted_for + [r["user"] for r in order.rejected_for]
+    def apply(self, orders: Sequence[PlacedOrder], tracking: Tracking) -> None:
+        """Apply orders in sequence order, and record how far the log has been read, at once."""
+        with self.datastore.transaction(commit=True) as curs:
+            if orders:
+                self._apply(curs, orders)
+            self._insert_tracking(curs, tracking)
+
+    def _apply(self, curs: Cursor[DictRow], orders: Sequence[PlacedOrder]) -> None:
+        # Fold the batch in memory; only positions opened before it are read from the table.
+        Key = tuple[str, str, str]
+        opened: dict[Key, tuple[str, datetime, int]] = {}  # opened within this batch
+        from_table: list[Key] = []  # closed here, opened before the batch
+        trades: list[tuple[Key, tuple[str, datetime, int] | None, PlacedOrder]] = []
+        for order in orders:
+            for user in order.accepted_for:
+                key = (user, order.strategy, order.instrument)
+                if order.position == "BUY":
+                    opened[key] = (order.order_id, order.received_at, order.sequence)
+                elif key in opened:
+                    trades.append((key, opened.pop(key), order))
+                else:
+                    from_table.append(key)
+                    trades.append((key, None, order))
+        closed: dict[Key, tuple[str, datetime, int]] = {}
+        if from_table:
+            curs.execute(self._close_positions, _columns(from_table, 3), prepare=True)
+            for row in curs.fetchall():
+                key = (row["user_name"], row["strategy"], row["instrument"])
+                closed[key] = (row["order_id"], row["opened_at"], row["sequence"])
+            missing = set(from_table) - set(closed)
+            if missing:
+                msg = f"orders close positions the view does not hold: {sorted(missing)[:3]}"
+                raise RuntimeError(msg)
+        if trades:
+            trade_rows: list[tuple[Any, ...]] = []
+            for key, buy, sell in trades:
+                buy_id, opened_at, buy_sequence = buy if buy is not None else closed[key]
+                closing = (sell.order_id, opened_at, sell.received_at, buy_sequence, sell.sequence)
+                trade_rows.append((*key, buy_id, *closing))
+            curs.execute(self._insert_trades, _columns(trade_rows, 9), prepare=True)
+        if opened:
+            open_rows: list[tuple[Any, ...]] = [(*key, *value) for key, value in opened.items()]
+            curs.execute(self._open_positions, _columns(open_rows, 6), prepare=True)
         curs.execute(
-            self._insert_order,
+            self._insert_orders,
             (
-                order.sequence,
-                order.order_id,
-                order.strategy,
-                order.instrument,
-                order.position,
-                order.received_at,
-                "ACCEPTED" if order.accepted_for else "REJECTED",
-                Jsonb(order.accepted_for),
-                Jsonb(order.rejected_for),
-                order.reason,
-                users,
+                UNIT_SEPARATOR,
+                [o.sequence for o in orders],
+                [o.order_id for o in orders],
+                [o.strategy for o in orders],
+                [o.instrument for o in orders],
+                [o.position for o in orders],
+                [o.received_at for o in orders],
+                ["ACCEPTED" if o.accepted_for else "REJECTED" for o in orders],
+                [orjson.dumps(o.accepted_for).decode() for o in orders],
+                [orjson.dumps(o.rejected_for).decode() for o in orders],
+                [o.reason for o in orders],
+                [
+                    UNIT_SEPARATOR.join(o.accepted_for + [r["user"] for r in o.rejected_for])
+                    for o in orders
+                ],
             ),
             prepare=True,
         )
-        for user in order.accepted_for:
-            if order.position == "BUY":
-                curs.execute(
-                    self._open,
-                    (
-                        user,
-                        order.strategy,
-                        order.instrument,
-                        order.order_id,
-                        order.received_at,
-                        order.sequence,
-                    ),
-                    prepare=True,
-                )
-            else:
-                curs.execute(
-                    self._close,
-                    (
-                        user,
-                        order.strategy,
-                        order.instrument,
-                        order.order_id,
-                        order.received_at,
-                        order.sequence,
-                    ),
-                    prepare=True,
-                )
-                if curs.fetchone() is None:
-                    msg = f"order {order.order_id} closes a position the view does not hold"
-                    raise RuntimeError(msg)
-
-    def apply(self, orders: Sequence[PlacedOrder], tracking: Tracking) -> None:
-        """Apply orders and record how far the log has been read, in one transaction."""
-        with self.datastore.transaction(commit=True) as curs:
-            for order in orders:
-                self._apply(curs, order)
-            self._insert_tracking(curs, tracking)
 
     def reset(self, application_name: str) -> None:
         """Empty the read tables and forget the tracking position (for a replay)."""

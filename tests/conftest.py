@@ -81,7 +81,11 @@ def schema(database_url: str) -> Iterator[str]:
 def settings(database_url: str, schema: str, tmp_path: Path) -> Settings:
     """Settings pointing at the test's own schema."""
     return Settings(
-        database_url=database_url, db_schema=schema, log_dir=tmp_path / "logs", data_dir=tmp_path
+        database_url=database_url,
+        db_schema=schema,
+        log_dir=tmp_path / "logs",
+        data_dir=tmp_path,
+        projections="thread",  # in process, so a failing projection shows in the test's log
     )
 
 

@@ -19,7 +19,13 @@ from ledger.database import Database
 from ledger.domain import Position
 from ledger.settings import Settings
 from projections import queries
-from projections.runner import LedgerProjection, ProjectionService, open_view, replay
+from projections.runner import (
+    BatchingProjectionRunner,
+    LedgerProjection,
+    ProjectionService,
+    open_view,
+    replay,
+)
 from projections.views import LedgerView
 from tests.conftest import EXAMPLE_PROFILES
 
@@ -73,8 +79,9 @@ def fresh_store(database_url: str) -> Iterator[Database]:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-def runner(env: dict[str, str]) -> ProjectionRunner[Ledger, LedgerView]:
-    return ProjectionRunner(
+def runner(env: dict[str, str], *, batching: bool = False) -> ProjectionRunner[Ledger, LedgerView]:
+    kind = BatchingProjectionRunner if batching else ProjectionRunner
+    return kind(
         application_class=Ledger,
         projection_class=LedgerProjection,
         view_class=LedgerView,
@@ -105,9 +112,10 @@ def test_incremental_equals_rebuilt_equals_model(
     with fresh_store(database_url) as database, Ledger(env=database.eventsourcing_env()) as ledger:
         env = database.eventsourcing_env()
         ledger.import_profiles(EXAMPLE_PROFILES)
-        # Two runs of the projection: the second resumes where the first stopped.
-        for part in (requests[:cut], requests[cut:]):
-            with runner(env) as run:
+        # Two runs of the projection: the second resumes where the first stopped, and
+        # processes events in batches where the first took them one at a time.
+        for part, batching in ((requests[:cut], False), (requests[cut:], True)):
+            with runner(env, batching=batching) as run:
                 for start in range(0, len(part), batch):
                     outcomes = ledger.place_orders(part[start : start + batch])
                     answers.extend(o.answer for o in outcomes)

@@ -153,3 +153,4 @@ def test_health_reports_projection_lag(client: TestClient) -> None:
     projection = health["projections"]["ledger_views"]
     assert projection["processed"] == order["sequence"] == health["sequence"]
     assert projection["lag"] == 0
+    assert projection["alive"]

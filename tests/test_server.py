@@ -39,7 +39,12 @@ def test_sigkill_after_acknowledged_orders_loses_nothing(server: Server) -> None
         response = server.post(body)
         assert response.status_code == 200
         acknowledged[f"ack-{n}"] = (body, response.json())
+    assert server.proc is not None
+    children = psutil.Process(server.proc.pid).children()  # the projection process
+    assert children
     server.kill()
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == []  # the projector does not outlive a killed server
 
     server.start()
     for body, answer in acknowledged.values():
