@@ -31,7 +31,12 @@ async def order(request: Request) -> Response:
 
 def create_app() -> Starlette:
     """The ceiling app."""
-    return Starlette(routes=[Route("/order", order, methods=["POST"])])
+    return Starlette(routes=[Route("/order", order, methods=["POST"]), Route("/health", health)])
+
+
+async def health(request: Request) -> Response:
+    """Ready."""
+    return Response(b"{}", media_type="application/json")
 
 
 if __name__ == "__main__":

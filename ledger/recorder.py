@@ -37,50 +37,58 @@ class LedgerRecorder(PostgresApplicationRecorder):
             " SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
             " RETURNING notification_id"
         ).format(table)
+        # One round trip: the writers' lock (insert order = commit order, for tailing readers),
+        # a bounded wait for it, and the wake-up for listening projections.
+        self._lock_and_notify_sql = SQL(
+            "SET LOCAL lock_timeout = '{0}s'; LOCK TABLE {1} IN EXCLUSIVE MODE; NOTIFY {2}"
+        ).format(
+            SQL(str(int(self.datastore.lock_timeout))),
+            table,
+            Identifier(self.channel_name),
+        )
         self._notification_sql = SQL(
             "SELECT originator_id, notification_id FROM {0} "
             "WHERE originator_id = ANY(%s) AND originator_version = 1"
         ).format(table)
 
-    # No retry loop: the caller answers 503 within seconds and the client retries
-    # with its ORDER_ID, which is safer than re-sending a commit of unknown outcome.
+    # No retry loop: the caller answers 503 within seconds and the client retries with its
+    # ORDER_ID, which is safer than re-sending a commit of unknown outcome. No pipeline
+    # either: libpq's pipeline mode can stall on large batches over a Unix socket (seen with
+    # the embedded server), and four plain round trips cost under a millisecond.
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        return PostgresApplicationRecorder.insert_events.__wrapped__(  # type: ignore[no-any-return]
-            self, stored_events, **kwargs
-        )
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            curs.execute(self._lock_and_notify_sql)
+            self._check_versions(curs, kwargs.get("expected_versions"))
+            if not stored_events:
+                return None
+            curs.execute(
+                self._insert_sql,
+                (
+                    [e.originator_id for e in stored_events],
+                    [e.originator_version for e in stored_events],
+                    [e.topic for e in stored_events],
+                    [e.state for e in stored_events],
+                ),
+                prepare=True,
+            )
+            return [row["notification_id"] for row in curs.fetchall()]
 
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        expected: dict[UUID, int] | None = kwargs.get("expected_versions")
-        if expected:
-            # Take the writers' lock first so that nobody commits between check and insert.
-            self._lock_table(curs)
-            curs.execute(self._versions_sql, (list(expected),), prepare=True)
-            found = {row["originator_id"]: row["version"] for row in curs.fetchall()}
-            stale = [oid for oid, version in expected.items() if found.get(oid) != version]
-            if stale:
-                msg = f"{len(stale)} book(s) changed since read"
-                raise StaleRead(msg)
-        super()._insert_events(curs, stored_events, **kwargs)
-
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(
-            self._insert_sql,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-            prepare=True,
-        )
+    def _check_versions(self, curs: Cursor[DictRow], expected: dict[UUID, int] | None) -> None:
+        """Raise StaleRead if a book the decisions read has changed (the table is locked)."""
+        if not expected:
+            return
+        curs.execute(self._versions_sql, (list(expected),), prepare=True)
+        found = {row["originator_id"]: row["version"] for row in curs.fetchall()}
+        stale = [oid for oid, version in expected.items() if found.get(oid) != version]
+        if stale:
+            msg = f"{len(stale)} book(s) changed since read"
+            raise StaleRead(msg)
 
     def first_notification_ids(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The notification id of each given aggregate's first event, if it exists."""
