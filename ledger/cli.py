@@ -108,8 +108,7 @@ def replay_command(args: argparse.Namespace) -> int:
                 bar.total = top
                 bar.update(position - bar.n)
 
-            orders = replay(database.eventsourcing_env(), database.url, progress=progress)
-            events = bar.n
+            orders, events = replay(database.eventsourcing_env(), database.url, progress=progress)
         elapsed = max(time.monotonic() - started, 1e-9)
         print(
             f"replayed {events} events ({orders} orders) in {elapsed:.1f}s:"

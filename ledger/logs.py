@@ -62,6 +62,11 @@ def configure(log_dir: Path, level: str = "INFO", *, stderr: bool = True) -> Non
         handler._ledger = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
+    # The per-order decision lines go to the daily file only: thousands a second on a
+    # terminal help nobody and cost the server time.
+    orders = logging.getLogger("ledger.orders")
+    orders.handlers = [handlers[0]]
+    orders.propagate = False
     # Per-request access lines would drown the per-order lines under load.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

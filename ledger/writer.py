@@ -12,6 +12,7 @@ from eventsourcing.persistence import PersistenceError
 from ledger.application import Ledger, OrderOutcome, OrderRequest
 
 log = logging.getLogger(__name__)
+orders_log = logging.getLogger("ledger.orders")  # one line per decision; see logs.configure
 
 
 class WriterUnavailable(Exception):
@@ -104,8 +105,9 @@ class Writer:
             if not pending.future.done():
                 pending.future.set_result(outcome)
             answer = outcome.answer
-            log.info(
-                "order %s seq=%s %s %s %s -> %s accepted=%d rejected=%d%s",
+            orders_log.info(
+                "order_id=%s seq=%s strategy=%s instrument=%s position=%s response=%s"
+                " accepted=%d rejected=%d%s",
                 answer["order_id"],
                 answer["sequence"],
                 answer["strategy"],
@@ -114,5 +116,5 @@ class Writer:
                 answer["RESPONSE"],
                 len(answer["accepted_for"]),
                 len(answer["rejected_for"]),
-                " (ORDER_ID reused)" if outcome.reused_id else "",
+                " order_id_reused=yes" if outcome.reused_id else "",
             )

@@ -233,8 +233,8 @@ def replay(
     url: str,
     batch: int = 10_000,
     progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Rebuild the read models from zero; returns the number of orders applied."""
+) -> tuple[int, int]:
+    """Rebuild the read models from zero; returns (orders applied, events read)."""
     with projector_lock(url, env) as lock_conn:
         if lock_conn is None:
             msg = "a running server keeps the read models: stop it before replaying"
@@ -270,6 +270,6 @@ def replay(
                 if progress is not None:
                     progress(top, top)
                 log.info("replayed %d orders, store read up to %d", done, top)
-                return done
+                return done, top
             finally:
                 view.datastore.close()
