@@ -47,6 +47,12 @@ def serve(args: argparse.Namespace) -> int:
     if settings.profiles is None and DEFAULT_PROFILES.exists():
         settings = replace(settings, profiles=DEFAULT_PROFILES)
     logs.configure(settings.log_dir, settings.log_level)
+    if settings.api_token is None and settings.host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning(
+            "LEDGER_API_TOKEN is not set and the server listens on %s: anyone who can reach "
+            "it can post orders",
+            settings.host,
+        )
     if settings.profiles is None:
         log.warning("no profile file: serving the profiles already in the store")
     else:

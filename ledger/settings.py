@@ -39,6 +39,7 @@ class Settings:
     max_batch: int = 1000
     db_timeout: int = 2
     projections: str = "process"  # process | thread | off
+    api_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             max_batch=_int(env, "LEDGER_MAX_BATCH", cls.max_batch),
             db_timeout=_int(env, "LEDGER_DB_TIMEOUT", cls.db_timeout),
             projections=env.get("LEDGER_PROJECTIONS", cls.projections).lower(),
+            api_token=env.get("LEDGER_API_TOKEN") or None,
         )
         chosen = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(settings, **chosen)

@@ -11,13 +11,16 @@ from contextlib import asynccontextmanager
 from eventsourcing.persistence import PersistenceError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ledger import read_api
+from ledger import openapi, read_api
 from ledger.application import Ledger
+from ledger.auth import BearerAuth
 from ledger.database import Database
+from ledger.metrics import Metrics
 from ledger.profiles import load as load_profiles
 from ledger.responses import JSONResponse, error
 from ledger.schemas import MAX_BODY, BadRequest, parse_order
@@ -116,6 +119,30 @@ async def health(request: Request) -> Response:
     )
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    ledger: Ledger = request.app.state.ledger
+    view: LedgerView = request.app.state.view
+    writer: Writer = request.app.state.writer
+    try:
+        sequence: int | None = await asyncio.to_thread(ledger.last_sequence)
+        processed = await asyncio.to_thread(view.max_tracking_id, Ledger.name) or 0
+    except PersistenceError:
+        sequence = processed = None
+    body = request.app.state.metrics.render(sequence, processed, writer.queued)
+    return Response(body, media_type="text/plain; version=0.0.4")
+
+
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI document."""
+    return JSONResponse(openapi.schema())
+
+
+async def docs(request: Request) -> Response:
+    """A page that renders the OpenAPI document."""
+    return Response(openapi.DOCS, media_type="text/html")
+
+
 async def users(request: Request) -> Response:
     """The profiles as the ledger imported them at start."""
     return JSONResponse(request.app.state.profiles)
@@ -140,6 +167,9 @@ def routes() -> list[Route]:
         Route("/create_order", create_order, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/users", users, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
         *read_api.routes(),
     ]
 
@@ -181,7 +211,10 @@ def create_app(settings: Settings) -> Starlette:
             app.state.profiles = await asyncio.to_thread(ledger.profiles)
             app.state.settings = settings
             app.state.ledger = ledger
-            app.state.writer = writer = Writer(ledger, max_batch=settings.max_batch)
+            app.state.metrics = Metrics()
+            app.state.writer = writer = Writer(
+                ledger, max_batch=settings.max_batch, metrics=app.state.metrics
+            )
             writer.start()
             if settings.projections == "thread":
                 service = ProjectionService(database.eventsourcing_env(), database.url)
@@ -204,8 +237,12 @@ def create_app(settings: Settings) -> Starlette:
             database.close()
             log.info("ledger stopped")
 
+    middleware = []
+    if settings.api_token:
+        middleware.append(Middleware(BearerAuth, token=settings.api_token))
     return Starlette(
         routes=routes(),
         lifespan=lifespan,
+        middleware=middleware,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )

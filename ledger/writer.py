@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from eventsourcing.persistence import PersistenceError
 
 from ledger.application import Ledger, OrderOutcome, OrderRequest
+from ledger.metrics import Metrics
 
 log = logging.getLogger(__name__)
 orders_log = logging.getLogger("ledger.orders")  # one line per decision; see logs.configure
@@ -28,8 +29,15 @@ class _Pending:
 class Writer:
     """Owns the ledger's write side; every order goes through submit()."""
 
-    def __init__(self, ledger: Ledger, max_batch: int = 1000, max_queue: int = 10_000) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        max_batch: int = 1000,
+        max_queue: int = 10_000,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.ledger = ledger
+        self.metrics = metrics or Metrics()
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
@@ -86,6 +94,7 @@ class Writer:
         try:
             outcomes = await asyncio.to_thread(self.ledger.place_orders, [p.request for p in batch])
         except PersistenceError as error:
+            self.metrics.failed(len(batch))
             log.error("batch of %d not committed: %s", len(batch), error)
             failure = WriterUnavailable(f"database unavailable: {error}")
             for pending in batch:
@@ -98,6 +107,8 @@ class Writer:
                 if not pending.future.done():
                     pending.future.set_exception(error)
             return
+        elapsed = time.perf_counter() - started
+        self.metrics.committed([o.answer["RESPONSE"] for o in outcomes], elapsed)
         log.debug(
             "committed %d orders in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
         )

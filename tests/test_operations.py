@@ -1,0 +1,114 @@
+"""Operations in process: auth, metrics, the OpenAPI document, races on one book."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from ledger.settings import Settings
+from ledger.web import create_app
+
+TOKEN = "s3cret-token"
+MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
+
+
+@pytest.fixture
+def client(settings: Settings, profile_file: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(replace(settings, profiles=profile_file))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def locked(settings: Settings, profile_file: Path) -> Iterator[TestClient]:
+    app = create_app(replace(settings, profiles=profile_file, api_token=TOKEN))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    "path", ["/users", "/orders", "/positions", "/trades", "/metrics", "/openapi.json"]
+)
+def test_token_required_everywhere_but_health(locked: TestClient, path: str) -> None:
+    missing = locked.get(path)
+    assert missing.status_code == 401
+    assert missing.json()["error"]
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = locked.get(path, headers={"Authorization": f"Bearer {TOKEN}x"})
+    assert wrong.status_code == 401
+    right = locked.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 200
+
+
+def test_token_guards_orders_and_leaves_health_open(locked: TestClient) -> None:
+    top = locked.get("/health").json()["sequence"]
+    assert locked.post("/order", json=MINDA_BUY).status_code == 401
+    assert locked.get("/health").json()["sequence"] == top  # nothing written
+    ok = locked.post("/order", json=MINDA_BUY, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200
+
+
+def test_metrics_count_orders_batches_and_lag(client: TestClient) -> None:
+    client.post("/order", json=MINDA_BUY)
+    client.post("/order", json=MINDA_BUY)
+    client.post("/order", json={**MINDA_BUY, "STRATEGY": "STRATEGY_Z"})
+    text = client.get("/metrics").text
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values['ledger_orders_total{outcome="ACCEPTED"}'] == 1
+    assert values['ledger_orders_total{outcome="REJECTED"}'] == 2
+    assert values["ledger_batch_size_count"] == 3
+    assert values['ledger_commit_seconds_bucket{le="+Inf"}'] == 3
+    assert "ledger_projection_lag" in values
+
+
+def test_openapi_describes_every_route(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    paths = set(document["paths"])
+    routes = {getattr(r, "path", "") for r in client.app.routes}  # type: ignore[attr-defined]
+    assert routes - {"/openapi.json", "/docs"} <= paths
+    assert "text/html" in client.get("/docs").headers["content-type"]
+
+
+def test_64_identical_buys_at_once_accept_exactly_one(client: TestClient) -> None:
+    answers: list[Any] = []
+    start = threading.Barrier(64)
+
+    def buy() -> None:
+        start.wait()
+        answers.append(client.post("/order", json=MINDA_BUY).json())
+
+    threads = [threading.Thread(target=buy) for _ in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    accepted = [a for a in answers if a["RESPONSE"] == "ACCEPTED"]
+    assert len(answers) == 64
+    assert len(accepted) == 1
+    assert accepted[0]["accepted_for"] == ["Holland Proctor"]
+    reasons = {r["reason"] for a in answers if a is not accepted[0] for r in a["rejected_for"]}
+    assert "ALREADY_OPEN" in reasons
+
+
+@pytest.mark.parametrize(
+    "name", ["L&T", "Robert'); DROP TABLE view_orders;--", "Сбербанк", "<b>x</b>", "a\u00a0b"]
+)
+def test_odd_strings_are_stored_and_returned_byte_for_byte(client: TestClient, name: str) -> None:
+    body = {"STRATEGY": name, "INSTRUMENT": name, "POSITION": "SELL", "ORDER_ID": name}
+    answer = client.post("/order", json=body).json()
+    assert answer["strategy"] == answer["instrument"] == answer["order_id"] == name
+    logged = client.get("/orders", params={"min_sequence": answer["sequence"], "strategy": name})
+    assert logged.status_code == 200
+    (order,) = logged.json()["orders"]
+    assert order["instrument"] == name
+    assert order["order_id"] == name
