@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,23 @@ class Database:
         self.schema = schema
         self.timeout = timeout
         self._server = server
+        self._revive_lock = threading.Lock()
+        self._last_revive = 0.0
+
+    def revive(self) -> None:
+        """Start the embedded server again if its process has died (at most every 2 s)."""
+        if self._server is None or not self._revive_lock.acquire(blocking=False):
+            return
+        try:
+            if time.monotonic() - self._last_revive < 2:
+                return
+            self._last_revive = time.monotonic()
+            with self._server._lock:  # pgserver's own lock against concurrent starts
+                self._server.ensure_postgres_running()
+        except Exception as failure:
+            log.warning("could not restart the embedded PostgreSQL: %s", failure)
+        finally:
+            self._revive_lock.release()
 
     @classmethod
     def open(cls, settings: Settings) -> Database:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from eventsourcing.persistence import PersistenceError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -98,9 +99,13 @@ def _endpoint(
             result = handler(request, params)  # validates the parameters before any wait
         except BadQuery as bad:
             return error(422, "bad query parameter", fields={bad.name: bad.problem})
-        if not await caught_up(request, wanted):
-            return error(503, f"projections have not reached sequence {wanted} yet; retry")
-        answer: Response = await result()
+        try:
+            if not await caught_up(request, wanted):
+                return error(503, f"projections have not reached sequence {wanted} yet; retry")
+            answer: Response = await result()
+        except PersistenceError as failure:
+            asyncio.get_running_loop().run_in_executor(None, request.app.state.heal)
+            return error(503, f"database unavailable: {failure}")
         return answer
 
     return endpoint

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from eventsourcing.persistence import PersistenceError
 from starlette.applications import Starlette
@@ -94,6 +96,7 @@ async def health(request: Request) -> Response:
         )
     except (PersistenceError, TimeoutError, OSError) as failure:
         log.warning("health check: database unreachable: %s", failure)
+        asyncio.get_running_loop().run_in_executor(None, request.app.state.heal)
         return JSONResponse(
             {"status": "unavailable", "database": "unreachable", "detail": str(failure)},
             status_code=503,
@@ -174,6 +177,14 @@ def routes() -> list[Route]:
     ]
 
 
+def _heal(database: Database, ledger: Ledger, view: LedgerView) -> None:
+    """After a database failure: restart an embedded server, drop broken pooled connections."""
+    database.revive()
+    for datastore in (ledger.recorder.datastore, view.datastore):  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            datastore.pool.check()
+
+
 def _child_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the URL is an argument
     env.update(
@@ -212,8 +223,12 @@ def create_app(settings: Settings) -> Starlette:
             app.state.settings = settings
             app.state.ledger = ledger
             app.state.metrics = Metrics()
+            app.state.heal = partial(_heal, database, ledger, view)
             app.state.writer = writer = Writer(
-                ledger, max_batch=settings.max_batch, metrics=app.state.metrics
+                ledger,
+                max_batch=settings.max_batch,
+                metrics=app.state.metrics,
+                on_failure=app.state.heal,
             )
             writer.start()
             if settings.projections == "thread":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from eventsourcing.persistence import PersistenceError
@@ -35,8 +36,10 @@ class Writer:
         max_batch: int = 1000,
         max_queue: int = 10_000,
         metrics: Metrics | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.on_failure = on_failure  # called in a thread after a failed batch
         self.metrics = metrics or Metrics()
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
@@ -100,6 +103,8 @@ class Writer:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
+            if self.on_failure is not None:
+                await asyncio.to_thread(self.on_failure)
             return
         except Exception as error:
             log.exception("batch of %d failed", len(batch))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
+import fasteners
 import httpx
 import psutil
+from pgserver.postgres_server import PostgresServer
 
 from tests.conftest import Server
 
@@ -70,18 +73,37 @@ def test_embedded_database_is_stopped_on_exit_and_reused(
     assert server.stop() == 0
 
 
-def test_database_lost_answers_503_quickly(embedded_server: Server, data_dir: Path) -> None:
+def test_database_lost_answers_503_quickly_then_heals(
+    embedded_server: Server, data_dir: Path
+) -> None:
     server = embedded_server  # stopping the shared server would break other tests
-    assert server.post(MINDA_BUY).status_code == 200
+    before = server.post({**MINDA_BUY, "ORDER_ID": "before-loss"})
+    assert before.status_code == 200
     pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
-    os.kill(pid, signal.SIGQUIT)  # immediate shutdown, as if the database crashed
-    psutil.Process(pid).wait(timeout=10)
+    # Hold pgserver's start lock, so the database stays down while we look at the service.
+    start_lock = fasteners.InterProcessLock(PostgresServer.lock_path)
+    start_lock.acquire()
+    try:
+        os.kill(pid, signal.SIGQUIT)  # immediate shutdown, as if the database crashed
+        psutil.Process(pid).wait(timeout=10)
+        # A client that gives up after 15 s still gets its answer: the pool timeout bounds it.
+        body = {**MINDA_BUY, "ORDER_ID": "while-down"}
+        response = httpx.post(f"{server.url}/order", json=body, timeout=15)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]
+        health = httpx.get(f"{server.url}/health", timeout=30)
+        assert health.status_code == 503
+        assert health.json()["database"] == "unreachable"
+        reads = httpx.get(f"{server.url}/orders", timeout=30)
+        assert reads.status_code == 503  # reads fail cleanly too, never a 500
+    finally:
+        start_lock.release()
 
-    # A client that gives up after 15 s still gets its answer: the pool timeout bounds it.
-    body = {**MINDA_BUY, "ORDER_ID": "while-down"}
-    response = httpx.post(f"{server.url}/order", json=body, timeout=15)
-    assert response.status_code == 503, response.text
-    assert response.json()["error"]
-    health = httpx.get(f"{server.url}/health", timeout=30)
-    assert health.status_code == 503
-    assert health.json()["database"] == "unreachable"
+    # No restart of the service: it brings its embedded database back by itself.
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{server.url}/health", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "the service did not heal"
+        time.sleep(0.5)  # polling another process's recovery
+    again = server.post({**MINDA_BUY, "ORDER_ID": "before-loss"})
+    assert again.json() == before.json()
+    assert server.post({**MINDA_BUY, "ORDER_ID": "while-down"}).status_code == 200
