@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ledger import logs, profiles
+from ledger import faults, logs, profiles
 from ledger.producer import produce as run
 from ledger.producer import random_orders
 from ledger.settings import Settings, SettingsError
@@ -136,6 +136,7 @@ def project(args: argparse.Namespace) -> int:
 
     settings, database = _open_store(args)
     logs.configure(settings.log_dir, settings.log_level)
+    faults.install(settings.faults)
     service = ProjectionService(database.eventsourcing_env(), database.url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())

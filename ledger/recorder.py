@@ -12,6 +12,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from ledger import faults
+
 
 class StaleRead(IntegrityError):
     """A book that a decision read has changed since it was loaded."""
@@ -77,7 +79,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 ),
                 prepare=True,
             )
-            return [row["notification_id"] for row in curs.fetchall()]
+            ids = [row["notification_id"] for row in curs.fetchall()]
+            faults.hit("before_commit")
+            return ids
 
     def _check_versions(self, curs: Cursor[DictRow], expected: dict[UUID, int] | None) -> None:
         """Raise StaleRead if a book the decisions read has changed (the table is locked)."""

@@ -40,6 +40,7 @@ class Settings:
     db_timeout: int = 2
     projections: str = "process"  # process | thread | off
     api_token: str | None = None
+    faults: str = ""  # test-only: see ledger.faults
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
             db_timeout=_int(env, "LEDGER_DB_TIMEOUT", cls.db_timeout),
             projections=env.get("LEDGER_PROJECTIONS", cls.projections).lower(),
             api_token=env.get("LEDGER_API_TOKEN") or None,
+            faults=env.get("LEDGER_FAULTS", ""),
         )
         chosen = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(settings, **chosen)

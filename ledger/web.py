@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ledger import openapi, read_api
+from ledger import faults, openapi, read_api
 from ledger.application import Ledger
 from ledger.auth import BearerAuth
 from ledger.database import Database
@@ -191,6 +191,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
         LEDGER_DB_SCHEMA=settings.db_schema,
         LEDGER_LOG_DIR=str(settings.log_dir),
         LEDGER_LOG_LEVEL=settings.log_level,
+        LEDGER_FAULTS=settings.faults,
     )
     return env
 
@@ -200,6 +201,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        faults.install(settings.faults)
         database = await asyncio.to_thread(Database.open, settings)
         ledger: Ledger | None = None
         writer: Writer | None = None

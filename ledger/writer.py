@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from eventsourcing.persistence import PersistenceError
 
+from ledger import faults
 from ledger.application import Ledger, OrderOutcome, OrderRequest
 from ledger.metrics import Metrics
 
@@ -112,6 +113,7 @@ class Writer:
                 if not pending.future.done():
                     pending.future.set_exception(error)
             return
+        faults.hit("after_commit")
         elapsed = time.perf_counter() - started
         self.metrics.committed([o.answer["RESPONSE"] for o in outcomes], elapsed)
         log.debug(

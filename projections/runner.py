@@ -179,12 +179,18 @@ class ProjectionService:
 
 
 class ProjectionProcess:
-    """Runs `ledger project` as a child process, so projecting does not share the server's GIL."""
+    """Runs `ledger project` as a child process, so projecting does not share the server's GIL.
+
+    A watchdog thread starts the child again if it dies; it dies with the server (even on
+    SIGKILL) and stops with it on SIGTERM.
+    """
 
     def __init__(self, url: str, env: Mapping[str, str]) -> None:
         self.url = url
         self.env = dict(env)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     @property
     def alive(self) -> bool:
@@ -192,15 +198,34 @@ class ProjectionProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
-        """Start the child; it dies with this process, even on SIGKILL."""
+        """Start the child and its watchdog."""
+        self._spawn(self.env)
+        self._watchdog = threading.Thread(
+            target=self._watch, name="projector-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def _spawn(self, env: Mapping[str, str]) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "ledger.cli", "project", "--database-url", self.url],
-            env=self.env,
+            env=dict(env),
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets a signal, no threads touched
         )
 
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            proc = self._proc
+            if proc is None or proc.wait() is None or self._stopping.is_set():
+                return
+            log.warning("projection process exited with %s; starting it again", proc.returncode)
+            if self._stopping.wait(1.0):
+                return
+            # A fault armed for a test fires once, not in every new child.
+            self._spawn({k: v for k, v in self.env.items() if k != "LEDGER_FAULTS"})
+
     def stop(self) -> None:
         """SIGTERM: the child finishes its batch and exits."""
+        self._stopping.set()
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -208,6 +233,8 @@ class ProjectionProcess:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=5)
 
 
 def _die_with_parent() -> None:

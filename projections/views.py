@@ -14,6 +14,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
+from ledger import faults
+
 TABLES = ("orders", "positions", "trades")
 UNIT_SEPARATOR = "\x1f"  # joins user names for one array column; never in a valid name
 
@@ -121,6 +123,7 @@ class LedgerView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             if orders:
                 self._apply(curs, orders)
+                faults.hit("projection_batch")  # written, not yet committed
             self._insert_tracking(curs, tracking)
 
     def _apply(self, curs: Cursor[DictRow], orders: Sequence[PlacedOrder]) -> None:

@@ -48,6 +48,10 @@ def get_all(server: Server, path: str, key: str, min_sequence: int) -> list[dict
     while True:
         query = f"{server.url}{path}?limit=1000&min_sequence={min_sequence}"
         response = httpx.get(query + (f"&after={cursor}" if cursor else ""), timeout=30)
+        for _ in range(30):  # a projector that was just restarted may need a few seconds
+            if response.status_code != 503:
+                break
+            response = httpx.get(query + (f"&after={cursor}" if cursor else ""), timeout=30)
         assert response.status_code == 200, response.text
         items.extend(response.json()[key])
         cursor = response.json()["next"]
@@ -74,7 +78,8 @@ def check_read_models(server: Server, acked: dict[str, Any]) -> dict[str, Any]:
                 open_[key] = order["order_id"]
             else:
                 trades.append((*key, open_.pop(key), order["order_id"]))
-    positions = httpx.get(f"{server.url}/positions", timeout=30).json()["positions"]
+    positions = httpx.get(f"{server.url}/positions?min_sequence={top}", timeout=30)
+    positions = positions.json()["positions"]
     assert {(p["user"], p["strategy"], p["instrument"]): p["order_id"] for p in positions} == open_
     shown = get_all(server, "/trades", "trades", top)
     assert [
