@@ -66,6 +66,8 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=10,
+        limit_concurrency=4096,  # beyond this, new connections get 503 instead of memory
+        timeout_keep_alive=5,
     )
     return 0
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\x00-\\x1f\\x7f]+$"}
+NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]+$",
+}
+INT64 = 2**63 - 1
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -83,13 +89,17 @@ FILTERS = [
     _query("instrument", NAME, "only this instrument"),
     _query(
         "min_sequence",
-        {"type": "integer", "minimum": 0},
+        {"type": "integer", "minimum": 0, "maximum": INT64},
         "wait (at most 2 s, else 503) until the read models reach this sequence",
     ),
 ]
 PAGING = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (100)"),
-    _query("after", {"type": "integer", "minimum": 0}, "the `next` cursor of the last page"),
+    _query(
+        "after",
+        {"type": "integer", "minimum": 0, "maximum": INT64},
+        "the `next` cursor of the last page",
+    ),
 ]
 READ_ERRORS = {
     "422": _json(ERROR, "a query parameter is not usable"),
@@ -167,7 +177,7 @@ def schema() -> dict[str, Any]:
                         *FILTERS,
                         _query(
                             "as_of",
-                            {"type": "integer", "minimum": 0},
+                            {"type": "integer", "minimum": 0, "maximum": INT64},
                             "positions right after this sequence",
                         ),
                     ],

@@ -13,10 +13,12 @@ from starlette.routing import Route
 
 from ledger.application import Ledger
 from ledger.responses import JSONResponse, error
+from ledger.schemas import printable
 from projections import queries
 from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, Filters
 from projections.views import LedgerView
 
+INT64 = 2**63 - 1
 WAIT_LIMIT = 2.0  # seconds a min_sequence read waits for the projections
 NAMES = ("user", "strategy", "instrument")
 
@@ -45,8 +47,8 @@ def _int(params: dict[str, str], name: str, low: int, high: int | None = None) -
     raw = params.get(name)
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise BadQuery(name, "must be a non-negative integer")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > INT64:
+        raise BadQuery(name, "must be a non-negative integer below 2**63")
     value = int(raw)
     if value < low or (high is not None and value > high):
         raise BadQuery(name, f"must be between {low} and {high}" if high else f"must be >= {low}")
@@ -57,7 +59,7 @@ def _name(params: dict[str, str], name: str) -> str | None:
     value = params.get(name)
     if value is None:
         return None
-    if not 1 <= len(value) <= 64 or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if not 1 <= len(value) <= 64 or not printable(value):
         raise BadQuery(name, "must be 1-64 characters without control characters")
     return value
 
@@ -79,6 +81,9 @@ async def caught_up(request: Request, sequence: int | None) -> bool:
     if sequence is None:
         return True
     view: LedgerView = request.app.state.view
+    ledger: Ledger = request.app.state.ledger
+    if sequence > await asyncio.to_thread(ledger.last_sequence):
+        return False  # not in the store at all: waiting would not help
     deadline = asyncio.get_running_loop().time() + WAIT_LIMIT
     while True:
         processed = await asyncio.to_thread(view.max_tracking_id, Ledger.name)

@@ -28,9 +28,13 @@ class BadRequest(Exception):
         return {"error": self.message, "fields": self.errors}
 
 
+def printable(value: str) -> bool:
+    """No control characters (they break logs and terminals) and no lone surrogates."""
+    return not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
+
+
 def _printable(value: str) -> str:
-    # Control characters break logs and terminals; surrogates cannot be stored as UTF-8.
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+    if not printable(value):
         msg = "must not contain control characters"
         raise ValueError(msg)
     return value

@@ -41,6 +41,7 @@ class Settings:
     projections: str = "process"  # process | thread | off
     api_token: str | None = None
     faults: str = ""  # test-only: see ledger.faults
+    body_timeout: int = 10  # seconds a client may take to send a request body
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -61,6 +62,7 @@ class Settings:
             projections=env.get("LEDGER_PROJECTIONS", cls.projections).lower(),
             api_token=env.get("LEDGER_API_TOKEN") or None,
             faults=env.get("LEDGER_FAULTS", ""),
+            body_timeout=_int(env, "LEDGER_BODY_TIMEOUT", cls.body_timeout),
         )
         chosen = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(settings, **chosen)

@@ -60,8 +60,11 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
 
 async def create_order(request: Request) -> Response:
     """Decide an order for every user who trades its strategy; answer once committed."""
+    settings: Settings = request.app.state.settings
     try:
-        raw = await read_body(request)
+        raw = await asyncio.wait_for(read_body(request), timeout=settings.body_timeout)
+    except TimeoutError:
+        return error(408, f"body not received within {settings.body_timeout} s")
     except BodyTooLarge:
         return error(413, f"body larger than {MAX_BODY} bytes")
     except ClientDisconnect:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import fasteners
 import httpx
@@ -107,3 +109,20 @@ def test_database_lost_answers_503_quickly_then_heals(
     again = server.post({**MINDA_BUY, "ORDER_ID": "before-loss"})
     assert again.json() == before.json()
     assert server.post({**MINDA_BUY, "ORDER_ID": "while-down"}).status_code == 200
+
+
+def test_slow_body_is_cut_off_with_408(embedded_server: Server) -> None:
+    server = embedded_server
+    server.stop()
+    server.env = {**server.env, "LEDGER_BODY_TIMEOUT": "1"}
+    server.start()
+    parts = urlparse(server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        # Promise 100 bytes, send a few, then nothing: the server must not wait forever.
+        sock.sendall(
+            b"POST /order HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"STRATEGY"'
+        )
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"not received" in answer
