@@ -1,0 +1,65 @@
+"""The stored-event decoder reads exactly what eventsourcing's JSON transcoder wrote."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, UUIDAsHex
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.transcoder import OrjsonTranscoder
+
+
+def registered(transcoder: JSONTranscoder) -> JSONTranscoder:
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
+        transcoder.register(transcoding)
+    return transcoder
+
+
+ORJSON = registered(OrjsonTranscoder())
+STDLIB = registered(JSONTranscoder())
+
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.datetimes(timezones=st.just(UTC))
+    | st.uuids()
+    | st.decimals(allow_nan=False, allow_infinity=False)
+)
+values = st.recursive(
+    leaves,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(state=st.dictionaries(st.text(), values, max_size=6))
+def test_round_trip_equals_the_stdlib_transcoder(state: dict[str, Any]) -> None:
+    stored = ORJSON.encode(state)
+    assert ORJSON.decode(stored) == STDLIB.decode(stored) == state
+
+
+def test_an_order_event_state_round_trips() -> None:
+    state = {
+        "timestamp": datetime(2026, 11, 21, 10, 0, tzinfo=UTC),
+        "originator_topic": "ledger.domain:Order",
+        "order_id": "L&T-Сбер",
+        "accepted_for": ["Holland Proctor"],
+        "rejected_for": [{"user": "Kamryn Li", "reason": "ALREADY_OPEN"}],
+        "reason": None,
+        "id": UUID(int=7),
+        "amount": Decimal("1.10"),
+    }
+    decoded = ORJSON.decode(ORJSON.encode(state))
+    assert decoded == state
+    assert isinstance(decoded["timestamp"], datetime)
+    assert isinstance(decoded["id"], UUID)
