@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger import faults
@@ -27,10 +27,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
         table = SQL("{0}.{1}").format(
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
-        # One index probe per book (the newest version), not a scan of each book's history.
-        self._versions_sql = SQL(
-            "SELECT id AS originator_id, (SELECT max(originator_version) FROM {0}"
-            " WHERE originator_id = id) AS version FROM unnest(%s::uuid[]) AS id"
+        # A book changed since it was read iff its next version exists: one primary-key probe
+        # per book, and no rows come back unless something is stale.
+        self._stale_sql = SQL(
+            "SELECT count(*) FROM unnest(%b::uuid[], %b::bigint[]) AS x(id, version)"
+            " JOIN {0} AS e ON e.originator_id = x.id AND e.originator_version = x.version + 1"
         ).format(table)
         # Four plain arrays instead of eventsourcing's array of a composite type: psycopg
         # dumps those in C, where composites are escaped row by row in Python.
@@ -63,7 +64,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         with (
             self.datastore.get_connection() as conn,
             conn.transaction(),
-            conn.cursor() as curs,
+            conn.cursor(row_factory=tuple_row) as curs,
         ):
             curs.execute(self._lock_and_notify_sql)
             self._check_versions(curs, kwargs.get("expected_versions"))
@@ -79,19 +80,20 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 ),
                 prepare=True,
             )
-            ids = [row["notification_id"] for row in curs.fetchall()]
+            ids = [row[0] for row in curs.fetchall()]
             faults.hit("before_commit")
             return ids
 
-    def _check_versions(self, curs: Cursor[DictRow], expected: dict[UUID, int] | None) -> None:
+    def _check_versions(
+        self, curs: Cursor[tuple[Any, ...]], expected: dict[UUID, int] | None
+    ) -> None:
         """Raise StaleRead if a book the decisions read has changed (the table is locked)."""
         if not expected:
             return
-        curs.execute(self._versions_sql, (list(expected),), prepare=True)
-        found = {row["originator_id"]: row["version"] for row in curs.fetchall()}
-        stale = [oid for oid, version in expected.items() if found.get(oid) != version]
-        if stale:
-            msg = f"{len(stale)} book(s) changed since read"
+        curs.execute(self._stale_sql, (list(expected), list(expected.values())), prepare=True)
+        row = curs.fetchone()
+        if row and row[0]:
+            msg = f"{row[0]} book(s) changed since read"
             raise StaleRead(msg)
 
     def first_notification_ids(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
