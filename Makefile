@@ -27,5 +27,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The load generator must not be the bottleneck: wrk, from Debian's packages.
+bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
+	PYTHONPATH=. $(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -132,17 +132,22 @@ def _positions(request: Request, params: dict[str, str]) -> Any:
     return run
 
 
-def _orders(request: Request, params: dict[str, str]) -> Any:
-    filters = _filters(params)
-    limit = _int(params, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-    after = _int(params, "after", 0)
-    view: LedgerView = request.app.state.view
+def _paged(name: str, query: Callable[..., Any]) -> Callable[[Request, dict[str, str]], Any]:
+    """A paginated read: {name: [...], "next": cursor}."""
 
-    async def run() -> Response:
-        rows, cursor = await asyncio.to_thread(queries.orders, view, filters, limit, after)
-        return JSONResponse({"orders": rows, "next": cursor})
+    def prepare(request: Request, params: dict[str, str]) -> Any:
+        filters = _filters(params)
+        limit = _int(params, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
+        after = _int(params, "after", 0)
+        view: LedgerView = request.app.state.view
 
-    return run
+        async def run() -> Response:
+            rows, cursor = await asyncio.to_thread(query, view, filters, limit, after)
+            return JSONResponse({name: rows, "next": cursor})
+
+        return run
+
+    return prepare
 
 
 def _order(request: Request, params: dict[str, str]) -> Any:
@@ -158,28 +163,19 @@ def _order(request: Request, params: dict[str, str]) -> Any:
     return run
 
 
-def _trades(request: Request, params: dict[str, str]) -> Any:
-    filters = _filters(params)
-    limit = _int(params, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-    after = _int(params, "after", 0)
-    view: LedgerView = request.app.state.view
-
-    async def run() -> Response:
-        rows, cursor = await asyncio.to_thread(queries.trades, view, filters, limit, after)
-        return JSONResponse({"trades": rows, "next": cursor})
-
-    return run
-
-
 def routes() -> list[Route]:
     """The read endpoints."""
     return [
         Route("/positions", _endpoint((*NAMES, "as_of"), _positions), methods=["GET"]),
         Route(
             "/orders",
-            _endpoint((*NAMES, "status", "limit", "after"), _orders),
+            _endpoint((*NAMES, "status", "limit", "after"), _paged("orders", queries.orders)),
             methods=["GET"],
         ),
         Route("/orders/{order_id}", _endpoint((), _order), methods=["GET"]),
-        Route("/trades", _endpoint((*NAMES, "limit", "after"), _trades), methods=["GET"]),
+        Route(
+            "/trades",
+            _endpoint((*NAMES, "limit", "after"), _paged("trades", queries.trades)),
+            methods=["GET"],
+        ),
     ]

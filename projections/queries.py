@@ -50,64 +50,83 @@ def order_object(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def positions(view: LedgerView, filters: Filters) -> list[dict[str, Any]]:
-    """Open positions, in (user, strategy, instrument) order."""
-    conditions: list[Composable] = []
-    params: list[Any] = []
-    for column, value in (
+def _equal(pairs: tuple[tuple[str, str | None], ...]) -> tuple[list[Composable], list[Any]]:
+    """`column = value` conditions for the filters that were given."""
+    given = [(column, value) for column, value in pairs if value is not None]
+    return [SQL(column + " = %s") for column, _ in given], [value for _, value in given]
+
+
+def _book_filters(filters: Filters) -> tuple[tuple[str, str | None], ...]:
+    return (
         ("user_name", filters.user),
         ("strategy", filters.strategy),
         ("instrument", filters.instrument),
-    ):
-        if value is not None:
-            conditions.append(SQL(column + " = %s"))
-            params.append(value)
+    )
+
+
+def _page(
+    view: LedgerView,
+    table: str,
+    key: str,
+    where: tuple[list[Composable], list[Any]],
+    limit: int,
+    after: int | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows in `key` order after the cursor, and the next cursor when there are more."""
+    conditions, params = where
+    if after is not None:
+        conditions = [*conditions, SQL(key + " > %s")]
+        params = [*params, after]
+    statement = (
+        SQL("SELECT * FROM {0}").format(view.tables[table])
+        + _where(conditions)
+        + SQL(" ORDER BY " + key + " LIMIT %s")
+    )
+    rows = view.query(statement, [*params, limit + 1])
+    more = len(rows) > limit
+    return rows[:limit], (str(rows[limit - 1][key]) if more else None)
+
+
+def _shown(row: dict[str, Any], *names: str) -> dict[str, Any]:
+    shown = {"user": row["user_name"], "strategy": row["strategy"], "instrument": row["instrument"]}
+    for name in names:
+        shown[name] = _iso(row[name]) if name.endswith("_at") else row[name]
+    return shown
+
+
+def positions(view: LedgerView, filters: Filters) -> list[dict[str, Any]]:
+    """Open positions, in (user, strategy, instrument) order."""
+    conditions, params = _equal(
+        (
+            ("user_name", filters.user),
+            ("strategy", filters.strategy),
+            ("instrument", filters.instrument),
+        )
+    )
     statement = (
         SQL("SELECT * FROM {0}").format(view.tables["positions"])
         + _where(conditions)
         + SQL(" ORDER BY user_name, strategy, instrument")
     )
-    return [
-        {
-            "user": row["user_name"],
-            "strategy": row["strategy"],
-            "instrument": row["instrument"],
-            "order_id": row["order_id"],
-            "opened_at": _iso(row["opened_at"]),
-        }
-        for row in view.query(statement, params)
-    ]
+    return [_shown(row, "order_id", "opened_at") for row in view.query(statement, params)]
 
 
 def orders(
     view: LedgerView, filters: Filters, limit: int, after: int | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the order log in sequence order, and the cursor of the next page."""
-    conditions: list[Composable] = []
-    params: list[Any] = []
-    if filters.user is not None:
+    conditions, params = _equal(
+        (
+            ("strategy", filters.strategy),
+            ("instrument", filters.instrument),
+            ("response", filters.status),
+        )
+    )
+    if filters.user is not None:  # booked or rejected for the user
         conditions.append(SQL("users @> ARRAY[%s]::text[]"))
         params.append(filters.user)
-    for column, value in (
-        ("strategy", filters.strategy),
-        ("instrument", filters.instrument),
-        ("response", filters.status),
-    ):
-        if value is not None:
-            conditions.append(SQL(column + " = %s"))
-            params.append(value)
-    if after is not None:
-        conditions.append(SQL("sequence > %s"))
-        params.append(after)
-    statement = (
-        SQL("SELECT * FROM {0}").format(view.tables["orders"])
-        + _where(conditions)
-        + SQL(" ORDER BY sequence LIMIT %s")
-    )
-    rows = view.query(statement, [*params, limit + 1])
-    page = [order_object(row) for row in rows[:limit]]
-    more = len(rows) > limit
-    return page, (str(page[-1]["sequence"]) if more else None)
+    rows, cursor = _page(view, "orders", "sequence", (conditions, params), limit, after)
+    return [order_object(row) for row in rows], cursor
 
 
 def order(view: LedgerView, order_id: str) -> dict[str, Any] | None:
@@ -121,39 +140,16 @@ def trades(
     view: LedgerView, filters: Filters, limit: int, after: int | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of closed trades in the order they closed, and the next page's cursor."""
-    conditions: list[Composable] = []
-    params: list[Any] = []
-    for column, value in (
-        ("user_name", filters.user),
-        ("strategy", filters.strategy),
-        ("instrument", filters.instrument),
-    ):
-        if value is not None:
-            conditions.append(SQL(column + " = %s"))
-            params.append(value)
-    if after is not None:
-        conditions.append(SQL("id > %s"))
-        params.append(after)
-    statement = (
-        SQL("SELECT * FROM {0}").format(view.tables["trades"])
-        + _where(conditions)
-        + SQL(" ORDER BY id LIMIT %s")
+    where = _equal(
+        (
+            ("user_name", filters.user),
+            ("strategy", filters.strategy),
+            ("instrument", filters.instrument),
+        )
     )
-    rows = view.query(statement, [*params, limit + 1])
-    page = [
-        {
-            "user": row["user_name"],
-            "strategy": row["strategy"],
-            "instrument": row["instrument"],
-            "buy_order_id": row["buy_order_id"],
-            "sell_order_id": row["sell_order_id"],
-            "opened_at": _iso(row["opened_at"]),
-            "closed_at": _iso(row["closed_at"]),
-        }
-        for row in rows[:limit]
-    ]
-    more = len(rows) > limit
-    return page, (str(rows[limit - 1]["id"]) if more else None)
+    rows, cursor = _page(view, "trades", "id", where, limit, after)
+    names = ("buy_order_id", "sell_order_id", "opened_at", "closed_at")
+    return [_shown(row, *names) for row in rows], cursor
 
 
 def placed_orders(app: Application[Any], stop: int, batch: int = 5000) -> Iterator[PlacedOrder]:

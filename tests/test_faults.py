@@ -4,75 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from tests.conftest import Server, free_port
-from tests.test_recovery import INSTRUMENTS, STRATEGIES, check_read_models
+from tests.helpers import check_read_models, run_load
 
 CYCLES = int(os.environ.get("LEDGER_FAULT_CYCLES", "6"))
-
-
-def send_orders(
-    urls: list[str],
-    seed: int,
-    acked: dict[str, Any],
-    enough: threading.Event,
-    wanted: int,
-    stop: threading.Event,
-) -> None:
-    """Post random orders round-robin over the servers until they die or `stop` is set."""
-    rng = random.Random(seed)
-    with httpx.Client(timeout=30) as client:
-        for n in range(100_000):
-            if stop.is_set():
-                return
-            body = {
-                "STRATEGY": rng.choice(STRATEGIES),
-                "INSTRUMENT": rng.choice(INSTRUMENTS),
-                "POSITION": rng.choice(["BUY", "SELL"]),
-                "ORDER_ID": f"s{seed}-{n}",
-            }
-            try:
-                response = client.post(f"{urls[n % len(urls)]}/order", json=body)
-            except httpx.TransportError:
-                return  # the server is gone
-            if response.status_code == 200:
-                acked[body["ORDER_ID"]] = response.json()
-                if len(acked) >= wanted:
-                    enough.set()
-            elif response.status_code != 503:
-                raise AssertionError(f"{response.status_code}: {response.text}")
-
-
-def run_load(
-    urls: list[str], clients: int, wanted: int, seed: int, act: Callable[[], None]
-) -> dict[str, Any]:
-    """Load the servers; once `wanted` orders are acknowledged, call `act` (a kill, a stop)."""
-    acked: dict[str, Any] = {}
-    enough, stop = threading.Event(), threading.Event()
-    threads = [
-        threading.Thread(
-            target=send_orders, args=(urls, seed * 100 + c, acked, enough, wanted, stop)
-        )
-        for c in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        deadline = 120.0
-        while not enough.wait(timeout=0.2) and any(t.is_alive() for t in threads):
-            deadline -= 0.2
-            assert deadline > 0, f"only {len(acked)} orders acknowledged"
-        act()
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    return acked
 
 
 def test_sigterm_answers_in_flight_orders_and_exits_0(

@@ -1,0 +1,122 @@
+"""Load and checks shared by the end-to-end fault tests."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.conftest import Server
+
+STRATEGIES = ["STRATEGY_A", "STRATEGY_B", "STRATEGY_D"]
+INSTRUMENTS = ["GRASIM", "INFY", "MINDA", "ACC", "NTPC"]
+
+
+def send_orders(
+    urls: list[str],
+    seed: int,
+    acked: dict[str, Any],
+    enough: threading.Event,
+    wanted: int,
+    stop: threading.Event,
+) -> None:
+    """Post random orders round-robin over the servers until they die or `stop` is set."""
+    rng = random.Random(seed)
+    with httpx.Client(timeout=30) as client:
+        for n in range(100_000):
+            if stop.is_set():
+                return
+            body = {
+                "STRATEGY": rng.choice(STRATEGIES),
+                "INSTRUMENT": rng.choice(INSTRUMENTS),
+                "POSITION": rng.choice(["BUY", "SELL"]),
+                "ORDER_ID": f"s{seed}-{n}",
+            }
+            try:
+                response = client.post(f"{urls[n % len(urls)]}/order", json=body)
+            except httpx.TransportError:
+                return  # the server is gone
+            if response.status_code == 200:
+                acked[body["ORDER_ID"]] = response.json()
+                if len(acked) >= wanted:
+                    enough.set()
+            elif response.status_code != 503:
+                raise AssertionError(f"{response.status_code}: {response.text}")
+
+
+def run_load(
+    urls: list[str], clients: int, wanted: int, seed: int, act: Callable[[], None]
+) -> dict[str, Any]:
+    """Load the servers; once `wanted` orders are acknowledged, call `act` (a kill, a stop)."""
+    acked: dict[str, Any] = {}
+    enough, stop = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(
+            target=send_orders, args=(urls, seed * 100 + c, acked, enough, wanted, stop)
+        )
+        for c in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = 120.0
+        while not enough.wait(timeout=0.2) and any(t.is_alive() for t in threads):
+            deadline -= 0.2
+            assert deadline > 0, f"only {len(acked)} orders acknowledged"
+        act()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return acked
+
+
+def get_all(server: Server, path: str, key: str, min_sequence: int) -> list[dict[str, Any]]:
+    """Every item of a paginated read endpoint."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = f"{server.url}{path}?limit=1000&min_sequence={min_sequence}"
+        response = httpx.get(query + (f"&after={cursor}" if cursor else ""), timeout=30)
+        for _ in range(30):  # a projector that was just restarted may need a few seconds
+            if response.status_code != 503:
+                break
+            response = httpx.get(query + (f"&after={cursor}" if cursor else ""), timeout=30)
+        assert response.status_code == 200, response.text
+        items.extend(response.json()[key])
+        cursor = response.json()["next"]
+        if cursor is None:
+            return items
+
+
+def check_read_models(server: Server, acked: dict[str, Any]) -> dict[str, Any]:
+    """The three statements of Recovery; returns what the read side shows."""
+    top = httpx.get(f"{server.url}/health", timeout=30).json()["sequence"]
+    orders = get_all(server, "/orders", "orders", top)
+    by_id = {o["order_id"]: o for o in orders}
+    for order_id, answer in acked.items():
+        logged = {k: v for k, v in by_id[order_id].items() if k != "received_at"}
+        assert logged == answer
+    # Positions and trades equal a fold of the order log in sequence order.
+    open_: dict[tuple[str, str, str], str] = {}
+    trades = []
+    for order in sorted(orders, key=lambda o: o["sequence"]):
+        for user in order["accepted_for"]:
+            key = (user, order["strategy"], order["instrument"])
+            if order["position"] == "BUY":
+                assert key not in open_, f"double buy {key}"
+                open_[key] = order["order_id"]
+            else:
+                trades.append((*key, open_.pop(key), order["order_id"]))
+    positions = httpx.get(f"{server.url}/positions?min_sequence={top}", timeout=30)
+    positions = positions.json()["positions"]
+    assert {(p["user"], p["strategy"], p["instrument"]): p["order_id"] for p in positions} == open_
+    shown = get_all(server, "/trades", "trades", top)
+    assert [
+        (t["user"], t["strategy"], t["instrument"], t["buy_order_id"], t["sell_order_id"])
+        for t in shown
+    ] == trades
+    return {"orders": orders, "positions": positions, "trades": shown}
