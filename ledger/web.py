@@ -22,6 +22,7 @@ from ledger import faults, openapi, read_api
 from ledger.application import Ledger
 from ledger.auth import BearerAuth
 from ledger.database import Database
+from ledger.limits import HeaderLimit
 from ledger.metrics import Metrics
 from ledger.profiles import load as load_profiles
 from ledger.responses import JSONResponse, error
@@ -257,7 +258,7 @@ def create_app(settings: Settings) -> Starlette:
             database.close()
             log.info("ledger stopped")
 
-    middleware = []
+    middleware = [Middleware(HeaderLimit)]
     if settings.api_token:
         middleware.append(Middleware(BearerAuth, token=settings.api_token))
     return Starlette(

@@ -7,7 +7,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import Server, free_port
+import pytest
+
+from tests.conftest import BACKENDS, Server, free_port
 from tests.helpers import check_read_models, run_load
 
 CYCLES = int(os.environ.get("LEDGER_FAULT_CYCLES", "6"))
@@ -26,9 +28,11 @@ def test_sigterm_answers_in_flight_orders_and_exits_0(
     assert server.stop() == 0
 
 
-def test_two_servers_on_one_database(make_server: Callable[[str], Server]) -> None:
-    first = make_server("embedded")
-    # The second process shares the first one's embedded PostgreSQL (same data directory).
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_servers_on_one_database(backend: str, make_server: Callable[[str], Server]) -> None:
+    first = make_server(backend)
+    # The second process shares the first one's database: the same DATABASE_URL and schema,
+    # or the same embedded PostgreSQL (same data directory).
     args = list(first.args)
     args[args.index("--port") + 1] = str(free_port())
     second = Server(args, first.env, first.log.with_name("second.log"))

@@ -112,3 +112,11 @@ def test_odd_strings_are_stored_and_returned_byte_for_byte(client: TestClient, n
     (order,) = logged.json()["orders"]
     assert order["instrument"] == name
     assert order["order_id"] == name
+
+
+def test_oversized_headers_are_431_and_write_nothing(client: TestClient) -> None:
+    top = client.get("/health").json()["sequence"]
+    response = client.post("/order", json=MINDA_BUY, headers={"X-Padding": "a" * 20_000})
+    assert response.status_code == 431
+    assert response.json()["error"]
+    assert client.get("/health").json()["sequence"] == top

@@ -126,3 +126,12 @@ def test_slow_body_is_cut_off_with_408(embedded_server: Server) -> None:
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 408")
     assert b"not received" in answer
+
+
+def test_open_server_on_a_public_address_warns(embedded_server: Server) -> None:
+    server = embedded_server
+    server.stop()
+    server.args[server.args.index("--host") + 1] = "0.0.0.0"
+    server.start()
+    assert "LEDGER_API_TOKEN is not set" in server.log.read_text()
+    assert server.stop() == 0
