@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -37,8 +38,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _bound_statements() -> None:
+    # libpq reads PGOPTIONS for every connection this process (and its children) opens, so
+    # no statement can hang a request: with pool, connect and lock timeouts, a database that
+    # stops answering costs seconds, not minutes.
+    os.environ.setdefault("PGOPTIONS", "-c statement_timeout=10s")
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the HTTP service until interrupted."""
+    _bound_statements()
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from ledger.web import create_app  # noqa: PLC0415
@@ -136,6 +145,7 @@ def project(args: argparse.Namespace) -> int:
 
     from projections.runner import ProjectionService  # noqa: PLC0415
 
+    _bound_statements()
     settings, database = _open_store(args)
     logs.configure(settings.log_dir, settings.log_level)
     faults.install(settings.faults)

@@ -110,6 +110,8 @@ class Database:
             # and the pool replaces it; a ping would cost a round trip on every commit.
             "POSTGRES_PRE_PING": "n",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            # A writer that dies mid-transaction must not keep the table lock.
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
         }
 
     def close(self) -> None:

@@ -88,9 +88,9 @@ def test_database_lost_answers_503_quickly_then_heals(
     try:
         os.kill(pid, signal.SIGQUIT)  # immediate shutdown, as if the database crashed
         psutil.Process(pid).wait(timeout=10)
-        # A client that gives up after 15 s still gets its answer: the pool timeout bounds it.
+        # A client that gives up after 5 s still gets its answer: pool and lock timeouts bound it.
         body = {**MINDA_BUY, "ORDER_ID": "while-down"}
-        response = httpx.post(f"{server.url}/order", json=body, timeout=15)
+        response = httpx.post(f"{server.url}/order", json=body, timeout=5)
         assert response.status_code == 503, response.text
         assert response.json()["error"]
         health = httpx.get(f"{server.url}/health", timeout=30)
