@@ -89,6 +89,7 @@ class Ledger(Application[UUID]):
         self._books: dict[UUID, Book] = {}
         self._by_strategy: dict[str, list[UUID]] | None = None
         self._books_of: dict[str, list[Book]] = {}  # strategy -> its loaded books
+        self._roster_version = 0
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def construct_transcoder(self) -> Transcoder:
@@ -105,7 +106,10 @@ class Ledger(Application[UUID]):
             processing_event.aggregates[aggregate.id] = aggregate
         processing_event.saved_kwargs.update(kwargs)
         recordings = self._record(processing_event)
-        self._snapshot_from_memory(processing_event)
+        try:
+            self._snapshot_from_memory(processing_event)
+        except Exception as failure:
+            log.warning("snapshot not saved (%s); books still load from their events", failure)
         self._notify(recordings)
         return recordings
 
@@ -142,6 +146,8 @@ class Ledger(Application[UUID]):
     def _index(self) -> dict[str, list[UUID]]:
         if self._by_strategy is None:
             roster = self._roster()
+            # The roster is read too: a book another process adds must not go unseen.
+            self._roster_version = roster.version if roster else 0
             index: dict[str, list[UUID]] = {}
             for user, strategy in roster.books if roster else []:
                 index.setdefault(strategy, []).append(Book.create_id(user, strategy))
@@ -194,6 +200,9 @@ class Ledger(Application[UUID]):
                 log.info("profile import raced another writer; reloading")
                 self.forget()
                 _back_off(attempt)
+            except BaseException:
+                self.forget()  # changes applied in memory were not saved
+                raise
         msg = "profile import kept conflicting with another writer"
         raise ConflictRetriesExhausted(msg)
 
@@ -297,6 +306,7 @@ class Ledger(Application[UUID]):
             # Book events first: a reader that has reached an order's sequence has then
             # also passed every book change that order made.
             expected = {b.id: v for pairs in read.values() for b, v in pairs}
+            expected[Roster.create_id()] = self._roster_version
             recordings = self.save(*touched.values(), *orders.values(), expected_versions=expected)
         except BaseException:
             # Pending changes may have been applied in memory without being saved.

@@ -105,9 +105,12 @@ def _endpoint(
         except BadQuery as bad:
             return error(422, "bad query parameter", fields={bad.name: bad.problem})
         try:
-            if not await caught_up(request, wanted):
-                return error(503, f"projections have not reached sequence {wanted} yet; retry")
-            answer: Response = await result()
+            async with asyncio.timeout(WAIT_LIMIT + 3):  # the database's retries must not stall
+                if not await caught_up(request, wanted):
+                    return error(503, f"projections have not reached sequence {wanted}; retry")
+                answer: Response = await result()
+        except TimeoutError:
+            return error(503, "the database did not answer in time")
         except PersistenceError as failure:
             asyncio.get_running_loop().run_in_executor(None, request.app.state.heal)
             return error(503, f"database unavailable: {failure}")
@@ -153,9 +156,10 @@ def _paged(name: str, query: Callable[..., Any]) -> Callable[[Request, dict[str,
 def _order(request: Request, params: dict[str, str]) -> Any:
     order_id = request.path_params["order_id"]
     view: LedgerView = request.app.state.view
+    valid = 1 <= len(order_id) <= 64 and printable(order_id)  # no other ORDER_ID is stored
 
     async def run() -> Response:
-        row = await asyncio.to_thread(queries.order, view, order_id)
+        row = await asyncio.to_thread(queries.order, view, order_id) if valid else None
         if row is None:
             return error(404, "unknown order", order_id=order_id)
         return JSONResponse(row)

@@ -42,6 +42,7 @@ class Settings:
     api_token: str | None = None
     faults: str = ""  # test-only: see ledger.faults
     body_timeout: int = 10  # seconds a client may take to send a request body
+    answer_timeout: float = 4.5  # seconds an order may wait for its commit before a 503
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -63,6 +64,7 @@ class Settings:
             api_token=env.get("LEDGER_API_TOKEN") or None,
             faults=env.get("LEDGER_FAULTS", ""),
             body_timeout=_int(env, "LEDGER_BODY_TIMEOUT", cls.body_timeout),
+            answer_timeout=_int(env, "LEDGER_ANSWER_TIMEOUT", 0) or cls.answer_timeout,
         )
         chosen = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(settings, **chosen)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -76,7 +76,13 @@ async def create_order(request: Request) -> Response:
         return JSONResponse(bad.body(), status_code=422)
     writer: Writer = request.app.state.writer
     try:
-        outcome = await writer.submit(order)
+        outcome = await asyncio.wait_for(writer.submit(order), timeout=settings.answer_timeout)
+    except TimeoutError:
+        return error(
+            503,
+            f"not answered within {settings.answer_timeout} s; the order may still commit",
+            retry="send again with the same ORDER_ID",
+        )
     except WriterUnavailable as unavailable:
         return error(503, str(unavailable), retry="send again with the same ORDER_ID")
     if outcome.reused_id:
@@ -94,9 +100,15 @@ async def health(request: Request) -> Response:
     ledger: Ledger = request.app.state.ledger
     settings: Settings = request.app.state.settings
     writer: Writer = request.app.state.writer
+
+    def positions() -> tuple[int, int]:
+        return ledger.last_sequence(), view.max_tracking_id(Ledger.name) or 0
+
+    view: LedgerView = request.app.state.view
+    service: ProjectionService | ProjectionProcess | None = request.app.state.projections
     try:
-        sequence = await asyncio.wait_for(
-            asyncio.to_thread(ledger.last_sequence), timeout=settings.db_timeout + 1
+        sequence, processed = await asyncio.wait_for(
+            asyncio.to_thread(positions), timeout=settings.db_timeout + 1
         )
     except (PersistenceError, TimeoutError, OSError) as failure:
         log.warning("health check: database unreachable: %s", failure)
@@ -105,9 +117,6 @@ async def health(request: Request) -> Response:
             {"status": "unavailable", "database": "unreachable", "detail": str(failure)},
             status_code=503,
         )
-    view: LedgerView = request.app.state.view
-    service: ProjectionService | ProjectionProcess | None = request.app.state.projections
-    processed = await asyncio.to_thread(view.max_tracking_id, Ledger.name) or 0
     return JSONResponse(
         {
             "status": "ok",
@@ -131,10 +140,15 @@ async def metrics(request: Request) -> Response:
     ledger: Ledger = request.app.state.ledger
     view: LedgerView = request.app.state.view
     writer: Writer = request.app.state.writer
+
+    def positions() -> tuple[int, int]:
+        return ledger.last_sequence(), view.max_tracking_id(Ledger.name) or 0
+
+    sequence: int | None
+    processed: int | None
     try:
-        sequence: int | None = await asyncio.to_thread(ledger.last_sequence)
-        processed = await asyncio.to_thread(view.max_tracking_id, Ledger.name) or 0
-    except PersistenceError:
+        sequence, processed = await asyncio.wait_for(asyncio.to_thread(positions), timeout=5)
+    except (PersistenceError, TimeoutError):
         sequence = processed = None
     body = request.app.state.metrics.render(sequence, processed, writer.queued)
     return Response(body, media_type="text/plain; version=0.0.4")
@@ -179,6 +193,14 @@ def routes() -> list[Route]:
         Route("/docs", docs, methods=["GET"]),
         *read_api.routes(),
     ]
+
+
+@contextlib.contextmanager
+def _reported(step: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        log.exception("shutting down %s failed", step)
 
 
 def _heal(database: Database, ledger: Ledger, view: LedgerView) -> None:
@@ -247,15 +269,21 @@ def create_app(settings: Settings) -> Starlette:
             log.info("ledger ready at sequence %d", await asyncio.to_thread(ledger.last_sequence))
             yield
         finally:
-            if writer is not None:
-                await writer.stop()
-            if service is not None:
-                await asyncio.to_thread(service.stop)
-            if view is not None:
-                view.datastore.close()
-            if ledger is not None:
-                ledger.close()
-            database.close()
+            # Each step runs even if one before it failed: no pool, process or server is left.
+            with _reported("writer"):
+                if writer is not None:
+                    await writer.stop()
+            with _reported("projections"):
+                if service is not None:
+                    await asyncio.to_thread(service.stop)
+            for name, close in (
+                ("read models", view.datastore.close if view is not None else None),
+                ("ledger", ledger.close if ledger is not None else None),
+                ("database", database.close),
+            ):
+                with _reported(name):
+                    if close is not None:
+                        close()
             log.info("ledger stopped")
 
     middleware = [Middleware(HeaderLimit)]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from eventsourcing.persistence import PersistenceError
@@ -46,6 +48,8 @@ class Writer:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Its own thread: reads on the default executor must never keep the writer waiting.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
 
     @property
     def queued(self) -> int:
@@ -55,14 +59,29 @@ class Writer:
     def start(self) -> None:
         """Start the writer task on the running loop."""
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        # Should the task ever die, nobody may wait forever for an answer.
+        self._stopping = True
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the writer stopped", exc_info=task.exception())
+        failure = WriterUnavailable("the writer has stopped")
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if pending is not None and not pending.future.done():
+                pending.future.set_exception(failure)
 
     async def stop(self) -> None:
         """Refuse new orders, answer the ones queued, then end."""
         self._stopping = True
         if self._task is not None:
-            await self._queue.put(None)
-            await self._task
+            if not self._task.done():
+                await self._queue.put(None)
+            with contextlib.suppress(Exception):
+                await self._task
             self._task = None
+        self._executor.shutdown(wait=True)
 
     async def submit(self, request: OrderRequest) -> OrderOutcome:
         """Queue an order and wait until its batch has committed."""
@@ -96,7 +115,9 @@ class Writer:
     async def _commit(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            outcomes = await asyncio.to_thread(self.ledger.place_orders, [p.request for p in batch])
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.ledger.place_orders, [p.request for p in batch]
+            )
         except PersistenceError as error:
             self.metrics.failed(len(batch))
             log.error("batch of %d not committed: %s", len(batch), error)

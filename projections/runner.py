@@ -176,6 +176,7 @@ class ProjectionService:
             finally:
                 self.running.clear()
                 self._runner = None
+                runner.view.datastore.close()  # the runner closes its application, not its view
 
 
 class ProjectionProcess:

@@ -247,3 +247,11 @@ def test_replay_equals_live_state(database: Any, orders: list[Any], batch: int) 
         with Ledger(env=database.eventsourcing_env()) as replayed:
             assert open_positions(replayed) == open_positions(live)
         assert fold(order_log(live)) == open_positions(live)
+
+
+def test_a_book_added_by_another_process_is_seen(ledger: Ledger, make_ledger: Any) -> None:
+    place(ledger, req("STRATEGY_B", "ACC", "BUY"))  # this instance has read the roster
+    other: Ledger = make_ledger()
+    other.import_profiles({**EXAMPLE_PROFILES, "New User": {"STRATEGY_B": ["MINDA"]}})
+    (answer,) = place(ledger, req("STRATEGY_B", "MINDA", "BUY"))
+    assert sorted(answer["accepted_for"]) == ["Holland Proctor", "New User"]

@@ -51,10 +51,11 @@ def test_min_sequence_not_reached_is_503(client: TestClient) -> None:
     assert "999999999" in response.json()["error"]
 
 
-def test_unknown_order_is_404(client: TestClient) -> None:
-    response = client.get("/orders/nope")
+@pytest.mark.parametrize("order_id", ["nope", "%00", "a%01b", "x" * 65])
+def test_unknown_order_is_404(client: TestClient, order_id: str) -> None:
+    response = client.get(f"/orders/{order_id}")
     assert response.status_code == 404
-    assert response.json()["order_id"] == "nope"
+    assert response.json()["error"] == "unknown order"
 
 
 def test_order_filters(client: TestClient) -> None:
