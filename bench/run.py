@@ -314,20 +314,20 @@ def main() -> None:
     parser.add_argument("--fanout-users", type=int, default=5000)
     parser.add_argument("--memory-users", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    parser.add_argument(
+        "--only",
+        default="http,fanout,replay_and_restart,memory",
+        help="comma-separated steps to run",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.events, args.memory_users = 3, 20_000, 500
     bench = Bench(args)
     started = time.monotonic()
     try:
-        for step in (
-            bench.run_http,
-            bench.run_fanout,
-            bench.run_replay_and_restart,
-            bench.run_memory,
-        ):
-            print(f"bench: {step.__name__[4:]}", file=sys.stderr)
-            step()
+        for name in args.only.split(","):
+            print(f"bench: {name}", file=sys.stderr)
+            getattr(bench, f"run_{name}")()
     finally:
         bench.database.close()
     bench.results["machine"] = {
