@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hmac
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ledger.responses import send_error
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -24,17 +25,8 @@ class BearerAuth:
                 if name == b"authorization":
                     given = value
             if not hmac.compare_digest(given, self.expected):
-                await self._refuse(send)
+                await send_error(
+                    send, 401, "missing or wrong bearer token", (b"www-authenticate", b"Bearer")
+                )
                 return
         await self.app(scope, receive, send)
-
-    @staticmethod
-    async def _refuse(send: Send) -> None:
-        body = orjson.dumps({"error": "missing or wrong bearer token"})
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b"Bearer"),
-        ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ledger.responses import send_error
 
 MAX_HEADERS = 16 * 1024
 
@@ -20,13 +21,7 @@ class HeaderLimit:
             size = sum(len(name) + len(value) for name, value in scope["headers"])
             size += len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
             if size > self.limit:
-                body = orjson.dumps({"error": f"request headers larger than {self.limit} bytes"})
-                headers = [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ]
-                await send({"type": "http.response.start", "status": 431, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                message = f"request headers larger than {self.limit} bytes"
+                await send_error(send, 431, message, (b"connection", b"close"))
                 return
         await self.app(scope, receive, send)

@@ -95,21 +95,24 @@ async def create_order(request: Request) -> Response:
     return JSONResponse(outcome.answer)
 
 
-async def health(request: Request) -> Response:
-    """200 when the database answers, 503 when it does not."""
+async def store_positions(request: Request, timeout: float) -> tuple[int, int]:
+    """(the store's last sequence, the read models' processed sequence), within `timeout`."""
     ledger: Ledger = request.app.state.ledger
-    settings: Settings = request.app.state.settings
-    writer: Writer = request.app.state.writer
+    view: LedgerView = request.app.state.view
 
-    def positions() -> tuple[int, int]:
+    def read() -> tuple[int, int]:
         return ledger.last_sequence(), view.max_tracking_id(Ledger.name) or 0
 
-    view: LedgerView = request.app.state.view
+    return await asyncio.wait_for(asyncio.to_thread(read), timeout=timeout)
+
+
+async def health(request: Request) -> Response:
+    """200 when the database answers, 503 when it does not."""
+    settings: Settings = request.app.state.settings
+    writer: Writer = request.app.state.writer
     service: ProjectionService | ProjectionProcess | None = request.app.state.projections
     try:
-        sequence, processed = await asyncio.wait_for(
-            asyncio.to_thread(positions), timeout=settings.db_timeout + 1
-        )
+        sequence, processed = await store_positions(request, settings.db_timeout + 1)
     except (PersistenceError, TimeoutError, OSError) as failure:
         log.warning("health check: database unreachable: %s", failure)
         asyncio.get_running_loop().run_in_executor(None, request.app.state.heal)
@@ -137,17 +140,11 @@ async def health(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
-    ledger: Ledger = request.app.state.ledger
-    view: LedgerView = request.app.state.view
     writer: Writer = request.app.state.writer
-
-    def positions() -> tuple[int, int]:
-        return ledger.last_sequence(), view.max_tracking_id(Ledger.name) or 0
-
     sequence: int | None
     processed: int | None
     try:
-        sequence, processed = await asyncio.wait_for(asyncio.to_thread(positions), timeout=5)
+        sequence, processed = await store_positions(request, 5)
     except (PersistenceError, TimeoutError):
         sequence = processed = None
     body = request.app.state.metrics.render(sequence, processed, writer.queued)
