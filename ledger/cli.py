@@ -141,23 +141,22 @@ def replay_command(args: argparse.Namespace) -> int:
 
 def project(args: argparse.Namespace) -> int:
     """Run only the projections, in the foreground, until SIGTERM or Ctrl-C."""
-    import threading  # noqa: PLC0415
-
     from projections.runner import ProjectionService  # noqa: PLC0415
 
+    # Stop signals are taken with sigwait(), not a handler: a handler that sets an Event can
+    # deadlock on the Event's own lock when a second signal arrives (seen: SIGTERM twice).
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
     _bound_statements()
     settings, database = _open_store(args)
     logs.configure(settings.log_dir, settings.log_level)
     faults.install(settings.faults)
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # threads started later inherit it
     service = ProjectionService(database.eventsourcing_env(), database.url)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     service.start()
     log.info("projections running; SIGTERM or Ctrl-C stops them")
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        received = signal.sigwait(stop_signals)
+        log.info("projections stopping on %s", signal.Signals(received).name)
     finally:
         service.stop()
         database.close()

@@ -99,5 +99,6 @@ def test_project_runs_the_projections_alone(
         assert [r["order_id"] for r in rows] == ["p1"]
     finally:
         proc.terminate()
+        proc.terminate()  # a second SIGTERM (the server's, and the kernel's on its death)
         assert proc.wait(timeout=30) == 0
         view.datastore.close()
