@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.conftest import BACKENDS, Server, free_port
@@ -20,9 +21,12 @@ def test_sigterm_answers_in_flight_orders_and_exits_0(
 ) -> None:
     server = make_server("embedded")
     assert server.proc is not None
+    projector = psutil.Process(server.proc.pid).children()
     codes: list[int] = []
     acked = run_load([server.url], 6, 60, 1, lambda: codes.append(server.stop()))
     assert codes == [0]
+    _, alive = psutil.wait_procs(projector, timeout=30)
+    assert alive == []  # the projection process stopped with the server
     server.start()
     check_read_models(server, acked)  # every 200 is in the log, read models = fold
     assert server.stop() == 0
