@@ -73,6 +73,16 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _page(name: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A page of a paginated list: {name: [...], "next": cursor}."""
+    schema = {
+        "type": "object",
+        "required": [name, "next"],
+        "properties": {name: {"type": "array", "items": item}, "next": CURSOR},
+    }
+    return _json(schema, "a page")
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -207,17 +217,7 @@ def schema() -> dict[str, Any]:
                         ),
                     ],
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["orders", "next"],
-                                "properties": {
-                                    "orders": {"type": "array", "items": LOGGED},
-                                    "next": CURSOR,
-                                },
-                            },
-                            "a page",
-                        ),
+                        "200": _page("orders", LOGGED),
                         **READ_ERRORS,
                     },
                 }
@@ -246,17 +246,7 @@ def schema() -> dict[str, Any]:
                     "summary": "Closed trades, in the order they closed",
                     "parameters": [*FILTERS, *PAGING],
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["trades", "next"],
-                                "properties": {
-                                    "trades": {"type": "array", "items": TRADE},
-                                    "next": CURSOR,
-                                },
-                            },
-                            "a page",
-                        ),
+                        "200": _page("trades", TRADE),
                         **READ_ERRORS,
                     },
                 }

@@ -101,8 +101,3 @@ class LedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._notification_sql, (list(originator_ids),), prepare=True)
             return {row["originator_id"]: row["notification_id"] for row in curs.fetchall()}
-
-    def ping(self) -> None:
-        """Raise unless the database answers."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute("SELECT 1")

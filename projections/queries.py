@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.application import Application
 from psycopg.sql import SQL, Composable
 
-from projections.runner import PLACED_TOPIC
-from projections.views import LedgerView, PlacedOrder
+from projections.runner import placed_pages
+from projections.views import LedgerView
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -152,24 +151,10 @@ def trades(
     return [_shown(row, *names) for row in rows], cursor
 
 
-def placed_orders(app: Application[Any], stop: int, batch: int = 5000) -> Iterator[PlacedOrder]:
-    """Every Order.Placed event up to sequence `stop`, from the event store."""
-    position = 0
-    while position < stop:
-        notifications = app.recorder.select_notifications(
-            start=position, limit=batch, stop=stop, topics=[PLACED_TOPIC], inclusive_of_start=False
-        )
-        if not notifications:
-            return
-        for n in notifications:
-            yield PlacedOrder.from_event(app.mapper.to_domain_event(n), n.id)
-        position = notifications[-1].id
-
-
 def positions_as_of(app: Application[Any], sequence: int, filters: Filters) -> list[dict[str, Any]]:
     """The open positions right after `sequence`, folded from the stored events."""
     open_: dict[tuple[str, str, str], tuple[str, Any]] = {}
-    for placed in placed_orders(app, sequence):
+    for placed in (order for page in placed_pages(app, sequence, 5000) for order in page):
         for user in placed.accepted_for:
             key = (user, placed.strategy, placed.instrument)
             if placed.position == "BUY":

@@ -92,11 +92,6 @@ class BatchingProjectionRunner(ProjectionRunner[Ledger, LedgerView]):
             is_stopping.set()
 
 
-def projection_env(ledger_env: Mapping[str, str]) -> dict[str, str]:
-    """The environment for the projection runner, from the ledger's."""
-    return dict(ledger_env)
-
-
 @contextmanager
 def projector_lock(url: str, env: Mapping[str, str]) -> Iterator[psycopg.Connection[Any] | None]:
     """One projector per schema: yields the lock's connection, or None if another holds it."""
@@ -119,7 +114,7 @@ class ProjectionService:
     """Runs the projection in the background, restarting it after database failures."""
 
     def __init__(self, env: Mapping[str, str], url: str, retry_after: float = 1.0) -> None:
-        self.env = projection_env(env)
+        self.env = dict(env)
         self.url = url
         self.retry_after = retry_after
         self._stopping = threading.Event()
@@ -250,10 +245,23 @@ def open_view(env: Mapping[str, str]) -> LedgerView:
     from eventsourcing.persistence import InfrastructureFactory  # noqa: PLC0415
 
     factory: Any = InfrastructureFactory.construct(
-        env=ProjectionRunner._construct_env(LedgerProjection.name, projection_env(env))
+        env=ProjectionRunner._construct_env(LedgerProjection.name, dict(env))
     )
     view: LedgerView = factory.tracking_recorder(LedgerView)
     return view
+
+
+def placed_pages(app: Any, stop: int, batch: int) -> Iterator[list[PlacedOrder]]:
+    """Every Order.Placed event up to sequence `stop`, from the event store, a page at a time."""
+    position = 0
+    while position < stop:
+        notifications = app.recorder.select_notifications(
+            start=position, limit=batch, stop=stop, topics=[PLACED_TOPIC], inclusive_of_start=False
+        )
+        if not notifications:
+            return
+        yield [PlacedOrder.from_event(app.mapper.to_domain_event(n), n.id) for n in notifications]
+        position = notifications[-1].id
 
 
 def replay(
@@ -267,28 +275,15 @@ def replay(
         if lock_conn is None:
             msg = "a running server keeps the read models: stop it before replaying"
             raise RuntimeError(msg)
-        with Ledger(env=projection_env(env)) as ledger:
+        with Ledger(env=dict(env)) as ledger:
             view = open_view(env)
             try:
                 top = ledger.recorder.max_notification_id() or 0
                 view.reset(ledger.name)
                 done = 0
                 position = 0
-                while position < top:
-                    notifications = ledger.recorder.select_notifications(
-                        start=position,
-                        limit=batch,
-                        stop=top,
-                        topics=[PLACED_TOPIC],
-                        inclusive_of_start=False,
-                    )
-                    if not notifications:
-                        break
-                    orders = [
-                        PlacedOrder.from_event(ledger.mapper.to_domain_event(n), n.id)
-                        for n in notifications
-                    ]
-                    position = notifications[-1].id
+                for orders in placed_pages(ledger, top, batch):
+                    position = orders[-1].sequence
                     view.apply(orders, Tracking(ledger.name, position))
                     done += len(orders)
                     if progress is not None:
