@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ledger.database import Database
 from ledger.domain import Book, Order, Position, Roster, decide, order_answer
 from ledger.settings import Settings
+from ledger.store.database import Database
 
 
 class NaiveLedger(Application[UUID]):

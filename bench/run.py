@@ -24,10 +24,10 @@ import httpx
 import psutil
 
 from ledger.application import Ledger, OrderRequest
-from ledger.database import Database
 from ledger.domain import Position
 from ledger.profiles import generate, load_raw, write
 from ledger.settings import Settings
+from ledger.store.database import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"

@@ -16,8 +16,8 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoder
 
 from ledger.domain import Book, Order, Position, Roster, decide, order_answer
-from ledger.recorder import LedgerRecorder
-from ledger.transcoder import OrjsonTranscoder
+from ledger.store.recorder import LedgerRecorder
+from ledger.store.transcoder import OrjsonTranscoder
 
 log = logging.getLogger(__name__)
 

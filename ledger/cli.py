@@ -50,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
     _bound_statements()
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
-    from ledger.web import create_app  # noqa: PLC0415
+    from ledger.http.app import create_app  # noqa: PLC0415
 
     settings = _settings(args)
     if settings.profiles is None and DEFAULT_PROFILES.exists():
@@ -103,7 +103,7 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace) -> tuple[Settings, Any]:
-    from ledger.database import Database  # noqa: PLC0415 - only the store commands need it
+    from ledger.store.database import Database  # noqa: PLC0415 - only the store commands need it
 
     settings = _settings(args)
     logs.configure(settings.log_dir, settings.log_level, stderr=False)

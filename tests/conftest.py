@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import psycopg
 import pytest
 from psycopg import sql
 
 from ledger.application import Ledger
-from ledger.database import Database
 from ledger.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-
-# The seed's worked example: Holland Proctor trades STRATEGY_A (GRASIM, INFY) and
-# STRATEGY_B (MINDA, ACC); Kamryn Li trades STRATEGY_B (ACC) and STRATEGY_D (NTPC).
-EXAMPLE_PROFILES: dict[str, dict[str, list[str]]] = {
-    "Holland Proctor": {"STRATEGY_A": ["GRASIM", "INFY"], "STRATEGY_B": ["MINDA", "ACC"]},
-    "Kamryn Li": {"STRATEGY_B": ["ACC"], "STRATEGY_D": ["NTPC"]},
-}
+from ledger.store.database import Database
+from tests.support import BACKENDS, EXAMPLE_PROFILES, Server, free_port
 
 
 @pytest.fixture(scope="session")
@@ -120,68 +106,6 @@ def ledger(make_ledger: Any) -> Ledger:
     return instance
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    """The real `ledger serve` in a subprocess."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args = args
-        self.env = env
-        self.log = log
-        self.port = int(args[args.index("--port") + 1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60) -> None:
-        """Start and wait until /health answers 200."""
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ledger.cli", "serve", *self.args],
-                env=self.env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)  # polling a process we do not control, not synchronising threads
-        pytest.fail(f"server not healthy within {timeout}s:\n{self.log.read_text()}")
-
-    def store_args(self) -> list[str]:
-        """The options that name this server's store, for other commands."""
-        at = self.args.index("--data-dir")
-        return self.args[at : at + 2]
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up at all."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> int:
-        """SIGTERM and wait for a clean exit."""
-        assert self.proc is not None
-        self.proc.terminate()
-        return self.proc.wait(timeout=30)
-
-    def post(self, body: Any, route: str = "/order") -> httpx.Response:
-        """POST a JSON body (or raw bytes)."""
-        content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return httpx.post(f"{self.url}{route}", content=content, timeout=30)
-
-
 @pytest.fixture
 def profile_file(tmp_path: Path) -> Path:
     """The worked example's profiles as a user_profile.json file."""
@@ -210,9 +134,6 @@ def data_dir() -> Iterator[Path]:
         if psutil.pid_exists(pid):
             os.kill(pid, signal.SIGQUIT)
     shutil.rmtree(base, ignore_errors=True)
-
-
-BACKENDS = ["embedded"] + (["external"] if os.environ.get("DATABASE_URL") else [])
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ledger.application import Ledger
-from ledger.responses import JSONResponse, error
-from ledger.schemas import printable
+from ledger.http.responses import JSONResponse, error
+from ledger.http.schemas import printable
 from projections import queries
 from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, Filters
 from projections.views import LedgerView

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from ledger.http.app import create_app
 from ledger.settings import Settings
-from ledger.web import create_app
 
 
 @pytest.fixture

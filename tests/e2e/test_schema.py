@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from schemathesis.checks import not_a_server_error
 
-from tests.conftest import EXAMPLE_PROFILES, Server, free_port
+from tests.support import EXAMPLE_PROFILES, Server, free_port
 
 CASES_PER_OPERATION = 200  # six operations take parameters: well over 1,000 requests
 

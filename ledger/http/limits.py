@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledger.responses import send_error
+from ledger.http.responses import send_error
 
 MAX_HEADERS = 16 * 1024
 

@@ -95,7 +95,7 @@ class Database:
         info = self.conninfo()
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "APPLICATION_RECORDER_TOPIC": "ledger.recorder:LedgerRecorder",
+            "APPLICATION_RECORDER_TOPIC": "ledger.store.recorder:LedgerRecorder",
             "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
             "POSTGRES_HOST": str(info.get("host") or "localhost"),
             "POSTGRES_PORT": str(info.get("port") or "5432"),

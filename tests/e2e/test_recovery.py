@@ -8,8 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import BACKENDS, ROOT, Server
-from tests.helpers import check_read_models, run_load
+from tests.support import BACKENDS, ROOT, Server, check_read_models, run_load
 
 CLIENTS = 4
 KILL_AFTER = 120  # acknowledged orders before the kill

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from ledger.application import Ledger, OrderRequest
-from ledger.database import Database
 from ledger.domain import Position
 from ledger.settings import Settings
+from ledger.store.database import Database
 from projections import queries
 from projections.runner import (
     BatchingProjectionRunner,
@@ -27,7 +27,7 @@ from projections.runner import (
     replay,
 )
 from projections.views import LedgerView
-from tests.conftest import EXAMPLE_PROFILES
+from tests.support import EXAMPLE_PROFILES
 
 
 def snapshot(view: LedgerView) -> dict[str, list[dict[str, Any]]]:

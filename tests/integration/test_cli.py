@@ -13,11 +13,11 @@ from psycopg import sql
 
 from ledger.application import Ledger, OrderRequest
 from ledger.cli import main
-from ledger.database import Database
 from ledger.domain import Position
 from ledger.settings import Settings
+from ledger.store.database import Database
 from projections.runner import open_view, replay
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 RAW = Path(__file__).resolve().parent.parent / "jsons" / "raw_details.json"
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from ledger.http.app import create_app
 from ledger.settings import Settings
-from ledger.web import create_app
-from tests.conftest import EXAMPLE_PROFILES
+from tests.support import EXAMPLE_PROFILES
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ledger.application import Ledger, OrderRequest
 from ledger.domain import Order, Position
-from tests.conftest import EXAMPLE_PROFILES
+from tests.support import EXAMPLE_PROFILES
 
 
 def req(strategy: str, instrument: str, position: str, order_id: str | None = None) -> OrderRequest:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from ledger.http.app import create_app
 from ledger.settings import Settings
-from ledger.web import create_app
 
 TOKEN = "s3cret-token"
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}

@@ -18,16 +18,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ledger import faults, openapi, read_api
+from ledger import faults
 from ledger.application import Ledger
-from ledger.auth import BearerAuth
-from ledger.database import Database
-from ledger.limits import HeaderLimit
+from ledger.http import openapi
+from ledger.http import reads as read_api
+from ledger.http.auth import BearerAuth
+from ledger.http.limits import HeaderLimit
+from ledger.http.responses import JSONResponse, error
+from ledger.http.schemas import MAX_BODY, BadRequest, parse_order
 from ledger.metrics import Metrics
 from ledger.profiles import load as load_profiles
-from ledger.responses import JSONResponse, error
-from ledger.schemas import MAX_BODY, BadRequest, parse_order
 from ledger.settings import Settings
+from ledger.store.database import Database
 from ledger.writer import Writer, WriterUnavailable
 from projections.runner import (
     LedgerProjection,

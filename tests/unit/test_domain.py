@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from ledger.domain import Book, Order, OrderRefused, Position, Reason, decide, order_answer
-from tests.conftest import EXAMPLE_PROFILES
+from tests.support import EXAMPLE_PROFILES
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

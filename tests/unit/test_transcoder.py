@@ -11,7 +11,7 @@ from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscode
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.transcoder import OrjsonTranscoder
+from ledger.store.transcoder import OrjsonTranscoder
 
 
 def registered(transcoder: JSONTranscoder) -> JSONTranscoder:

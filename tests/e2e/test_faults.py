@@ -10,8 +10,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import BACKENDS, Server, free_port
-from tests.helpers import check_read_models, run_load
+from tests.support import BACKENDS, Server, check_read_models, free_port, run_load
 
 CYCLES = int(os.environ.get("LEDGER_FAULT_CYCLES", "6"))
 

@@ -6,7 +6,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledger.responses import send_error
+from ledger.http.responses import send_error
 
 OPEN_PATHS = frozenset({"/health"})
 

@@ -14,7 +14,7 @@ import httpx
 import psutil
 from pgserver.postgres_server import PostgresServer
 
-from tests.conftest import Server
+from tests.support import Server
 
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
 

@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, reads, auth, limits, errors and the API description."""

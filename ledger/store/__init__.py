@@ -1,0 +1,1 @@
+"""Where the events live: the database, the recorder, the transcoder, library overrides."""
