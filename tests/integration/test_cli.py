@@ -19,7 +19,7 @@ from ledger.store.database import Database
 from projections.runner import open_view, replay
 from tests.support import ROOT
 
-RAW = Path(__file__).resolve().parent.parent / "jsons" / "raw_details.json"
+RAW = ROOT / "jsons" / "raw_details.json"
 
 
 def test_generate_profiles_keeps_the_original_shape(tmp_path: Path) -> None:
