@@ -93,6 +93,8 @@ async def produce(
     interval: float = 1.0,
     concurrency: int = 1,
     timeout: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+    backoff: float = 0.2,
 ) -> Summary:
     """Send the orders over `concurrency` connections, `interval` seconds apart per connection."""
     summary = Summary()
@@ -105,7 +107,7 @@ async def produce(
         while not queue.empty():
             order = queue.get_nowait()
             summary.sent += 1
-            answer = await send(client, url, order, summary)
+            answer = await send(client, url, order, summary, backoff=backoff)
             if answer is not None:
                 if answer.get("RESPONSE") == "ACCEPTED":
                     summary.accepted += 1
@@ -124,6 +126,6 @@ async def produce(
                 await asyncio.sleep(interval)
 
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as client:
         await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
     return summary

@@ -3,43 +3,120 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ledger.names import MAX_NAME, name_problem
+
+log = logging.getLogger(__name__)
+
 MAX_STRATEGIES = 7
 MAX_INSTRUMENTS = 10
-MAX_NAME = 64
 
 
 class ProfileError(ValueError):
-    """A profile or raw-details file is not usable."""
+    """A profile or raw-details file is not usable; the message is one line."""
 
 
-def _names(data: Mapping[str, Any], key: str, path: Path) -> list[str]:
-    values = data.get(key)
-    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-        msg = f"{path}: {key} must be a non-empty list of strings"
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys it was given more than once."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__()
+        self.duplicates: list[str] = []
+        for key, value in pairs:
+            if key in self:
+                self.duplicates.append(key)
+            else:
+                self[key] = value
+
+
+def _show(value: object) -> str:
+    """A short one-line rendering of a value for an error message."""
+    if not isinstance(value, str):
+        return type(value).__name__
+    # repr escapes newlines, control characters and surrogates, so the message stays one line.
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _where(path: Path) -> str:
+    """The path as it goes in a message: quoted only when it would not print on one line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def _read_json(path: Path) -> object:
+    """The parsed file, or ProfileError with a one-line reason."""
+    where = _where(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as error:
+        msg = f"cannot read {where}: {type(error).__name__}: {_one_line(error)}"
+        raise ProfileError(msg) from None
+    try:
+        return json.loads(text, object_pairs_hook=_Object)
+    except RecursionError:
+        msg = f"cannot read {where}: JSON nested too deeply"
+        raise ProfileError(msg) from None
+    except ValueError as error:
+        msg = f"cannot read {where}: {_one_line(error)}"
+        raise ProfileError(msg) from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _refuse_duplicates(data: Mapping[str, Any], where: str, what: str) -> None:
+    # The JSON standard leaves repeated keys undefined; json.loads would keep the last silently.
+    duplicates = getattr(data, "duplicates", None)
+    if duplicates:
+        msg = f"{where}: {what} {_show(duplicates[0])} is given more than once"
         raise ProfileError(msg)
+
+
+def _warn_case(names: list[str], where: str, what: str) -> None:
+    seen: dict[str, str] = {}
+    for name in names:
+        first = seen.setdefault(name.casefold(), name)
+        if first != name:
+            log.warning(
+                "%s: %s %r and %r differ only in case: both kept (names are matched exactly)",
+                where,
+                what,
+                first,
+                name,
+            )
+
+
+def _names(data: Mapping[str, Any], key: str, where: str) -> list[str]:
+    values = data.get(key)
+    if not isinstance(values, list) or not values:
+        msg = f"{where}: {key} must be a non-empty list of names"
+        raise ProfileError(msg)
+    for value in values:
+        _check_name(value, f"{where}: {key}")
     # The original file lists one user twice; a profile can only hold a name once.
     return list(dict.fromkeys(values))
 
 
 def load_raw(path: Path) -> tuple[list[str], list[str], list[str]]:
-    """The (users, strategies, instruments) of a raw_details.json file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        msg = f"cannot read {path}: {error}"
-        raise ProfileError(msg) from None
+    """The (users, strategies, instruments) of a raw_details.json file, duplicates dropped."""
+    data = _read_json(path)
+    where = _where(path)
     if not isinstance(data, dict):
-        msg = f"{path}: expected a JSON object with USERS, STRATEGIES, INSTRUMENTS"
+        msg = f"{where}: expected a JSON object with USERS, STRATEGIES, INSTRUMENTS"
         raise ProfileError(msg)
+    _refuse_duplicates(data, where, "key")
     return (
-        _names(data, "USERS", path),
-        _names(data, "STRATEGIES", path),
-        _names(data, "INSTRUMENTS", path),
+        _names(data, "USERS", where),
+        _names(data, "STRATEGIES", where),
+        _names(data, "INSTRUMENTS", where),
     )
 
 
@@ -47,6 +124,12 @@ def generate(
     users: list[str], strategies: list[str], instruments: list[str], count: int, rng: random.Random
 ) -> dict[str, dict[str, list[str]]]:
     """Pick `count` users; each trades 1-7 strategies, each strategy 1-10 instruments, uniformly."""
+    # Distinct choices even when a caller passes duplicates (load_raw already drops them).
+    users, strategies, instruments = (
+        list(dict.fromkeys(users)),
+        list(dict.fromkeys(strategies)),
+        list(dict.fromkeys(instruments)),
+    )
     if not 1 <= count <= len(users):
         msg = f"--users must be between 1 and {len(users)} (the distinct users available)"
         raise ProfileError(msg)
@@ -63,13 +146,14 @@ def generate(
 
 
 def _check_name(value: object, where: str) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME:
-        msg = f"{where}: names must be strings of 1-{MAX_NAME} characters, got {value!r}"
-        raise ProfileError(msg)
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        msg = f"{where}: {value!r} contains control characters"
-        raise ProfileError(msg)
-    return value
+    if isinstance(value, str):
+        problem = name_problem(value)
+        if problem is None:
+            return value
+        msg = f"{where}: name {_show(value)} {problem}"
+    else:
+        msg = f"{where}: names must be strings of 1-{MAX_NAME} characters, got {_show(value)}"
+    raise ProfileError(msg)
 
 
 def validate(data: object, where: str = "profiles") -> dict[str, dict[str, list[str]]]:
@@ -77,31 +161,40 @@ def validate(data: object, where: str = "profiles") -> dict[str, dict[str, list[
     if not isinstance(data, dict):
         msg = f'{where}: expected {{"User": {{"STRATEGY": ["INSTRUMENT", ...]}}}}'
         raise ProfileError(msg)
+    _refuse_duplicates(data, where, "user")
     profiles: dict[str, dict[str, list[str]]] = {}
     for user, strategies in data.items():
         _check_name(user, where)
+        at_user = f"{where}: user {user!r}"
         if not isinstance(strategies, dict):
-            msg = f"{where}: {user!r} must map strategies to instrument lists"
+            msg = f"{at_user} must map strategies to instrument lists"
             raise ProfileError(msg)
+        _refuse_duplicates(strategies, at_user, "strategy")
         profiles[user] = {}
         for strategy, instruments in strategies.items():
-            _check_name(strategy, f"{where}: {user}")
+            _check_name(strategy, at_user)
+            at_strategy = f"{where}: {user!r}/{strategy!r}"
             if not isinstance(instruments, list):
-                msg = f"{where}: {user}/{strategy} must be a list of instruments"
+                msg = f"{at_strategy} must be a list of instruments"
                 raise ProfileError(msg)
-            names = [_check_name(i, f"{where}: {user}/{strategy}") for i in instruments]
-            profiles[user][strategy] = list(dict.fromkeys(names))
+            names = [_check_name(i, at_strategy) for i in instruments]
+            kept = list(dict.fromkeys(names))
+            if len(kept) != len(names):
+                repeated = [name for name, n in Counter(names).items() if n > 1]
+                log.warning(
+                    "%s: instruments %s listed more than once: the first of each kept",
+                    at_strategy,
+                    ", ".join(map(repr, repeated)),
+                )
+            profiles[user][strategy] = kept
+        _warn_case(list(strategies), at_user, "strategies")
+    _warn_case(list(profiles), where, "users")
     return profiles
 
 
 def load(path: Path) -> dict[str, dict[str, list[str]]]:
-    """Read and check a user_profile.json file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        msg = f"cannot read {path}: {error}"
-        raise ProfileError(msg) from None
-    return validate(data, str(path))
+    """Read and check a user_profile.json file; any problem is a one-line ProfileError."""
+    return validate(_read_json(path), _where(path))
 
 
 def write(path: Path, profiles: Mapping[str, Mapping[str, list[str]]]) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import unicodedata
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ledger import names
 from ledger.application import OrderRequest
 from ledger.domain import Position
+from ledger.names import Name
 
 MAX_BODY = 64 * 1024
 FIELDS = ("STRATEGY", "INSTRUMENT", "POSITION", "ORDER_ID")
@@ -29,18 +30,8 @@ class BadRequest(Exception):
 
 
 def printable(value: str) -> bool:
-    """No control characters (they break logs and terminals) and no lone surrogates."""
-    return not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
-
-
-def _printable(value: str) -> str:
-    if not printable(value):
-        msg = "must not contain control characters"
-        raise ValueError(msg)
-    return value
-
-
-Name = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)]
+    """No control characters and no lone surrogates: ledger.names.printable, kept for reads.py."""
+    return names.printable(value)
 
 
 class OrderBody(BaseModel):
