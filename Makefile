@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-unit lint browser bench clean
 
 install: $(STAMP)
 
@@ -24,8 +24,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The docs page is tested in a real browser: Debian's chromium, never a downloaded one.
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: lint browser
 	$(BIN)/pytest
+
+# The fast tier: no database, no server, a few seconds.
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
 
 # The load generator must not be the bottleneck: wrk, from Debian's packages.
 bench: $(STAMP)

@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ledger.domain import Book, Order, Position, Roster, decide, order_answer
+from ledger.answers import OrderAnswer
+from ledger.domain import Book, Order, Position, Roster, decide
 from ledger.settings import Settings
 from ledger.store.database import Database
 
@@ -55,8 +56,8 @@ class NaiveLedger(Application[UUID]):
                     existing: Any = self.repository.get(Order.create_id(order_id))
                 except AggregateNotFoundError:
                     continue  # a book changed under us: load again and decide again
-                return order_answer(existing, None)
-            return order_answer(order, recordings[0].notification.id)
+                return OrderAnswer.of(existing, None)
+            return OrderAnswer.of(order, recordings[0].notification.id)
         msg = "too many conflicts"
         raise RuntimeError(msg)
 

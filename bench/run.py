@@ -10,7 +10,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,18 +27,12 @@ from ledger.domain import Position
 from ledger.profiles import generate, load_raw, write
 from ledger.settings import Settings
 from ledger.store.database import Database
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = sys.executable
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> float:

@@ -6,22 +6,25 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoder
 
-from ledger.domain import Book, Order, Position, Roster, decide, order_answer
+from ledger.answers import OrderAnswer, Profiles
+from ledger.domain import Book, Order, Position, Roster, decide
+from ledger.profile_import import ImportReport, import_profiles
+from ledger.store import overrides
 from ledger.store.recorder import LedgerRecorder
 from ledger.store.transcoder import OrjsonTranscoder
 
 log = logging.getLogger(__name__)
 
-Profiles = Mapping[str, Mapping[str, Sequence[str]]]
+T = TypeVar("T")
 MAX_ATTEMPTS = 10
 ANSWER_CACHE_SIZE = 100_000
 
@@ -41,23 +44,9 @@ class OrderRequest:
 class OrderOutcome:
     """The answer to one request: the order's record, or a refusal of a reused ORDER_ID."""
 
-    answer: dict[str, Any]
+    answer: OrderAnswer
     reused_id: bool = False  # the ORDER_ID belongs to a different order
-
-
-@dataclass
-class ImportReport:
-    """What an import of the profile file changed."""
-
-    added: list[tuple[str, str]] = field(default_factory=list)
-    changed: list[tuple[str, str]] = field(default_factory=list)
-    dropped: list[tuple[str, str]] = field(default_factory=list)
-    kept_open: list[tuple[str, str, str]] = field(default_factory=list)
-
-    @property
-    def events(self) -> int:
-        """How many book changes the import recorded."""
-        return len(self.added) + len(self.changed) + len(self.dropped)
+    stored: bool = False  # this request stored the order (not an answer given again)
 
 
 class ConflictRetriesExhausted(IntegrityError):
@@ -67,14 +56,6 @@ class ConflictRetriesExhausted(IntegrityError):
 def _back_off(attempt: int) -> None:
     # Random waits break the lockstep in which two writers keep invalidating each other.
     time.sleep(random.uniform(0, 0.005 * 2**attempt))
-
-
-def _same_order(answer: Mapping[str, Any], request: OrderRequest) -> bool:
-    return (answer["strategy"], answer["instrument"], answer["position"]) == (
-        request.strategy,
-        request.instrument,
-        request.position.value,
-    )
 
 
 class Ledger(Application[UUID]):
@@ -90,7 +71,7 @@ class Ledger(Application[UUID]):
         self._by_strategy: dict[str, list[UUID]] | None = None
         self._books_of: dict[str, list[Book]] = {}  # strategy -> its loaded books
         self._roster_version = 0
-        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._answers: OrderedDict[str, OrderAnswer] = OrderedDict()
 
     def construct_transcoder(self) -> Transcoder:
         """orjson, in eventsourcing's JSON format: a stored event decodes to what was saved."""
@@ -100,27 +81,22 @@ class Ledger(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Application.save without its per-object Protocol checks (slow on Python 3.11)."""
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        for aggregate in objs:
-            processing_event.events.extend(aggregate.collect_events())
-            processing_event.aggregates[aggregate.id] = aggregate
-        processing_event.saved_kwargs.update(kwargs)
-        recordings = self._record(processing_event)
+        processing_event, recordings = overrides.record(self, objs, kwargs)
         try:
-            self._snapshot_from_memory(processing_event)
+            self._snapshot_from_memory(processing_event.events, processing_event.aggregates)
         except Exception as failure:
             log.warning("snapshot not saved (%s); books still load from their events", failure)
-        self._notify(recordings)
+        overrides.notify(self, recordings)
         return recordings
 
-    def _snapshot_from_memory(self, processing_event: ProcessingEvent[UUID]) -> None:
+    def _snapshot_from_memory(self, events: Sequence[Any], aggregates: Mapping[UUID, Any]) -> None:
         # eventsourcing would reload each aggregate from the store to snapshot it; the saved
         # aggregate in memory is that same state, so it is snapshotted as it is.
         if self.snapshots is None:
             return
         due: dict[UUID, Any] = {}
-        for domain_event in processing_event.events:
-            aggregate = processing_event.aggregates.get(domain_event.originator_id)
+        for domain_event in events:
+            aggregate = aggregates.get(domain_event.originator_id)
             interval = self.snapshotting_intervals.get(type(aggregate))  # type: ignore[arg-type]
             if interval and domain_event.originator_version % interval == 0:
                 due[aggregate.id] = aggregate  # type: ignore[union-attr]
@@ -134,6 +110,10 @@ class Ledger(Application[UUID]):
         return self.recorder
 
     # Books and roster
+
+    def roster(self) -> Roster | None:
+        """The roster of books as stored, or None before the first import."""
+        return self._roster()
 
     def _roster(self) -> Roster | None:
         try:
@@ -153,6 +133,10 @@ class Ledger(Application[UUID]):
                 index.setdefault(strategy, []).append(Book.create_id(user, strategy))
             self._by_strategy = index
         return self._by_strategy
+
+    def book(self, book_id: UUID) -> Book:
+        """One book, from memory or loaded from the store."""
+        return self._book(book_id)
 
     def _book(self, book_id: UUID) -> Book:
         book = self._books.get(book_id)
@@ -192,85 +176,50 @@ class Ledger(Application[UUID]):
         return result
 
     def import_profiles(self, profiles: Profiles) -> ImportReport:
-        """Record the differences between the file and the ledger as events."""
-        for attempt in range(MAX_ATTEMPTS):
+        """Record the differences between a profile document and the ledger as events."""
+
+        def attempt() -> ImportReport:
             try:
-                return self._import_profiles(profiles)
+                return import_profiles(self, profiles)
             except IntegrityError:
-                log.info("profile import raced another writer; reloading")
-                self.forget()
-                _back_off(attempt)
+                raise
             except BaseException:
                 self.forget()  # changes applied in memory were not saved
                 raise
-        msg = "profile import kept conflicting with another writer"
+
+        return self.retrying(attempt, "profile import")
+
+    def retrying(self, attempt: Callable[[], T], what: str) -> T:
+        """Run `attempt`; when another writer got there first, reload and run it again."""
+        for n in range(MAX_ATTEMPTS):
+            try:
+                return attempt()
+            except IntegrityError as conflict:
+                log.info("%s raced another writer (%s); reloading", what, conflict)
+                self.forget()
+                _back_off(n)
+        msg = f"{what} kept conflicting with another writer"
         raise ConflictRetriesExhausted(msg)
 
-    def _import_profiles(self, profiles: Profiles) -> ImportReport:
-        report = ImportReport()
-        roster = self._roster() or Roster()
-        known = set(roster.books)
-        wanted = {
-            (user, strategy): list(dict.fromkeys(instruments))
-            for user, strategies in profiles.items()
-            for strategy, instruments in strategies.items()
-        }
-        changed: list[Book] = []
-        new_books: list[list[str]] = []
-        for (user, strategy), instruments in wanted.items():
-            if (user, strategy) not in known:
-                changed.append(Book(user=user, strategy=strategy, instruments=instruments))
-                new_books.append([user, strategy])
-                report.added.append((user, strategy))
-                continue
-            book = self._book(Book.create_id(user, strategy))
-            if not book.active or set(book.instruments) != set(instruments):
-                book.change_instruments(instruments=instruments)
-                changed.append(book)
-                report.changed.append((user, strategy))
-        for user, strategy in roster.books:
-            if (user, strategy) in wanted:
-                continue
-            book = self._book(Book.create_id(user, strategy))
-            if book.active:
-                book.drop()
-                changed.append(book)
-                report.dropped.append((user, strategy))
-        for book in changed:
-            for instrument in book.open:
-                if instrument not in book.instruments or not book.active:
-                    report.kept_open.append((book.user, book.strategy, instrument))
-        if new_books:
-            roster.add_books(books=new_books)
-        if changed or new_books:
-            self.save(roster, *changed)
-        for book in changed:
+    def books_changed(self, books: Sequence[Book]) -> None:
+        """Keep books just saved, and rebuild the strategy index on next use."""
+        for book in books:
             self._books[book.id] = book
         self._by_strategy = None
         self._books_of.clear()
-        for user, strategy, instrument in report.kept_open:
-            log.warning(
-                "profile no longer lists %s/%s/%s but its position is open: kept, SELL closes it",
-                user,
-                strategy,
-                instrument,
-            )
-        return report
 
     # Orders
 
     def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderOutcome]:
         """Decide the orders in arrival order and commit them all in one transaction."""
         requests = [r if r.order_id else replace(r, order_id=str(uuid4())) for r in requests]
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                return self._place(requests, look_up_ids=attempt > 0)
-            except IntegrityError as conflict:
-                log.info("batch of %d conflicted (%s); reloading books", len(requests), conflict)
-                self.forget()
-                _back_off(attempt)
-        msg = f"batch of {len(requests)} orders kept conflicting with another writer"
-        raise ConflictRetriesExhausted(msg)
+        attempts = iter(range(MAX_ATTEMPTS))
+        # After a conflict the ORDER_IDs are looked up in the store: the other writer may
+        # have stored some of them.
+        return self.retrying(
+            lambda: self._place(requests, look_up_ids=next(attempts) > 0),
+            f"batch of {len(requests)} orders",
+        )
 
     def _place(self, requests: Sequence[OrderRequest], *, look_up_ids: bool) -> list[OrderOutcome]:
         known = self._known_answers(requests, look_up_ids=look_up_ids)
@@ -314,27 +263,29 @@ class Ledger(Application[UUID]):
             raise
         sequences = {r.domain_event.originator_id: r.notification.id for r in recordings}
         for order_id, order in orders.items():
-            answer = order_answer(order, sequences.get(order.id))
+            answer = OrderAnswer.of(order, sequences.get(order.id))
             known[order_id] = answer
             self._remember(order_id, answer)
-        return [self._outcome(known, request) for request in requests]
+        outcomes = []
+        for request in requests:
+            assert request.order_id is not None
+            answer = known[request.order_id]
+            reused = not answer.is_for(request.strategy, request.instrument, request.position)
+            # Only the first request of an ORDER_ID within a batch stored it.
+            stored = orders.pop(request.order_id, None) is not None
+            outcomes.append(OrderOutcome(answer, reused_id=reused, stored=stored))
+        return outcomes
 
-    @staticmethod
-    def _outcome(known: Mapping[str, dict[str, Any]], request: OrderRequest) -> OrderOutcome:
-        assert request.order_id is not None
-        answer = known[request.order_id]
-        return OrderOutcome(answer, reused_id=not _same_order(answer, request))
-
-    def _remember(self, order_id: str, answer: dict[str, Any]) -> None:
+    def _remember(self, order_id: str, answer: OrderAnswer) -> None:
         self._answers[order_id] = answer
         if len(self._answers) > ANSWER_CACHE_SIZE:
             self._answers.popitem(last=False)
 
     def _known_answers(
         self, requests: Sequence[OrderRequest], *, look_up_ids: bool
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, OrderAnswer]:
         """Answers already given for the requests' ORDER_IDs (from memory, or from the store)."""
-        known: dict[str, dict[str, Any]] = {}
+        known: dict[str, OrderAnswer] = {}
         missing: list[str] = []
         for request in requests:
             if request.order_id is None:
@@ -351,7 +302,7 @@ class Ledger(Application[UUID]):
                     known[order_id] = answer
         return known
 
-    def get_order(self, order_id: str) -> dict[str, Any] | None:
+    def get_order(self, order_id: str) -> OrderAnswer | None:
         """The recorded answer for an order id, or None."""
         if order_id in self._answers:
             return self._answers[order_id]
@@ -362,7 +313,7 @@ class Ledger(Application[UUID]):
             return None
         assert isinstance(order, Order)
         sequence = self.store.first_notification_ids([record_id]).get(record_id)
-        answer = order_answer(order, sequence)
+        answer = OrderAnswer.of(order, sequence)
         self._remember(order_id, answer)
         return answer
 

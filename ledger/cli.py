@@ -12,11 +12,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ledger import faults, logs, profiles
+from ledger.answers import LoggedOrder, OpenPosition, Trade
+from ledger.domain import Outcome
 from ledger.producer import produce as run
 from ledger.producer import random_orders
 from ledger.settings import Settings, SettingsError
@@ -54,7 +57,7 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if settings.profiles is None and DEFAULT_PROFILES.exists():
-        settings = replace(settings, profiles=DEFAULT_PROFILES)
+        settings = settings.replace(profiles=DEFAULT_PROFILES)
     logs.configure(settings.log_dir, settings.log_level)
     if settings.api_token is None and settings.host not in ("127.0.0.1", "::1", "localhost"):
         log.warning(
@@ -102,69 +105,77 @@ def produce(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _open_store(args: argparse.Namespace) -> tuple[Settings, Any]:
-    from ledger.store.database import Database  # noqa: PLC0415 - only the store commands need it
-
+def _store_settings(args: argparse.Namespace) -> Settings:
     settings = _settings(args)
     logs.configure(settings.log_dir, settings.log_level, stderr=False)
-    return settings, Database.open(settings)
+    return settings
 
 
 def replay_command(args: argparse.Namespace) -> int:
     """Rebuild every read model from zero, with a progress bar."""
     from tqdm import tqdm  # noqa: PLC0415
 
-    from projections.runner import replay  # noqa: PLC0415
+    from ledger.bootstrap import store  # noqa: PLC0415 - only the store commands need it
+    from projections.replay import replay  # noqa: PLC0415
 
-    _, database = _open_store(args)
-    try:
-        started = time.monotonic()
-        with tqdm(unit="ev", unit_scale=True, desc="replay", disable=args.quiet) as bar:
+    bars: list[Any] = []
 
-            def progress(position: int, top: int) -> None:
-                bar.total = top
-                bar.update(position - bar.n)
+    def progress(position: int, top: int) -> None:
+        # Drawn on the first report only: a replay that is refused draws no bar.
+        if not bars:
+            bars.append(tqdm(unit="ev", unit_scale=True, desc="replay", disable=args.quiet))
+        bars[0].total = top
+        bars[0].update(position - bars[0].n)
 
+    with store(_store_settings(args)) as database:
+        try:
+            started = time.monotonic()
             orders, events = replay(database.eventsourcing_env(), database.url, progress=progress)
-        elapsed = max(time.monotonic() - started, 1e-9)
-        print(
-            f"replayed {events} events ({orders} orders) in {elapsed:.1f}s:"
-            f" {events / elapsed:,.0f} events/s"
-        )
-    except RuntimeError as problem:
-        print(f"ledger: {problem}", file=sys.stderr)
-        return 1
-    finally:
-        database.close()
+        except RuntimeError as problem:
+            print(f"ledger: {problem}", file=sys.stderr)
+            return 1
+        finally:
+            for bar in bars:
+                bar.close()
+    elapsed = max(time.monotonic() - started, 1e-9)
+    print(
+        f"replayed {events} events ({orders} orders) in {elapsed:.1f}s:"
+        f" {events / elapsed:,.0f} events/s"
+    )
     return 0
 
 
 def project(args: argparse.Namespace) -> int:
     """Run only the projections, in the foreground, until SIGTERM or Ctrl-C."""
+    from ledger.bootstrap import store  # noqa: PLC0415
     from projections.runner import ProjectionService  # noqa: PLC0415
 
     # Stop signals are taken with sigwait(), not a handler: a handler that sets an Event can
     # deadlock on the Event's own lock when a second signal arrives (seen: SIGTERM twice).
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     _bound_statements()
-    settings, database = _open_store(args)
-    logs.configure(settings.log_dir, settings.log_level)
-    faults.install(settings.faults)
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # threads started later inherit it
-    service = ProjectionService(database.eventsourcing_env(), database.url)
-    service.start()
-    log.info("projections running; SIGTERM or Ctrl-C stops them")
-    try:
-        received = signal.sigwait(stop_signals)
-        log.info("projections stopping on %s", signal.Signals(received).name)
-    finally:
-        service.stop()
-        database.close()
+    settings = _store_settings(args)
+    with store(settings) as database:
+        logs.configure(settings.log_dir, settings.log_level)
+        faults.install(settings.faults)
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # threads started later inherit
+        service = ProjectionService(database.eventsourcing_env(), database.url)
+        service.start()
+        log.info("projections running; SIGTERM or Ctrl-C stops them")
+        try:
+            received = signal.sigwait(stop_signals)
+            log.info("projections stopping on %s", signal.Signals(received).name)
+        finally:
+            service.stop()
     return 0
 
 
+def _cell(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -172,39 +183,42 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _rows(args: argparse.Namespace, view: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows to print, as plain values, and the cursor of the next page."""
+    from projections import queries  # noqa: PLC0415
+
+    status = Outcome(args.status) if getattr(args, "status", None) else None
+    filters = queries.Filters(args.user, args.strategy, args.instrument, status)
+    if args.what == "positions":
+        return [asdict(p) for p in queries.positions(view, filters).positions], None
+    if args.what == "trades":
+        page = queries.trades(view, filters, args.limit, args.after)
+        return [asdict(t) for t in page.trades], page.next
+    orders = queries.orders(view, filters, args.limit, args.after)
+    rows = []
+    for order in orders.orders:
+        row = asdict(order)
+        row["accepted_for"] = ", ".join(order.accepted_for)
+        row["rejected_for"] = ", ".join(f"{r['user']} ({r['reason']})" for r in order.rejected_for)
+        rows.append(row)
+    return rows, orders.next
+
+
+COLUMNS = {
+    "positions": [f.name for f in fields(OpenPosition)],
+    "orders": [f.name for f in fields(LoggedOrder) if f.name != "reason"],
+    "trades": [f.name for f in fields(Trade)],
+}
+
+
 def show(args: argparse.Namespace) -> int:
     """Print the order log, open positions or closed trades as a table."""
-    from projections import queries  # noqa: PLC0415
-    from projections.runner import open_view  # noqa: PLC0415
+    from ledger.bootstrap import read_models  # noqa: PLC0415
 
-    _, database = _open_store(args)
-    view = open_view(database.eventsourcing_env())
-    try:
-        filters = queries.Filters(
-            args.user, args.strategy, args.instrument, getattr(args, "status", None)
-        )
-        cursor: str | None = None
-        if args.what == "positions":
-            rows = queries.positions(view, filters)
-            columns = ["user", "strategy", "instrument", "order_id", "opened_at"]
-        elif args.what == "orders":
-            rows, cursor = queries.orders(view, filters, args.limit, args.after)
-            for row in rows:
-                row["accepted_for"] = ", ".join(row["accepted_for"])
-                row["rejected_for"] = ", ".join(
-                    f"{r['user']} ({r['reason']})" for r in row["rejected_for"]
-                )
-            columns = ["sequence", "order_id", "strategy", "instrument", "position"]
-            columns += ["RESPONSE", "accepted_for", "rejected_for", "received_at"]
-        else:
-            rows, cursor = queries.trades(view, filters, args.limit, args.after)
-            columns = ["user", "strategy", "instrument", "buy_order_id", "sell_order_id"]
-            columns += ["opened_at", "closed_at"]
-        print(_table(rows, columns))
-        print(f"({len(rows)} {args.what}{'; more after --after ' + cursor if cursor else ''})")
-    finally:
-        view.datastore.close()
-        database.close()
+    with read_models(_store_settings(args)) as view:
+        rows, cursor = _rows(args, view)
+    print(_table(rows, COLUMNS[args.what]))
+    print(f"({len(rows)} {args.what}{'; more after --after ' + cursor if cursor else ''})")
     return 0
 
 
@@ -249,7 +263,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--strategy")
         p.add_argument("--instrument")
         if what == "orders":
-            p.add_argument("--status", choices=["ACCEPTED", "REJECTED"])
+            p.add_argument("--status", choices=[o.value for o in Outcome])
         if what != "positions":
             p.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT)
             p.add_argument("--after", type=int)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
+from typing_extensions import TypedDict
 
 # Fixed namespace so that ids are the same in every process and after every restart.
 NAMESPACE = UUID("6f1c8a52-3b0e-4f4e-9a51-2c7d3e8b9a10")
@@ -28,6 +28,25 @@ class Reason(StrEnum):
     ALREADY_OPEN = "ALREADY_OPEN"
     NO_OPEN_POSITION = "NO_OPEN_POSITION"
     UNKNOWN_STRATEGY = "UNKNOWN_STRATEGY"
+
+
+class Outcome(StrEnum):
+    """The answer to an order: booked for at least one user, or for nobody."""
+
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+    @classmethod
+    def of(cls, accepted_for: list[str]) -> Outcome:
+        """ACCEPTED when booked for at least one user."""
+        return cls.ACCEPTED if accepted_for else cls.REJECTED
+
+
+class Rejection(TypedDict):
+    """One user the order was not booked for, and why."""
+
+    user: str
+    reason: Reason
 
 
 class OrderRefused(Exception):
@@ -148,7 +167,7 @@ class Order(Aggregate):
         position: str,
         received_at: datetime,
         accepted_for: list[str],
-        rejected_for: list[dict[str, str]],
+        rejected_for: list[Rejection],
         reason: str | None,
     ) -> None:
         self.order_id = order_id
@@ -161,40 +180,25 @@ class Order(Aggregate):
         self.reason = reason
 
     @property
-    def response(self) -> str:
+    def response(self) -> Outcome:
         """ACCEPTED when booked for at least one user."""
-        return "ACCEPTED" if self.accepted_for else "REJECTED"
+        return Outcome.of(self.accepted_for)
 
 
 def decide(
     books: list[Book], order_id: str, instrument: str, position: Position, at: datetime
-) -> tuple[list[str], list[dict[str, str]], str | None]:
+) -> tuple[list[str], list[Rejection], Reason | None]:
     """Book the order in every concerned book; return (accepted_for, rejected_for, reason)."""
     concerned = [b for b in books if b.concerned]
     if not concerned:
-        return [], [], Reason.UNKNOWN_STRATEGY.value
+        return [], [], Reason.UNKNOWN_STRATEGY
     accepted: list[str] = []
-    rejected: list[dict[str, str]] = []
+    rejected: list[Rejection] = []
     for book in concerned:
         try:
             book.book(order_id, instrument, position, at)
         except OrderRefused as refused:
-            rejected.append({"user": book.user, "reason": refused.reason.value})
+            rejected.append({"user": book.user, "reason": refused.reason})
         else:
             accepted.append(book.user)
     return accepted, rejected, None
-
-
-def order_answer(order: Order, sequence: int | None) -> dict[str, Any]:
-    """The JSON answer for an order, as POST /order returns it."""
-    return {
-        "RESPONSE": order.response,
-        "order_id": order.order_id,
-        "sequence": sequence,
-        "strategy": order.strategy,
-        "instrument": order.instrument,
-        "position": order.position,
-        "accepted_for": list(order.accepted_for),
-        "rejected_for": [dict(r) for r in order.rejected_for],
-        "reason": order.reason,
-    }

@@ -2,104 +2,106 @@
 
 from __future__ import annotations
 
-import bisect
 import threading
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter as Tally
+from collections.abc import Iterator, Sequence
 
-COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from ledger.domain import Outcome
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+OUTCOMES = (*(o.value for o in Outcome), "UNAVAILABLE")  # UNAVAILABLE: answered 503
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-class Histogram:
-    """Cumulative buckets, a sum and a count, as Prometheus expects."""
+class _Gauges:
+    """A collector for the gauges whose values are only known when the metrics are rendered."""
 
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.buckets = tuple(buckets)
-        self.counts = [0] * (len(self.buckets) + 1)
-        self.sum = 0.0
-        self.count = 0
+    def __init__(self) -> None:
+        self.sequence: int | None = None
+        self.processed: int | None = None
+        self.queued = 0
 
-    def observe(self, value: float) -> None:
-        """Count one observation."""
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
+    def describe(self) -> Iterator[Metric]:
+        """The families this collector may yield, so the registry can reject duplicate names."""
+        yield GaugeMetricFamily("ledger_queued_orders", "Orders waiting for the writer.")
+        yield GaugeMetricFamily("ledger_sequence", "Highest sequence in the store.")
+        yield GaugeMetricFamily(
+            "ledger_projection_lag", "Events the read models are behind the store."
+        )
 
-    def lines(self, name: str) -> list[str]:
-        """The exposition lines of this histogram."""
-        out, running = [], 0
-        for bound, count in zip(self.buckets, self.counts, strict=False):
-            running += count
-            out.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
-        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        out.append(f"{name}_sum {self.sum:.6f}")
-        out.append(f"{name}_count {self.count}")
-        return out
+    def collect(self) -> Iterator[Metric]:
+        """The gauges, leaving out those the store could not tell us."""
+        yield GaugeMetricFamily(
+            "ledger_queued_orders", "Orders waiting for the writer.", value=self.queued
+        )
+        if self.sequence is None:
+            return
+        yield GaugeMetricFamily(
+            "ledger_sequence", "Highest sequence in the store.", value=self.sequence
+        )
+        if self.processed is not None:
+            yield GaugeMetricFamily(
+                "ledger_projection_lag",
+                "Events the read models are behind the store.",
+                value=max(0, self.sequence - self.processed),
+            )
 
 
 class Metrics:
-    """The service's counters; updated by the writer, read by GET /metrics."""
+    """The service's metrics in a registry of their own; updated by the writer, read by /metrics."""
 
     def __init__(self) -> None:
+        # One lock keeps a batch's updates and the render-time gauges consistent within a scrape.
         self._lock = threading.Lock()
-        self.orders: Counter[str] = Counter()
-        self.batch_size = Histogram(BATCH_BUCKETS)
-        self.commit_seconds = Histogram(COMMIT_BUCKETS)
-        self.failed_batches = 0
+        # A registry per instance, because several apps share one test process.
+        self.registry = CollectorRegistry()
+        self._orders = Counter(
+            "ledger_orders", "Orders answered, by outcome.", ["outcome"], registry=self.registry
+        )
+        for outcome in OUTCOMES:
+            # Touch each label so every outcome is exposed at 0 before its first order.
+            self._orders.labels(outcome)
+        self._batch_size = Histogram(
+            "ledger_batch_size",
+            "Orders per committed batch.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._commit_seconds = Histogram(
+            "ledger_commit_seconds",
+            "Time to decide and commit one batch.",
+            buckets=COMMIT_BUCKETS,
+            registry=self.registry,
+        )
+        self._failed_batches = Counter(
+            "ledger_failed_batches", "Batches not committed.", registry=self.registry
+        )
+        self._gauges = _Gauges()
+        self.registry.register(self._gauges)
 
-    def committed(self, outcomes: Sequence[str], seconds: float) -> None:
-        """A batch committed: its orders' outcomes and how long the commit took."""
+    def committed(self, stored: Sequence[str], batch_size: int, seconds: float) -> None:
+        """A batch of `batch_size` requests committed in `seconds`, newly storing `stored`."""
         with self._lock:
-            self.orders.update(outcomes)
-            self.batch_size.observe(len(outcomes))
-            self.commit_seconds.observe(seconds)
+            for outcome, count in Tally(stored).items():
+                self._orders.labels(outcome).inc(count)
+            self._batch_size.observe(batch_size)
+            self._commit_seconds.observe(seconds)
 
     def failed(self, size: int) -> None:
-        """A batch could not be committed (answered 503)."""
+        """A batch of `size` orders could not be committed (answered 503)."""
         with self._lock:
-            self.failed_batches += 1
-            self.orders["UNAVAILABLE"] += size
+            self._orders.labels("UNAVAILABLE").inc(size)
+            self._failed_batches.inc()
 
-    def render(self, sequence: int | None, processed: int | None, queued: int) -> str:
-        """The Prometheus text exposition."""
+    def render(self, sequence: int | None, processed: int | None, queued: int) -> bytes:
+        """The Prometheus text exposition, with the store's position as of this request."""
         with self._lock:
-            lines = [
-                "# HELP ledger_orders_total Orders answered, by outcome.",
-                "# TYPE ledger_orders_total counter",
-            ]
-            for outcome in ("ACCEPTED", "REJECTED", "UNAVAILABLE"):
-                lines.append(f'ledger_orders_total{{outcome="{outcome}"}} {self.orders[outcome]}')
-            lines += [
-                "# HELP ledger_batch_size Orders per committed batch.",
-                "# TYPE ledger_batch_size histogram",
-            ]
-            lines += self.batch_size.lines("ledger_batch_size")
-            lines += [
-                "# HELP ledger_commit_seconds Time to decide and commit one batch.",
-                "# TYPE ledger_commit_seconds histogram",
-            ]
-            lines += self.commit_seconds.lines("ledger_commit_seconds")
-            lines += [
-                "# HELP ledger_failed_batches_total Batches not committed.",
-                "# TYPE ledger_failed_batches_total counter",
-                f"ledger_failed_batches_total {self.failed_batches}",
-            ]
-        lines += [
-            "# HELP ledger_queued_orders Orders waiting for the writer.",
-            "# TYPE ledger_queued_orders gauge",
-            f"ledger_queued_orders {queued}",
-        ]
-        if sequence is not None:
-            lines += [
-                "# HELP ledger_sequence Highest sequence in the store.",
-                "# TYPE ledger_sequence gauge",
-                f"ledger_sequence {sequence}",
-            ]
-        if sequence is not None and processed is not None:
-            lines += [
-                "# HELP ledger_projection_lag Events the read models are behind the store.",
-                "# TYPE ledger_projection_lag gauge",
-                f"ledger_projection_lag {max(0, sequence - processed)}",
-            ]
-        return "\n".join(lines) + "\n"
+            self._gauges.sequence = sequence
+            self._gauges.processed = processed
+            self._gauges.queued = queued
+            return prometheus_client.generate_latest(self.registry)

@@ -4,87 +4,138 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ledger.store.overrides import MappingEnvSource
+
+_PREFIX = "LEDGER_"
+_CLI = {"host", "port", "profiles", "data_dir", "database_url"}  # fields `ledger` has options for
 
 
 class SettingsError(ValueError):
     """A configuration value is not usable."""
 
 
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        msg = f"{key} must be an integer, got {raw!r}"
-        raise SettingsError(msg) from None
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Everything the service needs to know about its surroundings."""
 
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=_PREFIX,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
     host: str = "0.0.0.0"  # noqa: S104 - the service is meant to be reached
-    port: int = 8080
+    port: int = Field(default=8080, ge=1, le=65535)
     profiles: Path | None = None
     data_dir: Path = Path("data")
-    database_url: str | None = None
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     db_schema: str = ""
     log_dir: Path = Path("logs")
     log_level: str = "INFO"
-    max_batch: int = 1000
-    db_timeout: int = 2
-    projections: str = "process"  # process | thread | off
+    max_batch: int = Field(default=1000, ge=1)
+    db_timeout: int = Field(default=2, ge=1)
+    projections: Literal["process", "thread", "off"] = "process"
     api_token: str | None = None
     faults: str = ""  # test-only: see ledger.faults
-    body_timeout: int = 10  # seconds a client may take to send a request body
-    answer_timeout: float = 4.5  # seconds an order may wait for its commit before a 503
+    body_timeout: int = Field(default=10, ge=1)  # seconds a client may take to send a request body
+    answer_timeout: float = Field(default=4.5, gt=0)  # seconds to wait for a commit, then 503
+
+    if not TYPE_CHECKING:  # type checkers keep the field-by-field signature
+
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except ValidationError as error:
+                raise SettingsError(_describe(error)) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the arguments given: the environment is read by from_env alone."""
+        # Tests build Settings directly while DATABASE_URL is set for the whole run.
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read LEDGER_* and DATABASE_URL; keyword overrides (from the CLI) win when not None."""
-        env = os.environ if env is None else env
-        profiles = env.get("LEDGER_PROFILES")
-        settings = cls(
-            host=env.get("LEDGER_HOST", cls.host),
-            port=_int(env, "LEDGER_PORT", cls.port),
-            profiles=Path(profiles) if profiles else None,
-            data_dir=Path(env.get("LEDGER_DATA_DIR", str(cls.data_dir))),
-            database_url=env.get("DATABASE_URL") or None,
-            db_schema=env.get("LEDGER_DB_SCHEMA", ""),
-            log_dir=Path(env.get("LEDGER_LOG_DIR", str(cls.log_dir))),
-            log_level=env.get("LEDGER_LOG_LEVEL", cls.log_level).upper(),
-            max_batch=_int(env, "LEDGER_MAX_BATCH", cls.max_batch),
-            db_timeout=_int(env, "LEDGER_DB_TIMEOUT", cls.db_timeout),
-            projections=env.get("LEDGER_PROJECTIONS", cls.projections).lower(),
-            api_token=env.get("LEDGER_API_TOKEN") or None,
-            faults=env.get("LEDGER_FAULTS", ""),
-            body_timeout=_int(env, "LEDGER_BODY_TIMEOUT", cls.body_timeout),
-            answer_timeout=_int(env, "LEDGER_ANSWER_TIMEOUT", 0) or cls.answer_timeout,
-        )
-        chosen = {k: v for k, v in overrides.items() if v is not None}
-        settings = replace(settings, **chosen)
-        settings.validate()
-        return settings
+        values = MappingEnvSource(cls, os.environ if env is None else env)()
+        return cls(**values).replace(**{k: v for k, v in overrides.items() if v is not None})
 
-    def validate(self) -> None:
-        """Refuse values that would only fail later and less clearly."""
-        if not 0 < self.port < 65536:
-            msg = f"port must be 1-65535, got {self.port}"
-            raise SettingsError(msg)
-        if self.max_batch < 1:
-            msg = "LEDGER_MAX_BATCH must be at least 1"
-            raise SettingsError(msg)
-        if self.db_timeout < 1:
-            msg = "LEDGER_DB_TIMEOUT must be at least 1 second"
-            raise SettingsError(msg)
-        if self.projections not in ("process", "thread", "off"):
-            msg = f"LEDGER_PROJECTIONS must be process, thread or off, got {self.projections!r}"
-            raise SettingsError(msg)
-        if self.db_schema and not self.db_schema.replace("_", "").isalnum():
-            msg = f"LEDGER_DB_SCHEMA must be letters, digits and _, got {self.db_schema!r}"
-            raise SettingsError(msg)
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with some fields changed."""
+        return type(self)(**{**self.model_dump(), **changes})
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("projections", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url", "api_token", mode="before")
+    @classmethod
+    def _none_if_empty(cls, value: Any) -> Any:
+        return value or None
+
+    @field_validator("db_schema")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        # The schema name is spliced into DDL and search_path: keep it a plain identifier.
+        if value and not value.replace("_", "").isalnum():
+            msg = "must be letters, digits and _"
+            raise ValueError(msg)
+        return value
+
+
+def _variable(field: str) -> str:
+    """The environment variable (and `ledger` option) that sets a field."""
+    name = "DATABASE_URL" if field.lower() == "database_url" else _PREFIX + field.upper()
+    return f"{name} (--{field.lower().replace('_', '-')})" if field.lower() in _CLI else name
+
+
+def _problem(error: ErrorDetails) -> str:
+    """What a value must be, in the words of the old hand-written checks."""
+    ctx = error.get("ctx", {})
+    match error["type"]:
+        case "int_parsing" | "int_from_float" | "int_type":
+            return "must be an integer"
+        case "float_parsing" | "float_type":
+            return "must be a number"
+        case "greater_than_equal":
+            return f"must be at least {ctx['ge']}"
+        case "less_than_equal":
+            return f"must be at most {ctx['le']}"
+        case "greater_than":
+            return f"must be more than {ctx['gt']}"
+        case "literal_error":
+            return f"must be {ctx['expected']}"
+        case "value_error":
+            return str(ctx["error"])
+        case _:
+            return f"is not valid: {error['msg']}"
+
+
+def _describe(error: ValidationError) -> str:
+    """One line naming the variable of the first problem, and the value it had."""
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "settings"
+    if first["type"] == "extra_forbidden":
+        return f"{field!r} is not a setting"
+    return f"{_variable(field)} {_problem(first)}, got {first['input']!r}"

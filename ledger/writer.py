@@ -136,7 +136,8 @@ class Writer:
             return
         faults.hit("after_commit")
         elapsed = time.perf_counter() - started
-        self.metrics.committed([o.answer["RESPONSE"] for o in outcomes], elapsed)
+        stored = [o.answer.RESPONSE for o in outcomes if o.stored]
+        self.metrics.committed(stored, len(batch), elapsed)
         log.debug(
             "committed %d orders in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
         )
@@ -147,13 +148,13 @@ class Writer:
             orders_log.info(
                 "order_id=%s seq=%s strategy=%s instrument=%s position=%s response=%s"
                 " accepted=%d rejected=%d%s",
-                answer["order_id"],
-                answer["sequence"],
-                answer["strategy"],
-                answer["instrument"],
-                answer["position"],
-                answer["RESPONSE"],
-                len(answer["accepted_for"]),
-                len(answer["rejected_for"]),
+                answer.order_id,
+                answer.sequence,
+                answer.strategy,
+                answer.instrument,
+                answer.position,
+                answer.RESPONSE,
+                len(answer.accepted_for),
+                len(answer.rejected_for),
                 " order_id_reused=yes" if outcome.reused_id else "",
             )

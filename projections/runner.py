@@ -1,4 +1,4 @@
-"""Keeping the read models up to date: the projection, its supervised runner, and replay."""
+"""Running the projection: one projector per schema, in a thread or a supervised process."""
 
 from __future__ import annotations
 
@@ -9,87 +9,20 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection, ProjectionRunner
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.projection import ProjectionRunner
 
 from ledger.application import Ledger
-from ledger.domain import Book, Order, Roster
-from projections.views import LedgerView, PlacedOrder
+from ledger.store.overrides import BatchingProjectionRunner, projection_env
+from projections.projection import LedgerProjection
+from projections.views import LedgerView
 
 log = logging.getLogger(__name__)
-
-PLACED_TOPIC = get_topic(Order.Placed)  # type: ignore[attr-defined]
-# Position events are committed just before their order's Placed event, which carries the
-# same decisions: the projection never needs to read them. Profile changes are read only to
-# move the tracking position, so the lag is exact after an import too.
-TOPICS = (
-    PLACED_TOPIC,
-    *(
-        get_topic(event_class)
-        for event_class in (
-            Book.StrategyTakenUp,  # type: ignore[attr-defined]
-            Book.InstrumentsChanged,  # type: ignore[attr-defined]
-            Book.StrategyDropped,  # type: ignore[attr-defined]
-            Roster.Started,  # type: ignore[attr-defined]
-            Roster.BooksAdded,  # type: ignore[attr-defined]
-        )
-    ),
-)
-BATCH = 1000
-
-
-class LedgerProjection(Projection[LedgerView]):
-    """Turns the ledger's events into rows of the read tables."""
-
-    name = "ledger_views"
-    topics = TOPICS
-
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        """One event and its tracking record, in one transaction."""
-        self.process_events([(domain_event, tracking)])
-
-    def process_events(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
-        """Many events in one view transaction, tracked at the last of them."""
-        orders = [
-            PlacedOrder.from_event(domain_event, tracking.notification_id)
-            for domain_event, tracking in batch
-            if isinstance(domain_event, Order.Placed)  # type: ignore[attr-defined]
-        ]
-        self.view.apply(orders, batch[-1][1])
-
-
-class BatchingProjectionRunner(ProjectionRunner[Ledger, LedgerView]):
-    """ProjectionRunner that hands the projection every event already fetched, at once."""
-
-    @staticmethod
-    def _process_events_loop(
-        subscription: Any, projection: Any, is_stopping: threading.Event, runner: Any
-    ) -> None:
-        # 9.5.6's loop calls process_event() once per event: one view transaction each.
-        # Here the subscription's already fetched pages (eventsourcing 9.5.6 internals,
-        # pinned) are drained without blocking and processed together.
-        pages = subscription.subscription
-        try:
-            for first in subscription:
-                batch = [first]
-                while len(batch) < BATCH and (
-                    pages._notifications_index < len(pages._notifications)
-                    or not pages._notifications_queue.empty()
-                ):
-                    batch.append(next(subscription))
-                projection.process_events(batch)
-        except BaseException as error:
-            owner = runner()
-            if owner is not None:
-                owner._thread_error = error
-        finally:
-            is_stopping.set()
 
 
 @contextmanager
@@ -242,57 +175,6 @@ def _die_with_parent() -> None:
 
 def open_view(env: Mapping[str, str]) -> LedgerView:
     """A view recorder for reads and replays, with its tables created."""
-    from eventsourcing.persistence import InfrastructureFactory  # noqa: PLC0415
-
-    factory: Any = InfrastructureFactory.construct(
-        env=ProjectionRunner._construct_env(LedgerProjection.name, dict(env))
-    )
+    factory: Any = InfrastructureFactory.construct(env=projection_env(LedgerProjection.name, env))
     view: LedgerView = factory.tracking_recorder(LedgerView)
     return view
-
-
-def placed_pages(app: Any, stop: int, batch: int) -> Iterator[list[PlacedOrder]]:
-    """Every Order.Placed event up to sequence `stop`, from the event store, a page at a time."""
-    position = 0
-    while position < stop:
-        notifications = app.recorder.select_notifications(
-            start=position, limit=batch, stop=stop, topics=[PLACED_TOPIC], inclusive_of_start=False
-        )
-        if not notifications:
-            return
-        yield [PlacedOrder.from_event(app.mapper.to_domain_event(n), n.id) for n in notifications]
-        position = notifications[-1].id
-
-
-def replay(
-    env: Mapping[str, str],
-    url: str,
-    batch: int = 10_000,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[int, int]:
-    """Rebuild the read models from zero; returns (orders applied, events read)."""
-    with projector_lock(url, env) as lock_conn:
-        if lock_conn is None:
-            msg = "a running server keeps the read models: stop it before replaying"
-            raise RuntimeError(msg)
-        with Ledger(env=dict(env)) as ledger:
-            view = open_view(env)
-            try:
-                top = ledger.recorder.max_notification_id() or 0
-                view.reset(ledger.name)
-                done = 0
-                position = 0
-                for orders in placed_pages(ledger, top, batch):
-                    position = orders[-1].sequence
-                    view.apply(orders, Tracking(ledger.name, position))
-                    done += len(orders)
-                    if progress is not None:
-                        progress(position, top)
-                if position < top:  # the log ends with events that are not orders
-                    view.insert_tracking(Tracking(ledger.name, top))
-                if progress is not None:
-                    progress(top, top)
-                log.info("replayed %d orders, store read up to %d", done, top)
-                return done, top
-            finally:
-                view.datastore.close()

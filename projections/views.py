@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,39 +13,12 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from ledger import faults
+from ledger.domain import Outcome, Position
+from ledger.store.overrides import insert_tracking
+from projections.fold import Key, Opened, PlacedOrder, fold
 
 TABLES = ("orders", "positions", "trades")
 UNIT_SEPARATOR = "\x1f"  # joins user names for one array column; never in a valid name
-
-
-@dataclass(frozen=True)
-class PlacedOrder:
-    """What the read models need from one Order.Placed event."""
-
-    sequence: int
-    order_id: str
-    strategy: str
-    instrument: str
-    position: str
-    received_at: datetime
-    accepted_for: list[str]
-    rejected_for: list[dict[str, str]]
-    reason: str | None
-
-    @classmethod
-    def from_event(cls, event: Any, sequence: int) -> PlacedOrder:
-        """Take the fields of a stored Placed event."""
-        return cls(
-            sequence=sequence,
-            order_id=event.order_id,
-            strategy=event.strategy,
-            instrument=event.instrument,
-            position=event.position,
-            received_at=event.received_at,
-            accepted_for=list(event.accepted_for),
-            rejected_for=list(event.rejected_for),
-            reason=event.reason,
-        )
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -124,43 +95,32 @@ class LedgerView(PostgresTrackingRecorder):
             if orders:
                 self._apply(curs, orders)
                 faults.hit("projection_batch")  # written, not yet committed
-            self._insert_tracking(curs, tracking)
+            insert_tracking(self, curs, tracking)
 
     def _apply(self, curs: Cursor[DictRow], orders: Sequence[PlacedOrder]) -> None:
-        # Fold the batch in memory; only positions opened before it are read from the table.
-        Key = tuple[str, str, str]
-        opened: dict[Key, tuple[str, datetime, int]] = {}  # opened within this batch
-        from_table: list[Key] = []  # closed here, opened before the batch
-        trades: list[tuple[Key, tuple[str, datetime, int] | None, PlacedOrder]] = []
-        for order in orders:
-            for user in order.accepted_for:
-                key = (user, order.strategy, order.instrument)
-                if order.position == "BUY":
-                    opened[key] = (order.order_id, order.received_at, order.sequence)
-                elif key in opened:
-                    trades.append((key, opened.pop(key), order))
-                else:
-                    from_table.append(key)
-                    trades.append((key, None, order))
-        closed: dict[Key, tuple[str, datetime, int]] = {}
-        if from_table:
-            curs.execute(self._close_positions, _columns(from_table, 3), prepare=True)
+        # Positions the batch sells are taken out of the table; the batch is folded in
+        # memory; what is still open afterwards goes back in.
+        sold = {
+            (user, order.strategy, order.instrument)
+            for order in orders
+            if order.position == Position.SELL
+            for user in order.accepted_for
+        }
+        open_: dict[Key, Opened] = {}
+        if sold:
+            curs.execute(self._close_positions, _columns(list(sold), 3), prepare=True)
             for row in curs.fetchall():
                 key = (row["user_name"], row["strategy"], row["instrument"])
-                closed[key] = (row["order_id"], row["opened_at"], row["sequence"])
-            missing = set(from_table) - set(closed)
-            if missing:
-                msg = f"orders close positions the view does not hold: {sorted(missing)[:3]}"
-                raise RuntimeError(msg)
-        if trades:
-            trade_rows: list[tuple[Any, ...]] = []
-            for key, buy, sell in trades:
-                buy_id, opened_at, buy_sequence = buy if buy is not None else closed[key]
-                closing = (sell.order_id, opened_at, sell.received_at, buy_sequence, sell.sequence)
-                trade_rows.append((*key, buy_id, *closing))
+                open_[key] = Opened(row["order_id"], row["opened_at"], row["sequence"])
+        closed = fold(orders, open_)
+        if closed:
+            trade_rows = [
+                (*c.key, c.buy.order_id, c.sell.order_id, c.buy.at, c.sell.at, *c.sequences)
+                for c in closed
+            ]
             curs.execute(self._insert_trades, _columns(trade_rows, 9), prepare=True)
-        if opened:
-            open_rows: list[tuple[Any, ...]] = [(*key, *value) for key, value in opened.items()]
+        if open_:
+            open_rows = [(*key, o.order_id, o.at, o.sequence) for key, o in open_.items()]
             curs.execute(self._open_positions, _columns(open_rows, 6), prepare=True)
         curs.execute(
             self._insert_orders,
@@ -172,7 +132,7 @@ class LedgerView(PostgresTrackingRecorder):
                 [o.instrument for o in orders],
                 [o.position for o in orders],
                 [o.received_at for o in orders],
-                ["ACCEPTED" if o.accepted_for else "REJECTED" for o in orders],
+                [Outcome.of(o.accepted_for).value for o in orders],
                 [orjson.dumps(o.accepted_for).decode() for o in orders],
                 [orjson.dumps(o.rejected_for).decode() for o in orders],
                 [o.reason for o in orders],

@@ -39,6 +39,14 @@ def embedded_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, from its folder: unit, integration or e2e."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_url" in metafunc.fixturenames:
         backends = ["embedded"] + (["external"] if os.environ.get("DATABASE_URL") else [])

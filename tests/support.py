@@ -12,11 +12,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from projections.fold import Key, Opened, PlacedOrder, fold
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +30,8 @@ EXAMPLE_PROFILES: dict[str, dict[str, list[str]]] = {
     "Kamryn Li": {"STRATEGY_B": ["ACC"], "STRATEGY_D": ["NTPC"]},
 }
 
+
+TOKEN = "s3cret-token"  # LEDGER_API_TOKEN of the tests that need one
 
 BACKENDS = ["embedded"] + (["external"] if os.environ.get("DATABASE_URL") else [])
 
@@ -174,6 +179,21 @@ def get_all(server: Server, path: str, key: str, min_sequence: int) -> list[dict
             return items
 
 
+def placed(order: dict[str, Any]) -> PlacedOrder:
+    """An order of GET /orders as the fold takes it."""
+    return PlacedOrder(
+        order["sequence"],
+        order["order_id"],
+        order["strategy"],
+        order["instrument"],
+        order["position"],
+        datetime.fromisoformat(order["received_at"]),
+        order["accepted_for"],
+        order["rejected_for"],
+        order["reason"],
+    )
+
+
 def check_read_models(server: Server, acked: dict[str, Any]) -> dict[str, Any]:
     """The three statements of Recovery; returns what the read side shows."""
     top = httpx.get(f"{server.url}/health", timeout=30).json()["sequence"]
@@ -182,20 +202,14 @@ def check_read_models(server: Server, acked: dict[str, Any]) -> dict[str, Any]:
     for order_id, answer in acked.items():
         logged = {k: v for k, v in by_id[order_id].items() if k != "received_at"}
         assert logged == answer
-    # Positions and trades equal a fold of the order log in sequence order.
-    open_: dict[tuple[str, str, str], str] = {}
-    trades = []
-    for order in sorted(orders, key=lambda o: o["sequence"]):
-        for user in order["accepted_for"]:
-            key = (user, order["strategy"], order["instrument"])
-            if order["position"] == "BUY":
-                assert key not in open_, f"double buy {key}"
-                open_[key] = order["order_id"]
-            else:
-                trades.append((*key, open_.pop(key), order["order_id"]))
+    # Positions and trades equal the fold of the order log (which refuses a broken rule).
+    open_: dict[Key, Opened] = {}
+    closed = fold(sorted((placed(o) for o in orders), key=lambda o: o.sequence), open_)
+    trades = [(*c.key, c.buy.order_id, c.sell.order_id) for c in closed]
     positions = httpx.get(f"{server.url}/positions?min_sequence={top}", timeout=30)
     positions = positions.json()["positions"]
-    assert {(p["user"], p["strategy"], p["instrument"]): p["order_id"] for p in positions} == open_
+    shown_open = {(p["user"], p["strategy"], p["instrument"]): p["order_id"] for p in positions}
+    assert shown_open == {key: opened.order_id for key, opened in open_.items()}
     shown = get_all(server, "/trades", "trades", top)
     assert [
         (t["user"], t["strategy"], t["instrument"], t["buy_order_id"], t["sell_order_id"])

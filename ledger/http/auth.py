@@ -1,4 +1,4 @@
-"""Bearer-token authentication for every endpoint but /health."""
+"""Bearer-token authentication for every endpoint but /health and the docs page."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledger.http.responses import send_error
 
-OPEN_PATHS = frozenset({"/health"})
+# A browser must load the docs page and its files before anyone can type a token; the page
+# then fetches /openapi.json with it. "/docs/" only redirects to "/docs".
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/"})
+# Safe as a prefix: such paths reach only the static mount, which refuses "..".
+OPEN_PREFIXES = ("/docs/assets/",)
 
 
 class BearerAuth:
@@ -19,7 +23,12 @@ class BearerAuth:
         self.expected = b"Bearer " + token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        path: str = scope.get("path", "")  # a lifespan scope has none
+        if (
+            scope["type"] == "http"
+            and path not in OPEN_PATHS
+            and not path.startswith(OPEN_PREFIXES)
+        ):
             given = b""
             for name, value in scope["headers"]:
                 if name == b"authorization":

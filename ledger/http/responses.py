@@ -1,12 +1,15 @@
-"""JSON answers, rendered with orjson."""
+"""JSON answers, rendered with orjson: the answer dataclasses as they are, errors as ErrorBody."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 from starlette.types import Send
+
+from ledger.answers import ErrorBody, OrderAnswer
 
 
 class JSONResponse(Response):
@@ -18,14 +21,45 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
+def error_body(
+    message: str,
+    *,
+    fields: Mapping[str, str] | None = None,
+    retry: str | None = None,
+    order: OrderAnswer | None = None,
+    order_id: str | None = None,
+) -> ErrorBody:
+    """The JSON error body; optional parts only when given."""
+    body: ErrorBody = {"error": message}
+    if fields is not None:
+        body["fields"] = dict(fields)
+    if retry is not None:
+        body["retry"] = retry
+    if order is not None:
+        body["order"] = order
+    if order_id is not None:
+        body["order_id"] = order_id
+    return body
+
+
+def error(
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    fields: Mapping[str, str] | None = None,
+    retry: str | None = None,
+    order: OrderAnswer | None = None,
+    order_id: str | None = None,
+) -> JSONResponse:
     """A JSON error answer."""
-    return JSONResponse({"error": message, **extra}, status_code=status)
+    body = error_body(message, fields=fields, retry=retry, order=order, order_id=order_id)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def send_error(send: Send, status: int, message: str, *headers: tuple[bytes, bytes]) -> None:
     """A JSON error straight from ASGI middleware, before any route runs."""
-    body = orjson.dumps({"error": message})
+    body = orjson.dumps(error_body(message))
     await send(
         {
             "type": "http.response.start",

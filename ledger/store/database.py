@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import threading
 import time
-from pathlib import Path
+import warnings
 from typing import Any
 
-import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.settings import Settings
+from ledger.store import overrides
 
 log = logging.getLogger(__name__)
-
-
-def _prune_dead_handles(pgdata: Path) -> None:
-    """Forget processes that died without letting go (kill -9), so the last one out stops it."""
-    handles = pgdata / ".handle_pids.json"
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        pids = json.loads(handles.read_text())
-        alive = [pid for pid in pids if psutil.pid_exists(pid)]
-        if alive != pids:
-            handles.write_text(json.dumps(alive))
 
 
 class Database:
@@ -49,8 +37,7 @@ class Database:
             if time.monotonic() - self._last_revive < 2:
                 return
             self._last_revive = time.monotonic()
-            with self._server._lock:  # pgserver's own lock against concurrent starts
-                self._server.ensure_postgres_running()
+            overrides.ensure_running(self._server)
         except Exception as failure:
             log.warning("could not restart the embedded PostgreSQL: %s", failure)
         finally:
@@ -62,11 +49,15 @@ class Database:
         server = None
         url = settings.database_url
         if url is None:
-            import pgserver  # noqa: PLC0415 - heavy, and only for the embedded default
+            with warnings.catch_warnings():
+                # platformdirs warns at import that XDG_RUNTIME_DIR is unset (normal for a
+                # service) and falls back to /tmp, which is what pgserver's lock needs.
+                warnings.simplefilter("ignore")
+                import pgserver  # noqa: PLC0415 - heavy, and only for the embedded default
 
             pgdata = (settings.data_dir / "pg").resolve()
             pgdata.mkdir(parents=True, exist_ok=True)
-            _prune_dead_handles(pgdata)
+            overrides.prune_dead_handles(pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
             url = str(server.get_uri())
             log.info("embedded PostgreSQL running under %s", pgdata)

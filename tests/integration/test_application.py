@@ -10,8 +10,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from ledger.answers import OrderAnswer
 from ledger.application import Ledger, OrderRequest
 from ledger.domain import Order, Position
+from projections import fold as positions
+from projections.fold import Opened
+from projections.replay import placed_pages
 from tests.support import EXAMPLE_PROFILES
 
 
@@ -19,32 +23,21 @@ def req(strategy: str, instrument: str, position: str, order_id: str | None = No
     return OrderRequest(strategy, instrument, Position(position), order_id)
 
 
-def place(ledger: Ledger, *requests: OrderRequest) -> list[dict[str, Any]]:
+def place(ledger: Ledger, *requests: OrderRequest) -> list[OrderAnswer]:
     return [outcome.answer for outcome in ledger.place_orders(list(requests))]
 
 
 def order_log(ledger: Ledger) -> list[tuple[int, Any]]:
     """Every Placed event in the store, in sequence order."""
-    placed = []
-    for notification in ledger.recorder.select_notifications(start=1, limit=1_000_000):
-        if notification.topic.endswith("Order.Placed"):
-            placed.append((notification.id, ledger.mapper.to_domain_event(notification)))
-    return placed
+    top = ledger.last_sequence()
+    return [(o.sequence, o) for page in placed_pages(ledger, top, 1000) for o in page]
 
 
 def fold(log: list[tuple[int, Any]]) -> dict[tuple[str, str, str], str]:
-    """Replay the decisions of the order log: open positions, checking no double booking."""
-    open_: dict[tuple[str, str, str], str] = {}
-    for _, placed in log:
-        for user in placed.accepted_for:
-            key = (user, placed.strategy, placed.instrument)
-            if placed.position == "BUY":
-                assert key not in open_, f"double buy for {key}"
-                open_[key] = placed.order_id
-            else:
-                assert key in open_, f"sell without open position for {key}"
-                del open_[key]
-    return open_
+    """Open positions after the order log (the fold refuses a double buy or a bare sell)."""
+    open_: dict[tuple[str, str, str], Opened] = {}
+    positions.fold([placed for _, placed in log], open_)
+    return {key: opened.order_id for key, opened in open_.items()}
 
 
 def open_positions(ledger: Ledger) -> dict[tuple[str, str, str], str]:
@@ -64,30 +57,30 @@ def test_worked_example(ledger: Ledger) -> None:
         req("STRATEGY_A", "MINDA", "SELL"),
         req("STRATEGY_B", "MINDA", "SELL"),
     )
-    assert [a["RESPONSE"] for a in answers] == [
+    assert [a.RESPONSE for a in answers] == [
         "REJECTED",
         "ACCEPTED",
         "REJECTED",
         "REJECTED",
         "ACCEPTED",
     ]
-    assert answers[1]["accepted_for"] == ["Holland Proctor"]
-    assert answers[1]["rejected_for"] == [
+    assert answers[1].accepted_for == ["Holland Proctor"]
+    assert answers[1].rejected_for == [
         {"user": "Kamryn Li", "reason": "INSTRUMENT_NOT_IN_STRATEGY"}
     ]
-    assert answers[3]["rejected_for"] == [
+    assert answers[3].rejected_for == [
         {"user": "Holland Proctor", "reason": "INSTRUMENT_NOT_IN_STRATEGY"}
     ]
-    sequences = [a["sequence"] for a in answers]
+    sequences = [a.sequence for a in answers]
     assert sequences == sorted(sequences) and len(set(sequences)) == 5
     assert open_positions(ledger) == {}
 
 
 def test_unknown_strategy(ledger: Ledger) -> None:
     (answer,) = place(ledger, req("STRATEGY_Z", "ACC", "BUY"))
-    assert answer["RESPONSE"] == "REJECTED"
-    assert answer["reason"] == "UNKNOWN_STRATEGY"
-    assert answer["rejected_for"] == []
+    assert answer.RESPONSE == "REJECTED"
+    assert answer.reason == "UNKNOWN_STRATEGY"
+    assert answer.rejected_for == []
 
 
 def test_every_order_is_an_event(ledger: Ledger) -> None:
@@ -112,14 +105,14 @@ def test_same_order_id_returns_first_answer_across_restart(
     assert restarted.last_sequence() == top  # nothing written
     # The restarted ledger knows the position is open.
     (buy,) = place(restarted, req("STRATEGY_B", "MINDA", "BUY", "order-2"))
-    assert buy["rejected_for"][0]["reason"] == "ALREADY_OPEN"
+    assert buy.rejected_for[0]["reason"] == "ALREADY_OPEN"
 
 
 def test_reused_order_id_with_other_body_is_flagged(ledger: Ledger) -> None:
     place(ledger, req("STRATEGY_B", "MINDA", "BUY", "dup"))
     outcome = ledger.place_orders([req("STRATEGY_B", "ACC", "BUY", "dup")])[0]
     assert outcome.reused_id
-    assert outcome.answer["instrument"] == "MINDA"
+    assert outcome.answer.instrument == "MINDA"
     assert len(order_log(ledger)) == 1
 
 
@@ -128,7 +121,7 @@ def test_duplicate_order_ids_within_one_batch(ledger: Ledger) -> None:
         [req("STRATEGY_B", "MINDA", "BUY", "x"), req("STRATEGY_B", "MINDA", "BUY", "x")]
     )
     assert outcomes[0].answer == outcomes[1].answer
-    assert outcomes[0].answer["RESPONSE"] == "ACCEPTED"
+    assert outcomes[0].answer.RESPONSE == "ACCEPTED"
     assert len(order_log(ledger)) == 1
 
 
@@ -137,11 +130,11 @@ def test_stale_instance_reloads_and_does_not_double_buy(ledger: Ledger, make_led
     other.books()  # load the books into the second instance's memory
     (first,) = place(ledger, req("STRATEGY_B", "MINDA", "BUY"))
     (second,) = place(other, req("STRATEGY_B", "MINDA", "BUY"))  # stale cache: conflict, retry
-    assert first["RESPONSE"] == "ACCEPTED"
-    assert second["RESPONSE"] == "REJECTED"
-    assert second["rejected_for"][0] == {"user": "Holland Proctor", "reason": "ALREADY_OPEN"}
+    assert first.RESPONSE == "ACCEPTED"
+    assert second.RESPONSE == "REJECTED"
+    assert second.rejected_for[0] == {"user": "Holland Proctor", "reason": "ALREADY_OPEN"}
     (sell,) = place(ledger, req("STRATEGY_B", "MINDA", "SELL"))  # first instance is stale now
-    assert sell["accepted_for"] == ["Holland Proctor"]
+    assert sell.accepted_for == ["Holland Proctor"]
 
 
 def test_two_instances_racing_never_double_book(ledger: Ledger, make_ledger: Any) -> None:
@@ -176,9 +169,9 @@ def test_two_instances_racing_never_double_book(ledger: Ledger, make_ledger: Any
     assert len(logged) == len(answers)  # every answered order is logged, once
     by_id = {placed.order_id: (seq, placed) for seq, placed in logged}
     for answer in answers:
-        seq, placed = by_id[answer["order_id"]]
-        assert answer["sequence"] == seq
-        assert answer["accepted_for"] == placed.accepted_for
+        seq, placed = by_id[answer.order_id]
+        assert answer.sequence == seq
+        assert answer.accepted_for == placed.accepted_for
     final = fold(logged)
     reloaded: Ledger = make_ledger()
     assert open_positions(reloaded) == final
@@ -207,19 +200,19 @@ def test_profile_import_is_idempotent_and_records_changes(ledger: Ledger, make_l
 
     # The open position survives the drop and can still be closed.
     (sell,) = place(fresh, req("STRATEGY_B", "MINDA", "SELL"))
-    assert sell["accepted_for"] == ["Holland Proctor"]
-    assert {"user": "Kamryn Li", "reason": "INSTRUMENT_NOT_IN_STRATEGY"} in sell["rejected_for"]
-    assert {"user": "New User", "reason": "NO_OPEN_POSITION"} in sell["rejected_for"]
+    assert sell.accepted_for == ["Holland Proctor"]
+    assert {"user": "Kamryn Li", "reason": "INSTRUMENT_NOT_IN_STRATEGY"} in sell.rejected_for
+    assert {"user": "New User", "reason": "NO_OPEN_POSITION"} in sell.rejected_for
     (buy,) = place(fresh, req("STRATEGY_B", "MINDA", "BUY"))
-    assert buy["accepted_for"] == ["New User"]  # Holland no longer trades STRATEGY_B
+    assert buy.accepted_for == ["New User"]  # Holland no longer trades STRATEGY_B
 
 
 def test_order_record_holds_request_time_and_decisions(ledger: Ledger) -> None:
     (answer,) = place(ledger, req("STRATEGY_B", "MINDA", "BUY", "rec"))
     order: Any = ledger.repository.get(Order.create_id("rec"))
     assert order.received_at.tzinfo is not None
-    assert order.accepted_for == answer["accepted_for"]
-    assert order.rejected_for == answer["rejected_for"]
+    assert order.accepted_for == answer.accepted_for
+    assert order.rejected_for == answer.rejected_for
     assert ledger.get_order("rec") == answer
 
 
@@ -254,4 +247,4 @@ def test_a_book_added_by_another_process_is_seen(ledger: Ledger, make_ledger: An
     other: Ledger = make_ledger()
     other.import_profiles({**EXAMPLE_PROFILES, "New User": {"STRATEGY_B": ["MINDA"]}})
     (answer,) = place(ledger, req("STRATEGY_B", "MINDA", "BUY"))
-    assert sorted(answer["accepted_for"]) == ["Holland Proctor", "New User"]
+    assert sorted(answer.accepted_for) == ["Holland Proctor", "New User"]

@@ -16,7 +16,8 @@ from ledger.cli import main
 from ledger.domain import Position
 from ledger.settings import Settings
 from ledger.store.database import Database
-from projections.runner import open_view, replay
+from projections.replay import replay
+from projections.runner import open_view
 from tests.support import ROOT
 
 RAW = ROOT / "jsons" / "raw_details.json"
@@ -94,7 +95,7 @@ def test_project_runs_the_projections_alone(
     )
     view = open_view(database.eventsourcing_env())
     try:
-        view.wait(Ledger.name, outcome.answer["sequence"], timeout=60)
+        view.wait(Ledger.name, outcome.answer.sequence, timeout=60)
         rows = view.query(sql.SQL("SELECT order_id FROM {0}").format(view.tables["orders"]), [])
         assert [r["order_id"] for r in rows] == ["p1"]
     finally:

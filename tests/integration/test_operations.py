@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from ledger.http.app import create_app
-from ledger.settings import Settings
+from tests.support import TOKEN
 
-TOKEN = "s3cret-token"
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
-
-
-@pytest.fixture
-def client(settings: Settings, profile_file: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(replace(settings, profiles=profile_file))) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def locked(settings: Settings, profile_file: Path) -> Iterator[TestClient]:
-    app = create_app(replace(settings, profiles=profile_file, api_token=TOKEN))
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 @pytest.mark.parametrize(
@@ -53,21 +36,23 @@ def test_token_guards_orders_and_leaves_health_open(locked: TestClient) -> None:
     assert ok.status_code == 200
 
 
-def test_metrics_count_orders_batches_and_lag(client: TestClient) -> None:
-    client.post("/order", json=MINDA_BUY)
+def test_metrics_count_stored_orders_batches_and_lag(client: TestClient) -> None:
+    client.post("/order", json={**MINDA_BUY, "ORDER_ID": "m1"})
+    client.post("/order", json={**MINDA_BUY, "ORDER_ID": "m1"})  # answered again: not a new order
     client.post("/order", json=MINDA_BUY)
     client.post("/order", json={**MINDA_BUY, "STRATEGY": "STRATEGY_Z"})
-    text = client.get("/metrics").text
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
     values = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
     }
-    assert values['ledger_orders_total{outcome="ACCEPTED"}'] == 1
-    assert values['ledger_orders_total{outcome="REJECTED"}'] == 2
-    assert values["ledger_batch_size_count"] == 3
-    assert values['ledger_commit_seconds_bucket{le="+Inf"}'] == 3
-    assert "ledger_projection_lag" in values
+    assert values[("ledger_orders_total", (("outcome", "ACCEPTED"),))] == 1
+    assert values[("ledger_orders_total", (("outcome", "REJECTED"),))] == 2
+    assert values[("ledger_batch_size_count", ())] == 4
+    assert values[("ledger_commit_seconds_count", ())] == 4
+    assert values[("ledger_projection_lag", ())] >= 0
 
 
 def test_openapi_describes_every_route(client: TestClient) -> None:
@@ -75,7 +60,7 @@ def test_openapi_describes_every_route(client: TestClient) -> None:
     assert document["openapi"].startswith("3.")
     paths = set(document["paths"])
     routes = {getattr(r, "path", "") for r in client.app.routes}  # type: ignore[attr-defined]
-    assert routes - {"/openapi.json", "/docs"} <= paths
+    assert routes - {"/openapi.json", "/docs", "/docs/assets"} <= paths
     assert "text/html" in client.get("/docs").headers["content-type"]
 
 

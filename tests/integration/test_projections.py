@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -14,20 +15,21 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from ledger.answers import OrderAnswer
 from ledger.application import Ledger, OrderRequest
 from ledger.domain import Position
 from ledger.settings import Settings
 from ledger.store.database import Database
+from ledger.store.overrides import BatchingProjectionRunner
 from projections import queries
-from projections.runner import (
-    BatchingProjectionRunner,
-    LedgerProjection,
-    ProjectionService,
-    open_view,
-    replay,
-)
+from projections.fold import Key, Opened, PlacedOrder, fold
+from projections.projection import LedgerProjection
+from projections.replay import replay
+from projections.runner import ProjectionService, open_view
 from projections.views import LedgerView
 from tests.support import EXAMPLE_PROFILES
+
+NOW = datetime.now(UTC)
 
 
 def snapshot(view: LedgerView) -> dict[str, list[dict[str, Any]]]:
@@ -40,29 +42,36 @@ def snapshot(view: LedgerView) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def model(answers: list[dict[str, Any]]) -> tuple[dict[Any, str], list[tuple[Any, ...]]]:
+def model(answers: list[OrderAnswer]) -> tuple[dict[Any, str], list[tuple[Any, ...]]]:
     """Open positions and closed trades, folded from the POST answers in sequence order."""
-    open_: dict[tuple[str, str, str], str] = {}
-    trades: list[tuple[Any, ...]] = []
-    for answer in sorted(answers, key=lambda a: a["sequence"]):
-        for user in answer["accepted_for"]:
-            key = (user, answer["strategy"], answer["instrument"])
-            if answer["position"] == "BUY":
-                open_[key] = answer["order_id"]
-            else:
-                trades.append((*key, open_.pop(key), answer["order_id"]))
-    return open_, trades
+    orders = [
+        PlacedOrder(
+            a.sequence or 0,
+            a.order_id,
+            a.strategy,
+            a.instrument,
+            a.position,
+            NOW,  # answers carry no time; the model compares ids only
+            a.accepted_for,
+            a.rejected_for,
+            a.reason,
+        )
+        for a in sorted(answers, key=lambda a: a.sequence or 0)
+    ]
+    open_: dict[Key, Opened] = {}
+    closed = fold(orders, open_)
+    trades = [(*c.key, c.buy.order_id, c.sell.order_id) for c in closed]
+    return {key: opened.order_id for key, opened in open_.items()}, trades
 
 
 def from_view(view: LedgerView) -> tuple[dict[Any, str], list[tuple[Any, ...]]]:
     positions = {
-        (p["user"], p["strategy"], p["instrument"]): p["order_id"]
-        for p in queries.positions(view, queries.Filters())
+        (p.user, p.strategy, p.instrument): p.order_id
+        for p in queries.positions(view, queries.Filters()).positions
     }
-    trades, _ = queries.trades(view, queries.Filters(), 1000, None)
+    page = queries.trades(view, queries.Filters(), 1000, None)
     return positions, [
-        (t["user"], t["strategy"], t["instrument"], t["buy_order_id"], t["sell_order_id"])
-        for t in trades
+        (t.user, t.strategy, t.instrument, t.buy_order_id, t.sell_order_id) for t in page.trades
     ]
 
 
@@ -151,9 +160,10 @@ def test_positions_as_of_a_past_sequence(ledger: Ledger) -> None:
     buy = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "b")])[0]
     sell = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.SELL, "s")])[0]
     everything = queries.Filters()
-    at_buy = queries.positions_as_of(ledger, buy.answer["sequence"], everything)
-    assert [(p["user"], p["order_id"]) for p in at_buy] == [("Holland Proctor", "b")]
-    assert queries.positions_as_of(ledger, sell.answer["sequence"], everything) == []
-    assert queries.positions_as_of(ledger, buy.answer["sequence"] - 1, everything) == []
+    assert buy.answer.sequence is not None and sell.answer.sequence is not None
+    at_buy = queries.positions_as_of(ledger, buy.answer.sequence, everything).positions
+    assert [(p.user, p.order_id) for p in at_buy] == [("Holland Proctor", "b")]
+    assert not queries.positions_as_of(ledger, sell.answer.sequence, everything).positions
+    assert not queries.positions_as_of(ledger, buy.answer.sequence - 1, everything).positions
     other_user = queries.Filters(user="Kamryn Li")
-    assert queries.positions_as_of(ledger, buy.answer["sequence"], other_user) == []
+    assert not queries.positions_as_of(ledger, buy.answer.sequence, other_user).positions

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-
-from ledger.http.app import create_app
-from ledger.settings import Settings
-
-
-@pytest.fixture
-def client(settings: Settings, profile_file: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(replace(settings, profiles=profile_file))) as test_client:
-        yield test_client
 
 
 def post(client: TestClient, strategy: str, instrument: str, position: str, **extra: str) -> Any:

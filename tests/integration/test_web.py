@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from ledger.http.app import create_app
-from ledger.settings import Settings
 from tests.support import EXAMPLE_PROFILES
-
-
-@pytest.fixture
-def client(settings: Settings, profile_file: Path) -> Iterator[TestClient]:
-    app = create_app(replace(settings, profiles=profile_file))
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def sequence(client: TestClient) -> int:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from ledger.domain import Book, Order, OrderRefused, Position, Reason, decide, order_answer
+from ledger.answers import OrderAnswer
+from ledger.domain import Book, Order, OrderRefused, Position, Reason, decide
 from tests.support import EXAMPLE_PROFILES
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -107,7 +109,7 @@ def test_order_answer_shape() -> None:
         rejected_for=[],
         reason=None,
     )
-    assert order_answer(order, 7) == {
+    assert orjson.loads(orjson.dumps(OrderAnswer.of(order, 7))) == {
         "RESPONSE": "ACCEPTED",
         "order_id": "o1",
         "sequence": 7,

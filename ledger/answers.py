@@ -1,0 +1,145 @@
+"""The shapes the ledger answers with, each written once: orjson renders, pydantic describes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, NotRequired
+
+from typing_extensions import TypedDict
+
+from ledger.domain import Order, Outcome, Position, Reason, Rejection
+
+# Plain dataclasses, not pydantic models: orjson serialises them natively, which matters on
+# the write path (one answer per order); pydantic's TypeAdapter still derives their schemas.
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAnswer:
+    """The decision on one order, as POST /order returns it."""
+
+    RESPONSE: Outcome
+    order_id: str
+    sequence: int | None
+    strategy: str
+    instrument: str
+    position: Position
+    accepted_for: list[str]
+    rejected_for: list[Rejection]
+    reason: Reason | None
+
+    @classmethod
+    def of(cls, order: Order, sequence: int | None) -> OrderAnswer:
+        """The answer recorded by an Order aggregate, at its place in the store."""
+        return cls(
+            RESPONSE=order.response,
+            order_id=order.order_id,
+            sequence=sequence,
+            strategy=order.strategy,
+            instrument=order.instrument,
+            position=Position(order.position),
+            accepted_for=list(order.accepted_for),
+            rejected_for=list(order.rejected_for),
+            reason=Reason(order.reason) if order.reason else None,
+        )
+
+    def is_for(self, strategy: str, instrument: str, position: Position) -> bool:
+        """Whether a request with this answer's ORDER_ID asked for the same order."""
+        return (self.strategy, self.instrument, self.position) == (strategy, instrument, position)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOrder(OrderAnswer):
+    """An order of the log: its answer and when it was received."""
+
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    """A position opened by a BUY and not yet closed."""
+
+    user: str
+    strategy: str
+    instrument: str
+    order_id: str
+    opened_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A position closed by a SELL: the BUY that opened it and the SELL that closed it."""
+
+    user: str
+    strategy: str
+    instrument: str
+    buy_order_id: str
+    sell_order_id: str
+    opened_at: datetime
+    closed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """Open positions, in (user, strategy, instrument) order."""
+
+    positions: list[OpenPosition]
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersPage:
+    """A page of the order log; `next` is the cursor of the following page."""
+
+    orders: list[LoggedOrder]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TradesPage:
+    """A page of closed trades; `next` is the cursor of the following page."""
+
+    trades: list[Trade]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionHealth:
+    """How far one projection has read the store."""
+
+    processed: int
+    lag: int
+    runner: str
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The service is up and its database answers."""
+
+    status: Literal["ok"]
+    database: Literal["ok"]
+    sequence: int
+    queued: int
+    projections: dict[str, ProjectionHealth]
+
+
+@dataclass(frozen=True, slots=True)
+class Unhealthy:
+    """The database does not answer."""
+
+    status: Literal["unavailable"]
+    database: Literal["unreachable"]
+    detail: str
+
+
+class ErrorBody(TypedDict):
+    """Every 4xx and 5xx answer: what went wrong, and where it helps, which fields or order."""
+
+    error: str
+    fields: NotRequired[dict[str, str]]
+    retry: NotRequired[str]
+    order: NotRequired[OrderAnswer]
+    order_id: NotRequired[str]
+
+
+Profiles = dict[str, dict[str, list[str]]]

@@ -1,0 +1,78 @@
+"""POST /order (and /create_order): decide an order for every user who trades its strategy."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ledger.http.responses import JSONResponse, error
+from ledger.http.schemas import MAX_BODY, BadRequest, parse_order
+from ledger.http.state import services
+from ledger.writer import WriterUnavailable
+
+RETRY = "send again with the same ORDER_ID"
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the limit."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The body, refusing early when it is over the limit (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def create_order(request: Request) -> Response:
+    """Decide an order for every user who trades its strategy; answer once committed."""
+    running = services(request)
+    settings = running.settings
+    try:
+        raw = await asyncio.wait_for(read_body(request), timeout=settings.body_timeout)
+    except TimeoutError:
+        return error(408, f"body not received within {settings.body_timeout} s")
+    except BodyTooLarge:
+        return error(413, f"body larger than {MAX_BODY} bytes")
+    except ClientDisconnect:
+        return error(400, "client disconnected before sending the body")
+    try:
+        order = parse_order(raw)
+    except BadRequest as bad:
+        return error(422, bad.message, fields=bad.errors)
+    try:
+        outcome = await asyncio.wait_for(
+            running.writer.submit(order), timeout=settings.answer_timeout
+        )
+    except TimeoutError:
+        message = f"not answered within {settings.answer_timeout} s; the order may still commit"
+        return error(503, message, retry=RETRY)
+    except WriterUnavailable as unavailable:
+        return error(503, str(unavailable), retry=RETRY)
+    if outcome.reused_id:
+        return error(
+            409,
+            "ORDER_ID already used for a different order",
+            fields={"ORDER_ID": "already used"},
+            order=outcome.answer,
+        )
+    return JSONResponse(outcome.answer)
+
+
+def routes() -> list[Route]:
+    """The write endpoints: /order, and /create_order for the original producer."""
+    return [
+        Route("/order", create_order, methods=["POST"]),
+        Route("/create_order", create_order, methods=["POST"]),
+    ]
