@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import psutil
 
-from ledger.application import Ledger, OrderRequest
+from ledger.answers import OrderRequest
+from ledger.application import Ledger
 from ledger.domain import Position
 from ledger.profiles import generate, load_raw, write
 from ledger.settings import Settings

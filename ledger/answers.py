@@ -1,12 +1,12 @@
-"""The shapes the ledger answers with, each written once: orjson renders, pydantic describes."""
+"""The shapes the ledger takes and answers with, each written once: orjson renders them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal, NotRequired
 
-from typing_extensions import TypedDict
+from typing_extensions import TypeAliasType, TypedDict
 
 from ledger.domain import Order, Outcome, Position, Reason, Rejection
 
@@ -46,6 +46,26 @@ class OrderAnswer:
     def is_for(self, strategy: str, instrument: str, position: Position) -> bool:
         """Whether a request with this answer's ORDER_ID asked for the same order."""
         return (self.strategy, self.instrument, self.position) == (strategy, instrument, position)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A well-formed order as the client sent it."""
+
+    strategy: str
+    instrument: str
+    position: Position
+    order_id: str | None = None
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    """The answer to one request: the order's record, or a refusal of a reused ORDER_ID."""
+
+    answer: OrderAnswer
+    reused_id: bool = False  # the ORDER_ID belongs to a different order
+    stored: bool = False  # this request stored the order (not an answer given again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,4 +162,5 @@ class ErrorBody(TypedDict):
     order_id: NotRequired[str]
 
 
-Profiles = dict[str, dict[str, list[str]]]
+# Named, so the OpenAPI document calls it Profiles: {"User": {"STRATEGY": ["INSTRUMENT", ...]}}.
+Profiles = TypeAliasType("Profiles", dict[str, dict[str, list[str]]])

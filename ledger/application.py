@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoder
 
-from ledger.answers import OrderAnswer, Profiles
-from ledger.domain import Book, Order, Position, Roster, decide
+from ledger.answer_cache import AnswerCache
+from ledger.answers import OrderAnswer, OrderOutcome, OrderRequest, Profiles
+from ledger.domain import Book, Order, Roster, decide
 from ledger.profile_import import ImportReport, import_profiles
 from ledger.store import overrides
 from ledger.store.recorder import LedgerRecorder
@@ -26,27 +25,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 10
-ANSWER_CACHE_SIZE = 100_000
-
-
-@dataclass(frozen=True)
-class OrderRequest:
-    """A well-formed order as the client sent it."""
-
-    strategy: str
-    instrument: str
-    position: Position
-    order_id: str | None = None
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-@dataclass(frozen=True)
-class OrderOutcome:
-    """The answer to one request: the order's record, or a refusal of a reused ORDER_ID."""
-
-    answer: OrderAnswer
-    reused_id: bool = False  # the ORDER_ID belongs to a different order
-    stored: bool = False  # this request stored the order (not an answer given again)
 
 
 class ConflictRetriesExhausted(IntegrityError):
@@ -71,7 +49,7 @@ class Ledger(Application[UUID]):
         self._by_strategy: dict[str, list[UUID]] | None = None
         self._books_of: dict[str, list[Book]] = {}  # strategy -> its loaded books
         self._roster_version = 0
-        self._answers: OrderedDict[str, OrderAnswer] = OrderedDict()
+        self._answers = AnswerCache()
 
     def construct_transcoder(self) -> Transcoder:
         """orjson, in eventsourcing's JSON format: a stored event decodes to what was saved."""
@@ -265,7 +243,7 @@ class Ledger(Application[UUID]):
         for order_id, order in orders.items():
             answer = OrderAnswer.of(order, sequences.get(order.id))
             known[order_id] = answer
-            self._remember(order_id, answer)
+            self._answers.put(order_id, answer)
         outcomes = []
         for request in requests:
             assert request.order_id is not None
@@ -275,11 +253,6 @@ class Ledger(Application[UUID]):
             stored = orders.pop(request.order_id, None) is not None
             outcomes.append(OrderOutcome(answer, reused_id=reused, stored=stored))
         return outcomes
-
-    def _remember(self, order_id: str, answer: OrderAnswer) -> None:
-        self._answers[order_id] = answer
-        if len(self._answers) > ANSWER_CACHE_SIZE:
-            self._answers.popitem(last=False)
 
     def _known_answers(
         self, requests: Sequence[OrderRequest], *, look_up_ids: bool
@@ -304,8 +277,9 @@ class Ledger(Application[UUID]):
 
     def get_order(self, order_id: str) -> OrderAnswer | None:
         """The recorded answer for an order id, or None."""
-        if order_id in self._answers:
-            return self._answers[order_id]
+        cached = self._answers.get(order_id)
+        if cached is not None:
+            return cached
         record_id = Order.create_id(order_id)
         try:
             order: Any = self.repository.get(record_id)
@@ -314,7 +288,7 @@ class Ledger(Application[UUID]):
         assert isinstance(order, Order)
         sequence = self.store.first_notification_ids([record_id]).get(record_id)
         answer = OrderAnswer.of(order, sequence)
-        self._remember(order_id, answer)
+        self._answers.put(order_id, answer)
         return answer
 
     def last_sequence(self) -> int:

@@ -67,6 +67,17 @@ def configure(log_dir: Path, level: str = "INFO", *, stderr: bool = True) -> Non
     orders = logging.getLogger("ledger.orders")
     orders.handlers = [handlers[0]]
     orders.propagate = False
+    # The embedded PostgreSQL's initdb and pg_ctl output (dozens of lines at every start) goes
+    # to the file only too; its errors still reach the terminal, as they carry the server's
+    # own log, which the exception pgserver raises after them does not.
+    pgserver = logging.getLogger("pgserver")
+    pgserver.handlers = [handlers[0]]
+    if stderr:
+        errors = logging.StreamHandler(sys.stderr)
+        errors.setFormatter(formatter)
+        errors.setLevel(logging.WARNING)
+        pgserver.handlers.append(errors)
+    pgserver.propagate = False
     # Per-request access lines would drown the per-order lines under load.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

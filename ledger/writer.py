@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from eventsourcing.persistence import PersistenceError
 
 from ledger import faults
-from ledger.application import Ledger, OrderOutcome, OrderRequest
+from ledger.answers import OrderOutcome, OrderRequest
+from ledger.application import Ledger
 from ledger.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ledger.http.spec import Doc, documented
+
 # Swagger UI 5's dist files as the swagger-ui-py package ships them (swagger-ui-bundle.js,
 # swagger-ui.css, favicons); only the files, none of its framework glue.
 ASSETS = Path(swagger_ui.__file__).parent / "static"
@@ -69,6 +71,7 @@ load();
 """
 
 
+@documented(Doc("This API, rendered by Swagger UI", media_type="text/html", public=True))
 async def page(request: Request) -> Response:
     """The Swagger UI page for /openapi.json."""
     return Response(PAGE, media_type="text/html")

@@ -1,25 +1,15 @@
-"""The OpenAPI document, generated from the answer types, the order body and the query models."""
+"""The OpenAPI document, generated from the routes: the Doc each declares, its types and models."""
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
+from starlette.routing import BaseRoute, Route
 
-from ledger.answers import (
-    ErrorBody,
-    Health,
-    OrderAnswer,
-    OrdersPage,
-    Positions,
-    Profiles,
-    TradesPage,
-    Unhealthy,
-)
-from ledger.answers import LoggedOrder as LoggedOrderAnswer
-from ledger.http.queries import OrdersQuery, PositionsQuery, Query, TradesQuery
-from ledger.http.schemas import MAX_BODY, OrderBody
+from ledger.answers import ErrorBody
+from ledger.http.spec import Doc, doc_of
 
 REF = "#/components/schemas/{model}"
 
@@ -72,91 +62,58 @@ def _parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def _read(
-    summary: str, query: type[BaseModel], answer: dict[str, Any], errors: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": _parameters(query),
-            "responses": {"200": _json(answer, summary.lower()), **errors},
-        }
-    }
-
-
-@cache
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document."""
-    c = Components()
+def _operation(route: Route, doc: Doc, c: Components) -> dict[str, Any]:
+    """The OpenAPI operation of one route, from the Doc it declares."""
     error = c.ref(ErrorBody)
-    read_errors = {
-        "422": _json(error, "a query parameter is not usable"),
-        "503": _json(error, "the read models have not reached min_sequence, or no database"),
+    if doc.answer is not None:
+        ok = _json(c.ref(doc.answer), "OK")
+    else:
+        ok = {"description": "OK", "content": {doc.media_type: {"schema": {"type": "string"}}}}
+    responses: dict[str, Any] = {"200": ok}
+    for status, (kind, why) in doc.answers.items():
+        responses[str(status)] = _json(c.ref(kind), why)
+    for status, why in sorted(doc.errors.items()):
+        responses[str(status)] = _json(error, why)
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in route.param_convertors
+    ]
+    parameters += _parameters(doc.query) if doc.query is not None else []
+    operation: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": doc.summary,
+        "responses": responses,
     }
-    body = OrderBody.model_json_schema(ref_template=REF)
-    post_order = {
-        "summary": "Decide an order for every user who trades its strategy",
-        "description": "Keys may also be lower case. The same ORDER_ID returns the first answer.",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-        "responses": {
-            "200": _json(c.ref(OrderAnswer), "decided and committed"),
-            "409": _json(error, "ORDER_ID already used for a different order"),
-            "413": _json(error, f"body over {MAX_BODY // 1024} KiB"),
-            "422": _json(error, "malformed order; `fields` names the bad fields"),
-            "503": _json(error, "database unavailable; send again with the same ORDER_ID"),
-        },
-    }
-    one_order = _read("One order of the log", Query, c.ref(LoggedOrderAnswer), read_errors)
-    one_order["get"]["parameters"].insert(
-        0, {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    )
-    one_order["get"]["responses"]["404"] = _json(error, "unknown order")
+    if doc.description:
+        operation["description"] = doc.description
+    if parameters:
+        operation["parameters"] = parameters
+    if doc.body is not None:
+        schema = doc.body.model_json_schema(ref_template=REF)
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    if doc.public:
+        operation["security"] = []
+    return operation
+
+
+def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every documented route."""
+    c = Components()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        doc = doc_of(getattr(route, "endpoint", None))
+        if not isinstance(route, Route) or doc is None:
+            continue
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            paths.setdefault(route.path, {})[method.lower()] = _operation(route, doc, c)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Order ledger", "version": "1.0.0"},
         "security": [{"bearer": []}, {}],
-        "paths": {
-            "/order": {"post": {**post_order, "operationId": "order"}},
-            "/create_order": {"post": {**post_order, "operationId": "create_order"}},
-            "/health": {
-                "get": {
-                    "summary": "Liveness and projection lag",
-                    "security": [],
-                    "responses": {
-                        "200": _json(c.ref(Health), "database reachable"),
-                        "503": _json(c.ref(Unhealthy), "database unreachable"),
-                    },
-                }
-            },
-            "/users": {
-                "get": {
-                    "summary": "The profiles as imported",
-                    "responses": {"200": _json(c.ref(Profiles, "Profiles"), "profiles")},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "text exposition",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/positions": _read("Open positions", PositionsQuery, c.ref(Positions), read_errors),
-            "/orders": _read(
-                "The order log, ascending sequence", OrdersQuery, c.ref(OrdersPage), read_errors
-            ),
-            "/orders/{order_id}": one_order,
-            "/trades": _read(
-                "Closed trades, in the order they closed",
-                TradesQuery,
-                c.ref(TradesPage),
-                read_errors,
-            ),
-        },
+        "paths": paths,
         "components": {
             "schemas": c.schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -5,21 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
 from eventsourcing.persistence import PersistenceError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ledger import metrics as metrics_module
-from ledger.answers import Health, ProjectionHealth, Unhealthy
+from ledger.answers import Health, Profiles, ProjectionHealth, Unhealthy
 from ledger.http import openapi
 from ledger.http.responses import JSONResponse
+from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from projections.projection import LedgerProjection
 
 log = logging.getLogger(__name__)
 
 
+@documented(
+    Doc(
+        "Liveness, the store's sequence and the projection lag",
+        Health,
+        answers={503: (Unhealthy, "database unreachable")},
+        public=True,
+    )
+)
 async def health(request: Request) -> Response:
     """200 when the database answers, 503 when it does not."""
     running = services(request)
@@ -50,6 +60,7 @@ async def health(request: Request) -> Response:
     )
 
 
+@documented(Doc("Prometheus metrics", media_type="text/plain"))
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
     running = services(request)
@@ -63,11 +74,16 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=metrics_module.CONTENT_TYPE)
 
 
+@documented(Doc("This document", media_type="application/json"))
 async def openapi_json(request: Request) -> Response:
-    """The OpenAPI document."""
-    return JSONResponse(openapi.document())
+    """The OpenAPI document, generated from the app's routes (once per app)."""
+    state = request.app.state
+    if getattr(state, "openapi", None) is None:
+        state.openapi = orjson.dumps(openapi.document(request.app.routes))
+    return Response(state.openapi, media_type="application/json")
 
 
+@documented(Doc("The profiles as imported at start", Profiles))
 async def users(request: Request) -> Response:
     """The profiles as the ledger imported them at start."""
     return JSONResponse(services(request).profiles)

@@ -8,8 +8,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ledger.answers import OrderAnswer
 from ledger.http.responses import JSONResponse, error
-from ledger.http.schemas import MAX_BODY, BadRequest, parse_order
+from ledger.http.schemas import MAX_BODY, BadRequest, OrderBody, parse_order
+from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from ledger.writer import WriterUnavailable
 
@@ -35,6 +37,23 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
+@documented(
+    Doc(
+        "Decide an order for every user who trades its strategy",
+        OrderAnswer,
+        body=OrderBody,
+        description="Keys may also be lower case. The same ORDER_ID returns the first answer.",
+        errors={
+            400: "the client went away before sending the body",
+            408: "the body did not arrive in time",
+            409: "ORDER_ID already used for a different order (`order` is the first answer)",
+            413: f"body over {MAX_BODY // 1024} KiB",
+            422: "malformed order; `fields` names the bad fields",
+            503: "not committed (database unavailable, or no answer in time); send again with"
+            " the same ORDER_ID",
+        },
+    )
+)
 async def create_order(request: Request) -> Response:
     """Decide an order for every user who trades its strategy; answer once committed."""
     running = services(request)
@@ -73,6 +92,6 @@ async def create_order(request: Request) -> Response:
 def routes() -> list[Route]:
     """The write endpoints: /order, and /create_order for the original producer."""
     return [
-        Route("/order", create_order, methods=["POST"]),
-        Route("/create_order", create_order, methods=["POST"]),
+        Route("/order", create_order, methods=["POST"], name="order"),
+        Route("/create_order", create_order, methods=["POST"], name="create_order"),
     ]

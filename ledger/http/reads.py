@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from eventsourcing.persistence import PersistenceError
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ledger.answers import LoggedOrder, OrdersPage, Positions, TradesPage
 from ledger.bootstrap import Services
 from ledger.http.queries import (
     WAIT_LIMIT,
@@ -22,6 +24,7 @@ from ledger.http.queries import (
     parse,
 )
 from ledger.http.responses import JSONResponse, error
+from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from ledger.names import valid_name
 from projections import queries
@@ -45,9 +48,18 @@ async def caught_up(running: Services, sequence: int | None) -> bool:
         await asyncio.sleep(0.01)  # the projection runs in another thread, or process
 
 
-def endpoint(model: type[Query], read: Reader) -> Callable[[Request], Awaitable[Response]]:
-    """A read endpoint: parse the query, wait for min_sequence, run the read, answer JSON."""
+READ_ERRORS = {
+    422: "a query parameter is not usable",
+    503: "the read models have not reached min_sequence in time, or no database",
+}
 
+
+def endpoint(read: Reader, doc: Doc) -> Callable[[Request], Awaitable[Response]]:
+    """A read endpoint: parse the query, wait for min_sequence, run the read, answer JSON."""
+    model = doc.query if doc.query is not None and issubclass(doc.query, Query) else Query
+    doc = replace(doc, query=model, errors={**READ_ERRORS, **doc.errors})
+
+    @documented(doc)
     async def handle(request: Request) -> Response:
         try:
             query = parse(model, request.query_params)
@@ -108,10 +120,28 @@ async def order(running: Services, query: Query, request: Request) -> Any:
 
 
 def routes() -> list[Route]:
-    """The read endpoints."""
+    """The read endpoints, each with its query model and answer type."""
     return [
-        Route("/positions", endpoint(PositionsQuery, positions), methods=["GET"]),
-        Route("/orders", endpoint(OrdersQuery, orders), methods=["GET"]),
-        Route("/orders/{order_id}", endpoint(Query, order), methods=["GET"]),
-        Route("/trades", endpoint(TradesQuery, trades), methods=["GET"]),
+        Route(
+            "/positions",
+            endpoint(positions, Doc("Open positions", Positions, PositionsQuery)),
+            methods=["GET"],
+        ),
+        Route(
+            "/orders",
+            endpoint(orders, Doc("The order log, ascending sequence", OrdersPage, OrdersQuery)),
+            methods=["GET"],
+        ),
+        Route(
+            "/orders/{order_id}",
+            endpoint(order, Doc("One order of the log", LoggedOrder, errors={404: "unknown"})),
+            methods=["GET"],
+        ),
+        Route(
+            "/trades",
+            endpoint(
+                trades, Doc("Closed trades, in the order they closed", TradesPage, TradesQuery)
+            ),
+            methods=["GET"],
+        ),
     ]

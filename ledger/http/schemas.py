@@ -8,7 +8,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ledger import names
-from ledger.application import OrderRequest
+from ledger.answers import OrderRequest
 from ledger.domain import Position
 from ledger.names import Name
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from ledger.answers import OrderAnswer
-from ledger.application import Ledger, OrderRequest
+from ledger.answers import OrderAnswer, OrderRequest
+from ledger.application import Ledger
 from ledger.domain import Order, Position
 from projections import fold as positions
 from projections.fold import Opened

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from ledger.application import Ledger, OrderRequest
+from ledger.answers import OrderRequest
+from ledger.application import Ledger
 from ledger.cli import main
 from ledger.domain import Position
 from ledger.settings import Settings
 from ledger.store.database import Database
 from projections.replay import replay
-from projections.runner import open_view
+from projections.runner import open_view, projector_lock
 from tests.support import ROOT
 
 RAW = ROOT / "jsons" / "raw_details.json"
@@ -103,3 +104,31 @@ def test_project_runs_the_projections_alone(
         proc.terminate()  # a second SIGTERM (the server's, and the kernel's on its death)
         assert proc.wait(timeout=30) == 0
         view.datastore.close()
+
+
+def test_replay_refuses_without_a_progress_bar_while_a_server_projects(
+    ledger: Ledger,
+    database: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "r1")])
+    monkeypatch.setenv("LEDGER_DB_SCHEMA", settings.db_schema)
+    monkeypatch.setenv("LEDGER_LOG_DIR", str(settings.log_dir))
+    command = ["replay", "--database-url", database.url]
+
+    # Holding the projector's lock is what a running server (or `ledger project`) does.
+    with projector_lock(database.url, database.eventsourcing_env()) as lock_conn:
+        assert lock_conn is not None
+        assert main(command) == 1
+    refused = capsys.readouterr()
+    assert "a running server keeps the read models" in refused.err
+    for bar in ("replay:", "ev/s", "%|"):
+        assert bar not in refused.err and bar not in refused.out
+    assert "replayed" not in refused.out
+
+    assert main(command) == 0
+    done = capsys.readouterr()
+    assert "replayed" in done.out
+    assert "ev/s" in done.err  # the bar the refusal did not draw, so the checks above can fail

@@ -15,8 +15,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from ledger.answers import OrderAnswer
-from ledger.application import Ledger, OrderRequest
+from ledger.answers import OrderAnswer, OrderRequest
+from ledger.application import Ledger
 from ledger.domain import Position
 from ledger.settings import Settings
 from ledger.store.database import Database

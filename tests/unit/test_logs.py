@@ -1,8 +1,9 @@
-"""Logs go to logs/log_YYYY-MM-DD.log and stderr; order decisions to the file only."""
+"""Logs go to logs/log_YYYY-MM-DD.log and stderr; order decisions and pgserver to the file only."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -11,20 +12,49 @@ import pytest
 from ledger import logs
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo configure(), back to logging as it is before any configure()."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_ledger", False):
+            root.removeHandler(handler)
+            handler.close()
+    # A closed file handler left on a logger would open its file again, and leak it, at the
+    # next record: the embedded server's session fixture logs through "pgserver".
+    for name in ("ledger.orders", "pgserver"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_daily_file_and_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure(tmp_path, "INFO")
-    try:
-        logging.getLogger("ledger.test").warning("database unreachable: %s", "boom")
-        logging.getLogger("ledger.orders").info("order_id=o1 response=ACCEPTED")
-        path = tmp_path / f"log_{date.today().isoformat()}.log"
-        text = path.read_text()
-        assert "database unreachable: boom" in text
-        assert "order_id=o1 response=ACCEPTED" in text
-        err = capsys.readouterr().err
-        assert "database unreachable: boom" in err
-        assert "order_id=o1" not in err
-    finally:
-        for handler in list(logging.getLogger().handlers):
-            if getattr(handler, "_ledger", False):
-                logging.getLogger().removeHandler(handler)
-                handler.close()
+    logging.getLogger("ledger.test").warning("database unreachable: %s", "boom")
+    logging.getLogger("ledger.orders").info("order_id=o1 response=ACCEPTED")
+    path = tmp_path / f"log_{date.today().isoformat()}.log"
+    text = path.read_text()
+    assert "database unreachable: boom" in text
+    assert "order_id=o1 response=ACCEPTED" in text
+    err = capsys.readouterr().err
+    assert "database unreachable: boom" in err
+    assert "order_id=o1" not in err
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_embedded_postgres_output_goes_to_the_file_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure(tmp_path, "INFO")
+    pgserver = logging.getLogger("pgserver")  # the name pgserver logs initdb and pg_ctl under
+    pgserver.info("Running commandline:\n%s", ["initdb", "-D", "pg"])
+    pgserver.error("Failed to start server.\nShowing contents of postgres server log")
+    text = (tmp_path / f"log_{date.today().isoformat()}.log").read_text()
+    assert "Running commandline:\n['initdb', '-D', 'pg']" in text
+    assert "Failed to start server." in text
+    err = capsys.readouterr().err
+    assert "Running commandline" not in err
+    assert "initdb" not in err
+    # an embedded server that does not start still says why on the terminal
+    assert "Failed to start server." in err

@@ -7,8 +7,14 @@ from typing import Any
 
 from ledger.answers import LoggedOrder, OpenPosition, OrderAnswer, Trade
 from ledger.domain import Outcome, Position, Reason
-from ledger.http.openapi import document
+from ledger.http import app, auth, openapi
+from ledger.http.spec import doc_of
 from projections.queries import MAX_LIMIT
+
+
+def document() -> dict[str, Any]:
+    """The document of the app's routes."""
+    return openapi.document(app.routes())
 
 
 def resolve(schema: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
@@ -82,3 +88,14 @@ def test_every_ref_resolves() -> None:
                 walk(value)
 
     walk(doc)
+
+
+def test_every_route_is_described_and_public_ones_need_no_token() -> None:
+    doc = document()
+    for route in app.routes():
+        if not hasattr(route, "endpoint"):
+            continue  # the static files of the docs page
+        described = doc_of(route.endpoint)
+        assert described is not None, route.path
+        assert route.path in doc["paths"]
+        assert described.public == (route.path in auth.OPEN_PATHS), route.path
