@@ -1,0 +1,104 @@
+"""What the ledger's fast events and mapper store, plain eventsourcing reads back unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import JSONTranscoder, Mapper
+from eventsourcing.postgres import PostgresApplicationRecorder
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from ledger.answers import OrderRequest
+from ledger.application import Ledger
+from ledger.domain import Book, Position
+from ledger.store.mapper import LedgerMapper
+
+USERS = ["Holland Proctor", "Kamryn Li", "Zoë Ångström", "李雷"]
+STRATEGIES = ["STRATEGY_A", "STRATEGY_B", "Стратегия"]
+INSTRUMENTS = ["ACC", "MINDA", "NTPC", 'L&T "q" \\ 😀']
+
+profiles = st.dictionaries(
+    st.sampled_from(USERS),
+    st.dictionaries(
+        st.sampled_from(STRATEGIES),
+        st.lists(st.sampled_from(INSTRUMENTS), min_size=1, max_size=4),
+        max_size=3,
+    ),
+    max_size=4,
+)
+orders = st.lists(
+    st.builds(
+        OrderRequest,
+        st.sampled_from([*STRATEGIES, "STRATEGY_X"]),
+        st.sampled_from(INSTRUMENTS),
+        st.sampled_from(list(Position)),
+        st.none() | st.sampled_from(["sig-1", "sig-2", "sig-é"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+steps = st.lists(
+    st.tuples(st.just("profiles"), profiles) | st.tuples(st.just("orders"), orders),
+    min_size=1,
+    max_size=5,
+)
+
+
+class PlainLedger(Application[UUID]):
+    """Stock eventsourcing on the ledger's tables: default mapper, JSONTranscoder, recorder."""
+
+    name = "Ledger"  # the same tables
+
+
+def plain_env(database: Any) -> dict[str, str]:
+    env: dict[str, str] = database.eventsourcing_env()
+    del env["APPLICATION_RECORDER_TOPIC"]
+    return env
+
+
+@given(steps=steps)
+@hsettings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_plain_eventsourcing_reads_what_the_ledger_writes(
+    database: Any, steps: list[tuple[str, Any]]
+) -> None:
+    # Examples share the test's schema, so each one continues from the previous state.
+    with (
+        Ledger(env=database.eventsourcing_env()) as ledger,
+        PlainLedger(env=plain_env(database)) as plain,
+    ):
+        assert type(ledger.mapper) is LedgerMapper
+        assert type(plain.mapper) is Mapper
+        assert type(plain.mapper.transcoder) is JSONTranscoder
+        assert type(plain.recorder) is PostgresApplicationRecorder
+        for kind, step in steps:
+            if kind == "profiles":
+                ledger.import_profiles(step)
+            else:
+                ledger.place_orders(step)
+
+        for book in ledger.books():
+            rebuilt: Any = plain.repository.get(book.id)
+            assert isinstance(rebuilt, Book)
+            assert (
+                rebuilt.user,
+                rebuilt.strategy,
+                rebuilt.instruments,
+                rebuilt.active,
+                rebuilt.open,
+                rebuilt.version,
+            ) == (book.user, book.strategy, book.instruments, book.active, book.open, book.version)
+
+        top = plain.recorder.max_notification_id() or 0
+        stored = plain.recorder.select_notifications(start=1, limit=top + 1)
+        assert [n.id for n in stored[-1:]] == ([top] if top else [])  # ids may have gaps
+        for notification in stored:
+            domain_event = plain.mapper.to_domain_event(notification)
+            assert ledger.mapper.to_domain_event(notification) == domain_event
+            assert plain.mapper.to_stored_event(domain_event).state == notification.state
+            assert ledger.mapper.to_stored_event(domain_event).state == notification.state

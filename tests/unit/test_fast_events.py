@@ -1,0 +1,95 @@
+"""Book.book() and Order.place() make what the @event methods make, without their dispatch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.domain import Book, Order, OrderRefused, Position, Reason
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+INSTRUMENTS = ["ACC", "MINDA", "Zoë"]
+
+
+def without_timestamps(obj: Any) -> dict[str, Any]:
+    """The object's state, in order, but for the wall-clock times the two paths take apart."""
+    state = {
+        k: v
+        for k, v in vars(obj).items()
+        if k not in ("timestamp", "_created_on", "_modified_on", "_pending_events")
+    }
+    state["<keys>"] = list(vars(obj))  # the stored JSON follows this order
+    return state
+
+
+def by_decorators(
+    book: Book, order_id: str, instrument: str, position: Position, at: datetime
+) -> None:
+    """The generic path that Book.book() took before: the @event methods themselves."""
+    book.check(instrument, position)
+    if position is Position.BUY:
+        book.open_position(instrument=instrument, order_id=order_id, at=at)
+    else:
+        book.close_position(
+            instrument=instrument, order_id=order_id, buy_order_id=book.open[instrument], at=at
+        )
+
+
+@given(
+    orders=st.lists(
+        st.tuples(st.sampled_from([*INSTRUMENTS, "NTPC"]), st.sampled_from(list(Position))),
+        max_size=20,
+    )
+)
+def test_book_makes_the_events_the_decorated_methods_make(
+    orders: list[tuple[str, Position]],
+) -> None:
+    fast = Book(user="Holland Proctor", strategy="STRATEGY_B", instruments=INSTRUMENTS)
+    generic = Book(user="Holland Proctor", strategy="STRATEGY_B", instruments=INSTRUMENTS)
+    for n, (instrument, position) in enumerate(orders):
+        outcomes = []
+        for book, place in ((fast, Book.book), (generic, by_decorators)):
+            try:
+                place(book, str(n), instrument, position, AT)
+                outcomes.append(None)
+            except OrderRefused as refused:
+                outcomes.append(refused.reason)
+        assert outcomes[0] == outcomes[1]
+        assert without_timestamps(fast) == without_timestamps(generic)
+        assert fast.modified_on >= fast.created_on
+    fast_events, generic_events = fast.collect_events(), generic.collect_events()
+    assert [type(e) for e in fast_events] == [type(e) for e in generic_events]
+    assert [without_timestamps(e) for e in fast_events] == [
+        without_timestamps(e) for e in generic_events
+    ]
+    assert fast.modified_on == fast_events[-1].timestamp
+    # Replaying the fast path's events gives the same book.
+    replayed = None
+    for domain_event in fast_events:
+        replayed = domain_event.mutate(replayed)
+    assert replayed == fast
+
+
+def test_order_place_makes_what_order_makes() -> None:
+    fields: dict[str, Any] = {
+        "order_id": "sig-1",
+        "strategy": "STRATEGY_B",
+        "instrument": "MINDA",
+        "position": "BUY",
+        "received_at": AT,
+        "accepted_for": ["Holland Proctor"],
+        "rejected_for": [{"user": "Kamryn Li", "reason": Reason.INSTRUMENT_NOT_IN_STRATEGY}],
+        "reason": None,
+    }
+    fast, generic = Order.place(**fields), Order(**fields)
+    assert type(fast) is Order
+    assert without_timestamps(fast) == without_timestamps(generic)
+    assert fast.created_on == fast.modified_on
+    (fast_placed,), (generic_placed,) = fast.collect_events(), generic.collect_events()
+    assert type(fast_placed) is type(generic_placed) is Order.Placed  # type: ignore[attr-defined]
+    assert without_timestamps(fast_placed) == without_timestamps(generic_placed)
+    assert fast_placed.timestamp == fast.created_on
+    assert fast_placed.mutate(None) == fast
