@@ -6,18 +6,19 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoder
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Recording, Transcoder
 
 from ledger.answer_cache import AnswerCache
 from ledger.answers import OrderAnswer, OrderOutcome, OrderRequest, Profiles
 from ledger.domain import Book, Order, Roster, decide
 from ledger.profile_import import ImportReport, import_profiles
 from ledger.store import overrides
+from ledger.store.mapper import LedgerMapper
 from ledger.store.recorder import LedgerRecorder
 from ledger.store.transcoder import OrjsonTranscoder
 
@@ -25,6 +26,17 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decided batch: its events ready to store, and what to answer once they are."""
+
+    requests: list[OrderRequest]
+    known: dict[str, OrderAnswer]  # answers already given for some of its ORDER_IDs
+    orders: dict[str, Order]  # the orders this batch stores, by ORDER_ID
+    batch: overrides.PreparedBatch
+    snapshots: list[Any]
 
 
 class ConflictRetriesExhausted(IntegrityError):
@@ -57,29 +69,39 @@ class Ledger(Application[UUID]):
         self.register_transcodings(transcoder)
         return transcoder
 
+    def construct_mapper(self) -> Mapper[UUID]:
+        """The stock mapper's stored events, written faster (ledger/store/mapper.py)."""
+        return self.factory.mapper(
+            transcoder=self.construct_transcoder(), mapper_class=LedgerMapper
+        )
+
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Application.save without its per-object Protocol checks (slow on Python 3.11)."""
         processing_event, recordings = overrides.record(self, objs, kwargs)
-        try:
-            self._snapshot_from_memory(processing_event.events, processing_event.aggregates)
-        except Exception as failure:
-            log.warning("snapshot not saved (%s); books still load from their events", failure)
+        self._snapshot_saved(processing_event)
         overrides.notify(self, recordings)
         return recordings
 
-    def _snapshot_from_memory(self, events: Sequence[Any], aggregates: Mapping[UUID, Any]) -> None:
-        # eventsourcing would reload each aggregate from the store to snapshot it; the saved
+    def _snapshot_saved(self, processing_event: ProcessingEvent[UUID]) -> None:
+        try:
+            snapshots = self._due_snapshots(processing_event)
+            if snapshots and self.snapshots is not None:
+                self.snapshots.put(snapshots)
+        except Exception as failure:
+            log.warning("snapshot not saved (%s); books still load from their events", failure)
+
+    def _due_snapshots(self, processing_event: ProcessingEvent[UUID]) -> list[Any]:
+        # eventsourcing would reload each aggregate from the store to snapshot it; the
         # aggregate in memory is that same state, so it is snapshotted as it is.
         if self.snapshots is None:
-            return
+            return []
         due: dict[UUID, Any] = {}
-        for domain_event in events:
-            aggregate = aggregates.get(domain_event.originator_id)
+        for domain_event in processing_event.events:
+            aggregate = processing_event.aggregates.get(domain_event.originator_id)
             interval = self.snapshotting_intervals.get(type(aggregate))  # type: ignore[arg-type]
             if interval and domain_event.originator_version % interval == 0:
                 due[aggregate.id] = aggregate  # type: ignore[union-attr]
-        if due:
-            self.snapshots.put([Book.Snapshot.take(a) for a in due.values()])
+        return [Book.Snapshot.take(a) for a in due.values()]
 
     @property
     def store(self) -> LedgerRecorder:
@@ -190,16 +212,25 @@ class Ledger(Application[UUID]):
 
     def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderOutcome]:
         """Decide the orders in arrival order and commit them all in one transaction."""
-        requests = [r if r.order_id else replace(r, order_id=str(uuid4())) for r in requests]
+        requests = self.with_ids(requests)
         attempts = iter(range(MAX_ATTEMPTS))
         # After a conflict the ORDER_IDs are looked up in the store: the other writer may
         # have stored some of them.
         return self.retrying(
-            lambda: self._place(requests, look_up_ids=next(attempts) > 0),
+            lambda: self.commit(self.prepare(requests, look_up_ids=next(attempts) > 0)),
             f"batch of {len(requests)} orders",
         )
 
-    def _place(self, requests: Sequence[OrderRequest], *, look_up_ids: bool) -> list[OrderOutcome]:
+    @staticmethod
+    def with_ids(requests: Sequence[OrderRequest]) -> list[OrderRequest]:
+        """Requests without an ORDER_ID get a fresh one."""
+        return [r if r.order_id else replace(r, order_id=str(uuid4())) for r in requests]
+
+    def prepare(self, requests: Sequence[OrderRequest], *, look_up_ids: bool = False) -> Prepared:
+        """Decide a batch against the books in memory; its events are ready to store.
+
+        The books already hold the decisions. Should the batch not be stored, forget() them.
+        """
         known = self._known_answers(requests, look_up_ids=look_up_ids)
         orders: dict[str, Order] = {}
         read: dict[str, list[tuple[Book, int]]] = {}  # strategy -> its books as first read
@@ -220,7 +251,7 @@ class Ledger(Application[UUID]):
                 for book, version in zip(books, versions, strict=True):
                     if book.version != version:
                         touched[id(book)] = book
-                orders[order_id] = Order(
+                orders[order_id] = Order.place(
                     order_id=order_id,
                     strategy=request.strategy,
                     instrument=request.instrument,
@@ -234,18 +265,35 @@ class Ledger(Application[UUID]):
             # also passed every book change that order made.
             expected = {b.id: v for pairs in read.values() for b, v in pairs}
             expected[Roster.create_id()] = self._roster_version
-            recordings = self.save(*touched.values(), *orders.values(), expected_versions=expected)
+            # Events, stored form and snapshots are taken now: the next batch may change
+            # the same books before this one is stored.
+            batch = overrides.prepare_batch(
+                self, [*touched.values(), *orders.values()], {"expected_versions": expected}
+            )
+            snapshots = self._due_snapshots(batch.processing_event)
         except BaseException:
             # Pending changes may have been applied in memory without being saved.
             self.forget([b.id for pairs in read.values() for b, _ in pairs])
             raise
-        sequences = {r.domain_event.originator_id: r.notification.id for r in recordings}
+        return Prepared(list(requests), known, orders, batch, snapshots)
+
+    def commit(self, prepared: Prepared) -> list[OrderOutcome]:
+        """Store a prepared batch in one transaction; the answers, with their sequences."""
+        ids = overrides.store_batch(self, prepared.batch)
+        if prepared.snapshots and self.snapshots is not None:
+            try:
+                self.snapshots.put(prepared.snapshots)
+            except Exception as failure:
+                log.warning("snapshot not saved (%s); books still load from their events", failure)
+        events = prepared.batch.processing_event.events
+        sequences = {e.originator_id: n for e, n in zip(events, ids, strict=True)}
+        known, orders = dict(prepared.known), dict(prepared.orders)
         for order_id, order in orders.items():
             answer = OrderAnswer.of(order, sequences.get(order.id))
             known[order_id] = answer
             self._answers.put(order_id, answer)
         outcomes = []
-        for request in requests:
+        for request in prepared.requests:
             assert request.order_id is not None
             answer = known[request.order_id]
             reused = not answer.is_for(request.strategy, request.instrument, request.position)

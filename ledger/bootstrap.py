@@ -6,7 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import orjson
+import psutil
 
 from ledger import faults
 from ledger.answers import Profiles
@@ -15,13 +21,40 @@ from ledger.metrics import Metrics
 from ledger.profiles import load as load_profiles
 from ledger.settings import Settings
 from ledger.store.database import Database
+from ledger.wire import Desk
 from ledger.writer import Writer
+from ledger.writer_client import RemoteWriter
 from projections.runner import ProjectionProcess, ProjectionService, open_view
 from projections.views import LedgerView
 
 log = logging.getLogger(__name__)
 
 Projector = ProjectionService | ProjectionProcess
+Role = Literal["all", "writer", "worker"]
+PROFILES = "profiles.json"  # in the run directory: the profiles as imported, for the workers
+PROJECTOR = "projector.pid"  # in the run directory: the projector process, for /health
+# A projection behind the store whose position has not moved for this long is stalled: reads
+# keep answering, but only up to that position (/health says degraded).
+STALL_SECONDS = 10.0
+
+
+def writer_socket(run_dir: Path, partition: int) -> Path:
+    """The socket of the writer process owning one partition of the strategies."""
+    return run_dir / f"writer-{partition}.sock"
+
+
+def import_profiles(ledger: Ledger, settings: Settings) -> None:
+    """Import the profile file, if one is configured, and log what it changed."""
+    if settings.profiles is None:
+        return
+    report = ledger.import_profiles(load_profiles(settings.profiles))
+    log.info(
+        "profiles %s: %d added, %d changed, %d dropped",
+        settings.profiles,
+        len(report.added),
+        len(report.changed),
+        len(report.dropped),
+    )
 
 
 @contextlib.contextmanager
@@ -45,15 +78,26 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 
 class Services:
-    """Everything the HTTP layer uses: database, ledger, writer, read view, projections, metrics."""
+    """Everything the HTTP layer uses: database, ledger, writer, read view, projections, metrics.
 
-    def __init__(self, settings: Settings) -> None:
+    Its role says which parts run here: "all" in one process; "writer" in a writer process
+    (the ledger and its writer); "worker" in an HTTP worker (reads, and a link to the writers
+    whose sockets are in `run_dir`).
+    """
+
+    def __init__(
+        self, settings: Settings, role: Role = "all", run_dir: Path | None = None, writers: int = 1
+    ) -> None:
         self.settings = settings
+        self.role = role
+        self.run_dir = run_dir
+        self.writers = writers
         self.metrics = Metrics()
         self._database: Database | None = None
         self._ledger: Ledger | None = None
         self._view: LedgerView | None = None
         self._writer: Writer | None = None
+        self._desk: Desk | None = None
         self.projector: Projector | None = None
         self.profiles: Profiles = {}
 
@@ -77,9 +121,15 @@ class Services:
 
     @property
     def writer(self) -> Writer:
-        """The single writer every order goes through."""
-        assert self._writer is not None, "services not started"
+        """The writer in this process (roles "all" and "writer")."""
+        assert self._writer is not None, "no writer in this process"
         return self._writer
+
+    @property
+    def desk(self) -> Desk:
+        """Where orders go: this process's writer, or the writer processes."""
+        assert self._desk is not None, "services not started"
+        return self._desk
 
     async def start(self) -> None:
         """Open the database, import the profiles, start the writer and the projections."""
@@ -88,23 +138,21 @@ class Services:
         self._database = database = await asyncio.to_thread(Database.open, settings)
         try:
             self._ledger = ledger = Ledger(env=database.eventsourcing_env())
-            self._view = await asyncio.to_thread(open_view, database.eventsourcing_env())
-            if settings.profiles is not None:
-                report = await asyncio.to_thread(
-                    ledger.import_profiles, load_profiles(settings.profiles)
+            if self.role != "writer":
+                self._view = await asyncio.to_thread(open_view, database.eventsourcing_env())
+            if self.role == "all":
+                await asyncio.to_thread(import_profiles, ledger, settings)
+                self.profiles = await asyncio.to_thread(ledger.profiles)
+            if self.role == "worker":
+                await self._link_writers()
+            else:
+                self._desk = self._writer = Writer(
+                    ledger, max_batch=settings.max_batch, metrics=self.metrics, on_failure=self.heal
                 )
-                log.info(
-                    "profiles %s: %d added, %d changed, %d dropped",
-                    settings.profiles,
-                    len(report.added),
-                    len(report.changed),
-                    len(report.dropped),
-                )
-            self.profiles = await asyncio.to_thread(ledger.profiles)
-            self._writer = Writer(
-                ledger, max_batch=settings.max_batch, metrics=self.metrics, on_failure=self.heal
-            )
-            self._writer.start()
+                self._writer.start()
+            if self.role != "all":
+                log.info("%s %d ready", self.role, os.getpid())
+                return
             if settings.projections == "thread":
                 self.projector = ProjectionService(database.eventsourcing_env(), database.url)
             elif settings.projections == "process":
@@ -116,9 +164,22 @@ class Services:
             await self.stop()
             raise
 
+    async def _link_writers(self) -> None:
+        assert self.run_dir is not None, "a worker needs the run directory"
+        self.profiles = orjson.loads((self.run_dir / PROFILES).read_bytes())
+        remote = RemoteWriter([writer_socket(self.run_dir, k) for k in range(self.writers)])
+        self._desk = remote
+        remote.start()
+        try:
+            await remote.wait_connected(timeout=30)
+        except TimeoutError:
+            log.warning("no writer reachable yet: orders answer 503 until one is")
+
     async def stop(self) -> None:
         """Stop everything started; each step runs even if one before it failed."""
         with _reported("writer"):
+            if isinstance(self._desk, RemoteWriter):
+                await self._desk.stop()
             if self._writer is not None:
                 await self._writer.stop()
         with _reported("projections"):
@@ -132,9 +193,24 @@ class Services:
             with _reported(name):
                 if close is not None:
                     close()
-        self._writer = self._view = self._ledger = self._database = None
+        self._writer = self._desk = self._view = self._ledger = self._database = None
         self.projector = None
         log.info("ledger stopped")
+
+    def projector_alive(self) -> bool:
+        """Whether a projector runs: this process's, or the supervisor's child."""
+        if self.projector is not None:
+            return self.projector.alive
+        if self.run_dir is None:
+            return False
+        try:
+            pid = int((self.run_dir / PROJECTOR).read_text())
+        except (OSError, ValueError):
+            return False
+        try:
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
 
     def heal(self) -> None:
         """After a database failure: restart an embedded server, drop broken pooled connections."""
@@ -150,6 +226,20 @@ class Services:
     def positions(self) -> tuple[int, int]:
         """(the store's last sequence, the read models' processed sequence)."""
         return self.ledger.last_sequence(), self.view.max_tracking_id(Ledger.name) or 0
+
+    # (processed, when it was first seen with a lag): what projection_stalled() compares with.
+    _progress: tuple[int, float] | None = None
+
+    def projection_stalled(self, sequence: int, processed: int, now: float | None = None) -> bool:
+        """Whether the projection is behind the store and has not moved for STALL_SECONDS."""
+        now = time.monotonic() if now is None else now
+        if processed >= sequence:
+            self._progress = None  # caught up: a later lag is timed from when it is first seen
+            return False
+        if self._progress is None or self._progress[0] != processed:
+            self._progress = (processed, now)
+            return False
+        return now - self._progress[1] >= STALL_SECONDS
 
 
 @contextlib.contextmanager

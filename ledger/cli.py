@@ -38,6 +38,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         profiles=getattr(args, "profiles", None),
         data_dir=getattr(args, "data_dir", None),
         database_url=getattr(args, "database_url", None),
+        workers=getattr(args, "workers", None),
+        writers=getattr(args, "writers", None) if getattr(args, "func", None) is serve else None,
     )
 
 
@@ -51,9 +53,8 @@ def _bound_statements() -> None:
 def serve(args: argparse.Namespace) -> int:
     """Run the HTTP service until interrupted."""
     _bound_statements()
-    import uvicorn  # noqa: PLC0415 - only the server needs it
-
-    from ledger.http.app import create_app  # noqa: PLC0415
+    from ledger import supervisor  # noqa: PLC0415 - only the server needs it
+    from ledger.http import worker  # noqa: PLC0415
 
     settings = _settings(args)
     if settings.profiles is None and DEFAULT_PROFILES.exists():
@@ -69,19 +70,33 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("no profile file: serving the profiles already in the store")
     else:
         profiles.load(settings.profiles)  # fail now, with a clear message, not mid-start-up
-    # uvicorn re-raises the signal that stopped it once it has shut down cleanly; a no-op
-    # handler turns that into a normal return, so a graceful SIGTERM exits 0.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        limit_concurrency=4096,  # beyond this, new connections get 503 instead of memory
-        timeout_keep_alive=5,
+    workers = supervisor.default_workers() if settings.workers is None else settings.workers
+    if workers == 0:
+        return worker.run(settings)  # one process: HTTP, writer and (by default) projector
+    return supervisor.serve(settings, workers, settings.writers)
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    """An HTTP worker process of `serve` (started by the supervisor)."""
+    _bound_statements()
+    from ledger.http import worker  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_dir, settings.log_level)
+    return worker.run(
+        settings, role="worker", run_dir=args.run_dir, writers=args.writers, fd=args.fd
     )
-    return 0
+
+
+def writer_command(args: argparse.Namespace) -> int:
+    """A writer process of `serve` (started by the supervisor)."""
+    _bound_statements()
+    from ledger import writer_process  # noqa: PLC0415
+    from ledger.bootstrap import writer_socket  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_dir, settings.log_level)
+    return writer_process.run(settings, writer_socket(args.run_dir, args.partition))
 
 
 def generate_profiles(args: argparse.Namespace) -> int:
@@ -244,8 +259,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, help="port (default 8080)")
     p.add_argument("--profiles", type=Path, help=f"profile file (default {DEFAULT_PROFILES})")
+    p.add_argument("--workers", type=int, help="HTTP worker processes (0: all in one process)")
+    p.add_argument("--writers", type=int, help="writer processes, strategies split by hash (1)")
     _store_options(p)
     p.set_defaults(func=serve)
+
+    # Started by `serve` itself, one per child process.
+    for name, func in (("worker", worker_command), ("writer", writer_command)):
+        p = sub.add_parser(name)
+        p.add_argument("--run-dir", type=Path, required=True)
+        p.add_argument("--writers", type=int, default=1)
+        p.add_argument("--fd", type=int)
+        p.add_argument("--partition", type=int, default=0)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("replay", help="rebuild the read models from zero (server stopped)")
     _store_options(p)

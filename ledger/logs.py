@@ -1,13 +1,50 @@
-"""Logging set-up: one file per day in the log directory, and stderr."""
+"""Logging set-up: one file per day in the log directory, and stderr; the per-order line."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ledger.answers import OrderAnswer
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_PLAIN = re.compile(r'[^ ="\\]+')  # with isprintable(): a value that needs no quotes
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def logfmt(value: object) -> str:
+    """One logfmt value: bare when it is plain, else quoted with escapes."""
+    text = str(value)
+    # A space, "=" or quote inside a bare value would let it forge a field of its own, and a
+    # control character a line; names are client input, so only plain ones go bare.
+    if text.isprintable() and _PLAIN.fullmatch(text):
+        return text
+    return '"' + "".join(map(_escaped, text)) + '"'
+
+
+def order_line(answer: OrderAnswer, reused_id: bool) -> str:
+    """The per-decision line of the ledger.orders log, in logfmt."""
+    line = (
+        f"order_id={logfmt(answer.order_id)} seq={answer.sequence}"
+        f" strategy={logfmt(answer.strategy)} instrument={logfmt(answer.instrument)}"
+        f" position={logfmt(answer.position)} response={logfmt(answer.RESPONSE)}"
+        f" accepted={len(answer.accepted_for)} rejected={len(answer.rejected_for)}"
+    )
+    return line + " order_id_reused=yes" if reused_id else line
 
 
 class DailyFileHandler(logging.Handler):
@@ -46,6 +83,19 @@ class DailyFileHandler(logging.Handler):
         super().close()
 
 
+class EachLine(logging.Formatter):
+    """Every line of a message gets the prefix: a batch of order lines logged at once."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if "\n" not in message or record.exc_info:
+            return super().format(record)
+        first, *rest = message.split("\n")
+        head = super().format(logging.makeLogRecord({**record.__dict__, "msg": first, "args": ()}))
+        prefix = head[: len(head) - len(first)]
+        return head + "".join(f"\n{prefix}{line}" for line in rest)
+
+
 def configure(log_dir: Path, level: str = "INFO", *, stderr: bool = True) -> None:
     """Send the ledger's logs to the daily file and to stderr (idempotent)."""
     root = logging.getLogger()
@@ -53,7 +103,7 @@ def configure(log_dir: Path, level: str = "INFO", *, stderr: bool = True) -> Non
         if getattr(handler, "_ledger", False):
             root.removeHandler(handler)
             handler.close()
-    formatter = logging.Formatter(FORMAT)
+    formatter = EachLine(FORMAT)
     handlers: list[logging.Handler] = [DailyFileHandler(log_dir)]
     if stderr:  # terminal commands keep their output readable; the file still gets it all
         handlers.append(logging.StreamHandler(sys.stderr))

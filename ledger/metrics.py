@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterator, Sequence
@@ -9,6 +10,7 @@ from collections.abc import Iterator, Sequence
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from ledger.domain import Outcome
 
@@ -104,4 +106,11 @@ class Metrics:
             self._gauges.sequence = sequence
             self._gauges.processed = processed
             self._gauges.queued = queued
-            return prometheus_client.generate_latest(self.registry)
+            registry = self.registry
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                # Several processes (HTTP workers, writers) each write their counts to files
+                # in that directory; the library sums them, dead processes' counts included.
+                registry = CollectorRegistry()
+                MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+                registry.register(self._gauges)
+            return prometheus_client.generate_latest(registry)

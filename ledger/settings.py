@@ -14,7 +14,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ledger.store.overrides import MappingEnvSource
 
 _PREFIX = "LEDGER_"
-_CLI = {"host", "port", "profiles", "data_dir", "database_url"}  # fields `ledger` has options for
+_CLI = {
+    "host",
+    "port",
+    "profiles",
+    "data_dir",
+    "database_url",
+    "workers",
+    "writers",
+}  # fields `ledger` has options for
 
 
 class SettingsError(ValueError):
@@ -47,6 +55,8 @@ class Settings(BaseSettings):
     faults: str = ""  # test-only: see ledger.faults
     body_timeout: int = Field(default=10, ge=1)  # seconds a client may take to send a request body
     answer_timeout: float = Field(default=4.5, gt=0)  # seconds to wait for a commit, then 503
+    workers: int | None = Field(default=None, ge=0, le=64)  # HTTP processes; None: the machine's
+    writers: int = Field(default=1, ge=1, le=16)  # writer processes, strategies split by hash
 
     if not TYPE_CHECKING:  # type checkers keep the field-by-field signature
 

@@ -9,20 +9,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger import faults
 from ledger.answers import OrderOutcome, OrderRequest
-from ledger.application import Ledger
+from ledger.application import Ledger, Prepared
+from ledger.logs import order_line
 from ledger.metrics import Metrics
+from ledger.wire import Answered, WriterUnavailable, recent_failure
 
 log = logging.getLogger(__name__)
 orders_log = logging.getLogger("ledger.orders")  # one line per decision; see logs.configure
-
-
-class WriterUnavailable(Exception):
-    """The order was not committed: the database failed, or the writer is stopping."""
 
 
 @dataclass
@@ -49,8 +48,17 @@ class Writer:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        # Its own thread: reads on the default executor must never keep the writer waiting.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        # Its own threads: reads on the default executor must never keep the writer waiting.
+        # One decides batches, one commits them, so deciding overlaps the database's work.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
+        self._decider = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-decide")
+        self._conflicted: list[_Pending] | None = None
+        self._failure: tuple[str, float] | None = None  # the last commit failure, and when
+
+    @property
+    def failing(self) -> str | None:
+        """Why the last commit failed, if it did within FAILING_FOR seconds and none succeeded."""
+        return recent_failure(self._failure)
 
     @property
     def queued(self) -> int:
@@ -83,9 +91,18 @@ class Writer:
                 await self._task
             self._task = None
         self._executor.shutdown(wait=True)
+        self._decider.shutdown(wait=True)
 
     async def submit(self, request: OrderRequest) -> OrderOutcome:
         """Queue an order and wait until its batch has committed."""
+        return await self.enqueue(request)
+
+    async def place(self, request: OrderRequest) -> Answered:
+        """The order's answer once committed, as JSON bytes (the Desk interface)."""
+        return Answered.of(await self.enqueue(request))
+
+    def enqueue(self, request: OrderRequest) -> asyncio.Future[OrderOutcome]:
+        """Queue an order; the future resolves once its batch has committed."""
         if self._stopping or self._task is None:
             msg = "the ledger is shutting down"
             raise WriterUnavailable(msg)
@@ -95,67 +112,132 @@ class Writer:
         except asyncio.QueueFull:
             msg = "too many orders waiting; retry with the same ORDER_ID"
             raise WriterUnavailable(msg) from None
-        return await future
+        return future
+
+    def _take(self, first: _Pending | None) -> tuple[list[_Pending], bool]:
+        """The next batch (up to max_batch), and whether a stop was asked for."""
+        batch = [] if first is None else [first]
+        stop = first is None
+        while len(batch) < self.max_batch and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                stop = True
+                continue
+            batch.append(item)
+        return batch, stop
 
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [] if first is None else [first]
-            stop = first is None
-            while len(batch) < self.max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                    continue
-                batch.append(item)
-            if batch:
-                await self._commit(batch)
-            if stop and self._queue.empty():
-                return
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        started = time.perf_counter()
+        # Pipelined: batch N+1 is decided while batch N commits. Commits stay in order; a
+        # batch decided on top of one that failed to commit is decided again from the store.
+        committing: asyncio.Task[bool] | None = None
+        getter: asyncio.Future[_Pending | None] | None = None
         try:
-            outcomes = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.ledger.place_orders, [p.request for p in batch]
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(self._queue.get())
+                waiting: set[asyncio.Future[Any]] = {getter}
+                if committing is not None:
+                    waiting.add(committing)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if committing is not None and committing in done:
+                    await self._settle(committing)
+                    committing = None
+                if getter not in done:
+                    continue
+                batch, stop = self._take(getter.result())
+                getter = None
+                if batch:
+                    prepared = await self._prepare(batch)
+                    if committing is not None:
+                        ok = await self._settle(committing)
+                        committing = None
+                        if not ok and prepared is not None:
+                            prepared = await self._prepare(batch)  # decided on lost state
+                    if prepared is not None:
+                        committing = asyncio.create_task(self._commit(batch, prepared))
+                if stop and self._queue.empty():
+                    return
+        finally:
+            if getter is not None:
+                getter.cancel()
+            if committing is not None:
+                await self._settle(committing)
+
+    async def _settle(self, committing: asyncio.Task[bool]) -> bool:
+        """Wait for a commit; after a failed one, the books in memory are not the store's.
+
+        Runs when no batch is being decided, so the ledger is touched by nobody else.
+        """
+        ok = await committing
+        if not ok:
+            self.ledger.forget()
+        if self._conflicted is not None:
+            # Another process changed these books: decide this batch again from the store,
+            # with place_orders' retries.
+            batch, self._conflicted = self._conflicted, None
+            started = time.perf_counter()
+            try:
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.ledger.place_orders, [p.request for p in batch]
+                )
+            except Exception as error:
+                self._fail(batch, error)
+            else:
+                self._answer(batch, outcomes, started)
+        return ok
+
+    async def _prepare(self, batch: list[_Pending]) -> Prepared | None:
+        """Decide a batch in the decision thread; None (the batch answered) if that failed."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._decider, self.ledger.prepare, self.ledger.with_ids([p.request for p in batch])
             )
-        except PersistenceError as error:
+        except Exception as error:
+            self._fail(batch, error)
+            return None
+
+    async def _commit(self, batch: list[_Pending], prepared: Prepared) -> bool:
+        """Store a decided batch and answer it; False if it was not stored."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            outcomes = await loop.run_in_executor(self._executor, self.ledger.commit, prepared)
+        except IntegrityError as conflict:
+            log.info("batch of %d conflicted (%s); deciding it again", len(batch), conflict)
+            self._conflicted = batch  # for _settle: the next batch may be being decided now
+            return False
+        except Exception as error:
+            self._fail(batch, error)
+            return False
+        self._answer(batch, outcomes, started)
+        return True
+
+    def _fail(self, batch: list[_Pending], error: Exception) -> None:
+        if isinstance(error, PersistenceError):
             self.metrics.failed(len(batch))
             log.error("batch of %d not committed: %s", len(batch), error)
-            failure = WriterUnavailable(f"database unavailable: {error}")
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(failure)
+            failure: Exception = WriterUnavailable(f"database unavailable: {error}")
+            self._failure = (str(error), time.monotonic())
             if self.on_failure is not None:
-                await asyncio.to_thread(self.on_failure)
-            return
-        except Exception as error:
-            log.exception("batch of %d failed", len(batch))
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
-            return
+                asyncio.get_running_loop().run_in_executor(None, self.on_failure)
+        else:
+            log.error("batch of %d failed", len(batch), exc_info=error)
+            failure = error
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(failure)
+
+    def _answer(self, batch: list[_Pending], outcomes: list[OrderOutcome], started: float) -> None:
         faults.hit("after_commit")
+        self._failure = None
         elapsed = time.perf_counter() - started
-        stored = [o.answer.RESPONSE for o in outcomes if o.stored]
-        self.metrics.committed(stored, len(batch), elapsed)
-        log.debug(
-            "committed %d orders in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
+        self.metrics.committed(
+            [o.answer.RESPONSE for o in outcomes if o.stored], len(batch), elapsed
         )
+        log.debug("committed %d orders in %.1f ms", len(batch), 1e3 * elapsed)
         for pending, outcome in zip(batch, outcomes, strict=True):
             if not pending.future.done():
                 pending.future.set_result(outcome)
-            answer = outcome.answer
-            orders_log.info(
-                "order_id=%s seq=%s strategy=%s instrument=%s position=%s response=%s"
-                " accepted=%d rejected=%d%s",
-                answer.order_id,
-                answer.sequence,
-                answer.strategy,
-                answer.instrument,
-                answer.position,
-                answer.RESPONSE,
-                len(answer.accepted_for),
-                len(answer.rejected_for),
-                " order_id_reused=yes" if outcome.reused_id else "",
-            )
+        if orders_log.isEnabledFor(logging.INFO):
+            # One record per batch, one line per order (see logs.configure).
+            orders_log.info("\n".join(order_line(o.answer, o.reused_id) for o in outcomes))

@@ -136,9 +136,10 @@ class ProjectionProcess:
 
     def _spawn(self, env: Mapping[str, str]) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "ledger.cli", "project", "--database-url", self.url],
-            env=dict(env),
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets a signal, no threads touched
+            [sys.executable, "-m", "ledger.cli", "project"],
+            # The URL may hold a password: the environment, never argv (which `ps` shows).
+            env={**env, "DATABASE_URL": self.url},
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets a signal, no threads touched
         )
 
     def _watch(self) -> None:
@@ -166,7 +167,10 @@ class ProjectionProcess:
             self._watchdog.join(timeout=5)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child, before exec: SIGTERM when the parent dies; stop signals not blocked."""
+    # A parent that takes its stop signals with sigwait() blocks them; children inherit that.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     # Linux: have the kernel send SIGTERM to the child when the server dies.
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from projections.fold import Key, Opened, PlacedOrder, fold
@@ -79,6 +80,18 @@ class Server:
         """The options that name this server's store, for other commands."""
         at = self.args.index("--data-dir")
         return self.args[at : at + 2]
+
+    def child(self, role: str) -> psutil.Process:
+        """One of the server's processes: "writer", "worker" or "project"."""
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for child in psutil.Process(self.proc.pid).children():
+                with contextlib.suppress(psutil.Error):
+                    if role in child.cmdline()[3:4]:
+                        return child
+            time.sleep(0.1)  # polling for a process the supervisor starts again
+        raise AssertionError(f"no {role} process")
 
     def kill(self) -> None:
         """SIGKILL: no clean-up at all."""

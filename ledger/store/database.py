@@ -6,8 +6,10 @@ import logging
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -42,6 +44,17 @@ class Database:
             log.warning("could not restart the embedded PostgreSQL: %s", failure)
         finally:
             self._revive_lock.release()
+
+    def running(self) -> bool:
+        """False when the embedded server's postmaster has died (True for an external one)."""
+        if self._server is None:
+            return True
+        pidfile = Path(self._server.pgdata) / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        return bool(psutil.pid_exists(pid))
 
     @classmethod
     def open(cls, settings: Settings) -> Database:

@@ -51,10 +51,19 @@ def test_embedded_postgres_output_goes_to_the_file_only(
     pgserver.info("Running commandline:\n%s", ["initdb", "-D", "pg"])
     pgserver.error("Failed to start server.\nShowing contents of postgres server log")
     text = (tmp_path / f"log_{date.today().isoformat()}.log").read_text()
-    assert "Running commandline:\n['initdb', '-D', 'pg']" in text
+    assert "pgserver: Running commandline:\n" in text  # every line with its own prefix
+    assert "pgserver: ['initdb', '-D', 'pg']" in text
     assert "Failed to start server." in text
     err = capsys.readouterr().err
     assert "Running commandline" not in err
     assert "initdb" not in err
     # an embedded server that does not start still says why on the terminal
     assert "Failed to start server." in err
+
+
+def test_a_batch_of_order_lines_is_one_line_each(tmp_path: Path) -> None:
+    logs.configure(tmp_path, stderr=False)
+    logging.getLogger("ledger.orders").info("order_id=a seq=1\norder_id=b seq=2")
+    lines = (tmp_path / f"log_{date.today().isoformat()}.log").read_text().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == ["order_id=a seq=1", "order_id=b seq=2"]
+    assert all(" INFO ledger.orders: " in line for line in lines)

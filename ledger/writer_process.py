@@ -1,0 +1,136 @@
+"""The writer process: owns the ledger, takes batches of orders from HTTP workers over a socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+from ledger.answers import OrderOutcome, OrderRequest
+from ledger.bootstrap import Services
+from ledger.settings import Settings
+from ledger.wire import (
+    ORDERS,
+    Answered,
+    WireError,
+    WriterUnavailable,
+    decode_orders,
+    encode_answers,
+    read_frame,
+)
+from ledger.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class WriterServer:
+    """Serves one writer to any number of worker connections; batches merge in its queue."""
+
+    def __init__(self, writer: Writer, path: Path) -> None:
+        self.writer = writer
+        self.path = path
+        self._server: asyncio.Server | None = None
+        self._streams: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Listen on the socket (a stale one from a killed writer is replaced)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        self.path.chmod(0o600)  # only this user's processes may place orders through it
+
+    def stop_listening(self) -> None:
+        """Take no new connections; those open keep getting answers."""
+        if self._server is not None:
+            self._server.close()
+
+    async def close(self) -> None:
+        """Close every connection (after the writer has answered what it queued)."""
+        for stream in list(self._streams):
+            stream.close()
+        if self._handlers:
+            # Each handler sees the end of its stream and returns, rather than being
+            # cancelled (and logged) by asyncio.run's clean-up.
+            await asyncio.wait(self._handlers, timeout=5)
+
+    async def _serve(self, reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
+        self._streams.add(stream)
+        answering: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                payload = await read_frame(reader)
+                if payload[:1] != ORDERS:
+                    msg = f"unexpected frame {payload[:1]!r}"
+                    raise WireError(msg)
+                # One task per batch, not per order: the next batch is read while this one
+                # waits for its commit, so the writer's queue merges them.
+                task = asyncio.create_task(self._answer(decode_orders(payload[1:]), stream))
+                answering.add(task)
+                task.add_done_callback(answering.discard)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the worker went away
+        except WireError as bad:
+            log.warning("closing a worker connection: %s", bad)
+        finally:
+            if answering:
+                await asyncio.wait(answering)
+            self._streams.discard(stream)
+            stream.close()
+
+    async def _answer(
+        self, batch: list[tuple[int, OrderRequest]], stream: asyncio.StreamWriter
+    ) -> None:
+        waiting: list[tuple[int, asyncio.Future[OrderOutcome] | Exception]] = []
+        for n, request in batch:
+            try:
+                waiting.append((n, self.writer.enqueue(request)))
+            except WriterUnavailable as refused:
+                waiting.append((n, refused))
+        futures = [f for _, f in waiting if isinstance(f, asyncio.Future)]
+        if futures:
+            await asyncio.wait(futures)
+        answers = []
+        for n, result in waiting:
+            failure = result if isinstance(result, Exception) else result.exception()
+            if failure is None and isinstance(result, asyncio.Future):
+                answers.append((n, Answered.of(result.result())))
+            else:
+                reason = str(failure) or "not committed"
+                answers.append((n, Answered(reason.encode(), failed=True)))
+        if not stream.is_closing():
+            stream.write(encode_answers(answers))
+            with contextlib.suppress(ConnectionError):
+                await stream.drain()
+
+
+async def _serve(settings: Settings, path: Path) -> None:
+    services = Services(settings, role="writer")
+    await services.start()
+    server = WriterServer(services.writer, path)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await server.start()
+        log.info("writer %d listening on %s", os.getpid(), path)
+        await stopping.wait()
+        log.info("writer stopping: answering the orders queued")
+    finally:
+        server.stop_listening()
+        await services.stop()  # the writer answers what is queued before it stops
+        await server.close()
+
+
+def run(settings: Settings, path: Path) -> int:
+    """Run a writer process until SIGTERM."""
+    asyncio.run(_serve(settings, path))
+    return 0

@@ -1,0 +1,60 @@
+"""`ledger serve` as processes: any one killed under load, the rest answer 503, nothing is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import Server, check_read_models, run_load
+
+
+def _kill(server: Server, role: str) -> Callable[[], None]:
+    def act() -> None:
+        victim = server.child(role)
+        victim.kill()
+        psutil.wait_procs([victim], timeout=30)
+
+    return act
+
+
+@pytest.mark.parametrize("role", ["writer", "worker", "project"])
+def test_a_killed_process_comes_back_and_every_200_is_stored(
+    role: str, embedded_server: Server
+) -> None:
+    server = embedded_server
+    acked = run_load([server.url], 4, 60, 7, _kill(server, role))
+    # Load again while (and after) the supervisor starts it again: 503s, then 200s.
+    acked.update(run_load([server.url], 4, 60, 8, lambda: None))
+    check_read_models(server, acked)  # every acknowledged order stored, read models = fold
+    assert f"{role} " in server.log.read_text() or role == "project"
+    assert "starting it again" in server.log.read_text()
+    assert server.stop() == 0
+
+
+def test_two_writers_split_the_strategies(make_server: Callable[[str], Server]) -> None:
+    server = make_server("embedded")
+    server.stop()
+    server.args += ["--writers", "2", "--workers", "2"]
+    server.start()
+    writers = (
+        [p for p in psutil.Process(server.proc.pid).children() if "writer" in p.cmdline()[3:4]]
+        if server.proc
+        else []
+    )
+    assert len(writers) == 2
+    acked = run_load([server.url], 6, 200, 9, lambda: None)
+    check_read_models(server, acked)  # no double booking across the two writers
+    # Counted in two writer processes, summed by every worker's /metrics.
+    metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+    stored = sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "ledger_orders_total" and sample.labels["outcome"] != "UNAVAILABLE"
+    )
+    assert stored >= len(acked)
+    assert server.stop() == 0
