@@ -123,6 +123,26 @@ class TradesPage:
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """The decision on one order for one user: booked, or refused and why."""
+
+    user: str
+    outcome: Outcome
+    reason: Reason | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionsPage:
+    """A page of one order's decisions, accepted users first; `next` is the following cursor."""
+
+    order_id: str
+    accepted: int  # how many users the order was booked for, in all
+    rejected: int  # how many users it was refused for, in all
+    decisions: list[Decision]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectionHealth:
     """How far one projection has read the store."""
 
@@ -130,13 +150,14 @@ class ProjectionHealth:
     lag: int
     runner: str
     alive: bool
+    stalled: bool  # behind the store and not advancing for a while (see Services)
 
 
 @dataclass(frozen=True, slots=True)
 class Health:
     """The service is up and its database answers."""
 
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]  # degraded: the projection is stalled; reads lag
     database: Literal["ok"]
     sequence: int
     queued: int
@@ -148,7 +169,7 @@ class Unhealthy:
     """The database does not answer."""
 
     status: Literal["unavailable"]
-    database: Literal["unreachable"]
+    database: Literal["unreachable", "writes failing"]
     detail: str
 
 
@@ -158,7 +179,7 @@ class ErrorBody(TypedDict):
     error: str
     fields: NotRequired[dict[str, str]]
     retry: NotRequired[str]
-    order: NotRequired[OrderAnswer]
+    order: NotRequired[OrderAnswer]  # the first answer, as the writer rendered it
     order_id: NotRequired[str]
 
 

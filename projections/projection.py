@@ -11,7 +11,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.domain import Book, Order, Roster
 from projections.fold import PlacedOrder
-from projections.views import LedgerView
+from projections.views import DECISION_BUDGET, LedgerView, decisions
 
 # Every event the ledger stores, and whether the projection reads it. A test checks that no
 # event class of the domain is missing here, so a new event is a decision, not an accident.
@@ -39,18 +39,35 @@ class LedgerProjection(Projection[LedgerView]):
 
     name = "ledger_views"
     topics = tuple(get_topic(cls) for cls, use in EVENTS.items() if use == READ)
+    budget = DECISION_BUDGET  # most decisions written in one view transaction
+
+    @staticmethod
+    def cost(domain_event: Any) -> int:
+        """What an event adds to a batch: an order's decisions, 1 for any other event."""
+        if isinstance(domain_event, Order.Placed):  # type: ignore[attr-defined]
+            return max(1, len(domain_event.accepted_for) + len(domain_event.rejected_for))
+        return 1
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """One event and its tracking record, in one transaction."""
         self.process_events([(domain_event, tracking)])
 
     def process_events(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
-        """Many events in one view transaction, tracked at the last of them."""
+        """Many events, in view transactions of at most `budget` decisions (at least one order)."""
+        # Each transaction is tracked at the last event it covers: a restart resumes there.
         orders: list[PlacedOrder] = []
+        size = 0
+        last: Tracking | None = None
         for domain_event, tracking in batch:
             match domain_event:
                 case Order.Placed():  # type: ignore[attr-defined]
-                    orders.append(PlacedOrder.from_event(domain_event, tracking.notification_id))
+                    order = PlacedOrder.from_event(domain_event, tracking.notification_id)
+                    if orders and last is not None and size + decisions(order) > self.budget:
+                        self.view.apply(orders, last)
+                        orders, size = [], 0
+                    orders.append(order)
+                    size += decisions(order)
                 case _:
                     pass  # profile changes: nothing to show yet, only the position moves
+            last = tracking
         self.view.apply(orders, batch[-1][1])

@@ -5,17 +5,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from eventsourcing.application import Application
 from psycopg.sql import SQL, Composable
 
-from ledger.answers import LoggedOrder, OpenPosition, OrdersPage, Positions, Trade, TradesPage
+from ledger.answers import (
+    Decision,
+    DecisionsPage,
+    LoggedOrder,
+    OpenPosition,
+    OrdersPage,
+    Positions,
+    Trade,
+    TradesPage,
+)
 from ledger.domain import Outcome, Position, Reason
 from projections.fold import Key, Opened, fold
 from projections.replay import placed_pages
-from projections.views import LedgerView
+from projections.views import Cancellation, LedgerView
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+PAGE_BYTES = 4 * 1024 * 1024  # an order page stops before this size (it holds one order at least)
+DEFAULT_DECISIONS = 1000
+MAX_DECISIONS = 10_000
+FIRST_FETCH = 8  # rows of the first fetch of a page, before their size is known
+FETCH_BYTES = 512 * 1024  # about this much of a page is fetched at once
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ def _page(
     where: tuple[list[Composable], list[Any]],
     limit: int,
     after: int | None,
+    cancellation: Cancellation | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Rows in `key` order after the cursor, and the next cursor when there are more."""
     conditions, params = where
@@ -69,7 +85,7 @@ def _page(
         + _where(conditions)
         + SQL(" ORDER BY " + key + " LIMIT %s")
     )
-    rows = view.query(statement, [*params, limit + 1])
+    rows = view.query(statement, [*params, limit + 1], cancellation)
     more = len(rows) > limit
     return rows[:limit], (str(rows[limit - 1][key]) if more else None)
 
@@ -94,7 +110,9 @@ def logged_order(row: dict[str, Any]) -> LoggedOrder:
     )
 
 
-def positions(view: LedgerView, filters: Filters) -> Positions:
+def positions(
+    view: LedgerView, filters: Filters, cancellation: Cancellation | None = None
+) -> Positions:
     """Open positions, in (user, strategy, instrument) order."""
     conditions, params = _equal(_book_filters(filters))
     statement = (
@@ -107,13 +125,45 @@ def positions(view: LedgerView, filters: Filters) -> Positions:
             OpenPosition(
                 r["user_name"], r["strategy"], r["instrument"], r["order_id"], r["opened_at"]
             )
-            for r in view.query(statement, params)
+            for r in view.query(statement, params, cancellation)
         ]
     )
 
 
 def orders(view: LedgerView, filters: Filters, limit: int, after: int | None) -> OrdersPage:
     """A page of the order log in sequence order, and the cursor of the next page."""
+    where = _order_conditions(filters)
+    rows, cursor = _page(view, "orders", "sequence", where, limit, after)
+    return OrdersPage([logged_order(row) for row in rows], cursor)
+
+
+# The decision lists are selected as JSON text and spliced into the answer (orjson.Fragment):
+# a 10,000-user order is never decoded into Python objects and encoded again.
+_ORDER_JSON_COLUMNS = SQL(
+    "SELECT sequence, order_id, strategy, instrument, position, received_at, response,"
+    " accepted_for::text AS accepted_for, rejected_for::text AS rejected_for, reason FROM {0}"
+)
+
+
+def _order_json(row: dict[str, Any]) -> bytes:
+    """One order-log row as LoggedOrder's JSON, its decision lists passed through as text."""
+    return orjson.dumps(
+        {
+            "RESPONSE": row["response"],
+            "order_id": row["order_id"],
+            "sequence": row["sequence"],
+            "strategy": row["strategy"],
+            "instrument": row["instrument"],
+            "position": row["position"],
+            "accepted_for": orjson.Fragment(row["accepted_for"]),
+            "rejected_for": orjson.Fragment(row["rejected_for"]),
+            "reason": row["reason"] or None,
+            "received_at": row["received_at"],
+        }
+    )
+
+
+def _order_conditions(filters: Filters) -> tuple[list[Composable], list[Any]]:
     conditions, params = _equal(
         (
             ("strategy", filters.strategy),
@@ -124,8 +174,115 @@ def orders(view: LedgerView, filters: Filters, limit: int, after: int | None) ->
     if filters.user is not None:  # booked or rejected for the user
         conditions.append(SQL("users @> ARRAY[%s]::text[]"))
         params.append(filters.user)
-    rows, cursor = _page(view, "orders", "sequence", (conditions, params), limit, after)
-    return OrdersPage([logged_order(row) for row in rows], cursor)
+    return conditions, params
+
+
+def orders_json(
+    view: LedgerView,
+    filters: Filters,
+    limit: int,
+    after: int | None,
+    cancellation: Cancellation | None = None,
+) -> list[bytes]:
+    """A page of the order log as OrdersPage's JSON, in pieces: at most `limit` orders and
+    PAGE_BYTES (one order at least).
+
+    Rows come from a server-side cursor about FETCH_BYTES at a time and are encoded as they
+    come; the pieces are sent as they are, never joined. A cancelled read stops at the next row.
+    """
+    cancellation = cancellation or Cancellation()
+    conditions, params = _order_conditions(filters)
+    if after is not None:
+        conditions.append(SQL("sequence > %s"))
+        params.append(after)
+    statement = (
+        _ORDER_JSON_COLUMNS.format(view.tables["orders"])
+        + _where(conditions)
+        + SQL(" ORDER BY sequence LIMIT %s")
+    )
+    budget = PAGE_BYTES
+    parts: list[bytes] = [b'{"orders":[']
+    size = 0
+    last = 0
+    cursor: str | None = None
+    with view.reading(statement, [*params, limit + 1], cancellation) as rows:
+        fetch = min(limit + 1, FIRST_FETCH)
+        while cursor is None and (chunk := rows.fetchmany(fetch)):
+            for row in chunk:
+                cancellation.check()
+                encoded = _order_json(row)
+                count = len(parts) - 1
+                if count == limit or (count and size + len(encoded) + 1 > budget):
+                    cursor = str(last)  # this row exists: there is a next page
+                    break
+                parts.append(b"," + encoded if count else encoded)
+                size += len(encoded) + 1
+                last = row["sequence"]
+            # About FETCH_BYTES of rows by the size of those so far: a fetch is held while
+            # it is encoded.
+            count = len(parts) - 1
+            fetch = max(1, min(limit + 1 - count, FETCH_BYTES * count // max(1, size)))
+    parts.append(b'],"next":' + orjson.dumps(cursor) + b"}")
+    return parts
+
+
+def order_json(
+    view: LedgerView, order_id: str, cancellation: Cancellation | None = None
+) -> bytes | None:
+    """One order of the log as LoggedOrder's JSON, or None."""
+    statement = _ORDER_JSON_COLUMNS.format(view.tables["orders"]) + SQL(" WHERE order_id = %s")
+    rows = view.query(statement, [order_id], cancellation)
+    return _order_json(rows[0]) if rows else None
+
+
+def decisions(
+    view: LedgerView,
+    order_id: str,
+    limit: int,
+    after: int | None,
+    cancellation: Cancellation | None = None,
+) -> DecisionsPage | None:
+    """A page of one order's decisions (accepted users first, in the answer's order), or None.
+
+    The cursor is the position in that list: the lists never change once the order is stored.
+    """
+    table = view.tables["orders"]
+    counts = view.query(
+        SQL(
+            "SELECT jsonb_array_length(accepted_for) AS accepted,"
+            " jsonb_array_length(rejected_for) AS rejected FROM {0} WHERE order_id = %s"
+        ).format(table),
+        [order_id],
+        cancellation,
+    )
+    if not counts:
+        return None
+    accepted, rejected = counts[0]["accepted"], counts[0]["rejected"]
+    start = after or 0
+    statement = SQL(
+        "SELECT n, name, reason FROM ("
+        " SELECT a.n, a.value #>> '{{}}' AS name, NULL AS reason"
+        " FROM {0}, jsonb_array_elements(accepted_for) WITH ORDINALITY AS a(value, n)"
+        " WHERE order_id = %s AND a.n > %s AND a.n <= %s"
+        " UNION ALL"
+        " SELECT jsonb_array_length(accepted_for) + r.n, r.value ->> 'user', r.value ->> 'reason'"
+        " FROM {0}, jsonb_array_elements(rejected_for) WITH ORDINALITY AS r(value, n)"
+        " WHERE order_id = %s AND jsonb_array_length(accepted_for) + r.n > %s"
+        " AND jsonb_array_length(accepted_for) + r.n <= %s"
+        ") AS d ORDER BY n"
+    ).format(table)
+    stop = start + limit
+    rows = view.query(statement, [order_id, start, stop, order_id, start, stop], cancellation)
+    page = [
+        Decision(
+            row["name"],
+            Outcome.REJECTED if row["reason"] else Outcome.ACCEPTED,
+            Reason(row["reason"]) if row["reason"] else None,
+        )
+        for row in rows
+    ]
+    more = stop < accepted + rejected
+    return DecisionsPage(order_id, accepted, rejected, page, str(stop) if more else None)
 
 
 def order(view: LedgerView, order_id: str) -> LoggedOrder | None:
@@ -135,9 +292,16 @@ def order(view: LedgerView, order_id: str) -> LoggedOrder | None:
     return logged_order(rows[0]) if rows else None
 
 
-def trades(view: LedgerView, filters: Filters, limit: int, after: int | None) -> TradesPage:
+def trades(
+    view: LedgerView,
+    filters: Filters,
+    limit: int,
+    after: int | None,
+    cancellation: Cancellation | None = None,
+) -> TradesPage:
     """A page of closed trades in the order they closed, and the next page's cursor."""
-    rows, cursor = _page(view, "trades", "id", _equal(_book_filters(filters)), limit, after)
+    where = _equal(_book_filters(filters))
+    rows, cursor = _page(view, "trades", "id", where, limit, after, cancellation)
     return TradesPage(
         [
             Trade(
@@ -153,10 +317,17 @@ def trades(view: LedgerView, filters: Filters, limit: int, after: int | None) ->
     )
 
 
-def positions_as_of(app: Application[Any], sequence: int, filters: Filters) -> Positions:
+def positions_as_of(
+    app: Application[Any],
+    sequence: int,
+    filters: Filters,
+    cancellation: Cancellation | None = None,
+) -> Positions:
     """The open positions right after `sequence`, folded from the stored events."""
     open_: dict[Key, Opened] = {}
     for page in placed_pages(app, sequence, 5000):
+        if cancellation is not None:
+            cancellation.check()  # an abandoned fold stops at the next page
         fold(page, open_)
     return Positions(
         [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from ledger.bootstrap import Services
+from ledger.bootstrap import Role, Services
 from ledger.http import docs, ops, orders, reads
 from ledger.http.auth import BearerAuth
 from ledger.http.limits import HeaderLimit
@@ -40,12 +41,14 @@ def routes() -> list[BaseRoute]:
     return [*orders.routes(), *ops.routes(), *reads.routes(), *docs.routes()]
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the application; the services start and stop with its lifespan."""
+def create_app(
+    settings: Settings, role: Role = "all", run_dir: Path | None = None, writers: int = 1
+) -> Starlette:
+    """Build the application; the services (see Services for the roles) start with its lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        running = Services(settings)
+        running = Services(settings, role=role, run_dir=run_dir, writers=writers)
         await running.start()
         app.state.services = running
         try:
@@ -56,9 +59,13 @@ def create_app(settings: Settings) -> Starlette:
     middleware = [Middleware(HeaderLimit)]
     if settings.api_token:
         middleware.append(Middleware(BearerAuth, token=settings.api_token))
-    return Starlette(
+    app = Starlette(
         routes=routes(),
         lifespan=lifespan,
         middleware=middleware,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    # A path is one resource or 404: a redirect could point at another order, and its
+    # Location would echo the client's Host header.
+    app.router.redirect_slashes = False
+    return app

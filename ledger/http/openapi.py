@@ -46,6 +46,7 @@ def _parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     """The query parameters of a read, from its pydantic model."""
     schema = model.model_json_schema(ref_template=REF)
     parameters = []
+    required = set(schema.get("required", []))
     for name, described in schema["properties"].items():
         field = _not_null(described)
         field.pop("title", None)
@@ -54,7 +55,7 @@ def _parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "in": "query",
-                "required": False,
+                "required": name in required,
                 "schema": field,
                 "description": description,
             }
@@ -108,7 +109,7 @@ def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
         if not isinstance(route, Route) or doc is None:
             continue
         for method in sorted((route.methods or set()) - {"HEAD"}):
-            paths.setdefault(route.path, {})[method.lower()] = _operation(route, doc, c)
+            paths.setdefault(route.path_format, {})[method.lower()] = _operation(route, doc, c)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Order ledger", "version": "1.0.0"},

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
+import psycopg
 from eventsourcing.persistence import PersistenceError
+from eventsourcing.postgres import PostgresApplicationRecorder
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ledger import metrics as metrics_module
 from ledger.answers import Health, Profiles, ProjectionHealth, Unhealthy
+from ledger.bootstrap import Services
 from ledger.http import openapi
 from ledger.http.responses import JSONResponse
 from ledger.http.spec import Doc, documented
@@ -20,6 +24,41 @@ from ledger.http.state import services
 from projections.projection import LedgerProjection
 
 log = logging.getLogger(__name__)
+
+# Its own thread and its own connection: reads that take every read thread and pooled
+# connection must not make the health check report the database unreachable.
+HEALTH_CHECKS = ThreadPoolExecutor(1, thread_name_prefix="ledger-health")
+
+
+def database_check(running: Services) -> tuple[int, int]:
+    """(the store's last sequence, the projection's), asked on a connection of its own."""
+    timeout = running.settings.db_timeout
+    recorder = running.ledger.recorder
+    assert isinstance(recorder, PostgresApplicationRecorder)
+    with psycopg.connect(
+        running.database.url,
+        connect_timeout=timeout,
+        autocommit=True,
+        options=f"-c statement_timeout={timeout * 1000}",
+    ) as conn:
+        # The recorders' own statements: the same numbers as Services.positions().
+        top = conn.execute(recorder.max_notification_id_statement).fetchone()
+        done = conn.execute(
+            running.view.max_tracking_id_statement, (running.ledger.name,)
+        ).fetchone()
+    return (top[0] if top else None) or 0, (done[0] if done else None) or 0
+
+
+async def checked(request: Request, running: Services) -> tuple[int, int]:
+    """The database check; concurrent health requests share the one in flight."""
+    state = request.app.state
+    pending: asyncio.Future[tuple[int, int]] | None = getattr(state, "health_check", None)
+    if pending is None or pending.done():
+        loop = asyncio.get_running_loop()
+        pending = state.health_check = loop.run_in_executor(HEALTH_CHECKS, database_check, running)
+        # Read the outcome even when every waiter timed out, so it is never logged as lost.
+        pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(pending)
 
 
 @documented(
@@ -31,29 +70,34 @@ log = logging.getLogger(__name__)
     )
 )
 async def health(request: Request) -> Response:
-    """200 when the database answers, 503 when it does not."""
+    """200 when the database answers and takes writes (degraded if reads lag), else 503."""
     running = services(request)
     try:
         sequence, processed = await asyncio.wait_for(
-            asyncio.to_thread(running.positions), timeout=running.settings.db_timeout + 1
+            checked(request, running), timeout=running.settings.db_timeout + 1
         )
-    except (PersistenceError, TimeoutError, OSError) as failure:
+    except (PersistenceError, psycopg.Error, TimeoutError, OSError) as failure:
         log.warning("health check: database unreachable: %s", failure)
         asyncio.get_running_loop().run_in_executor(None, running.heal)
         return JSONResponse(Unhealthy("unavailable", "unreachable", str(failure)), status_code=503)
-    projector = running.projector
+    failing = running.desk.failing
+    if failing is not None:
+        # The database answers reads, but commits fail (a full disk, say): orders get 503.
+        return JSONResponse(Unhealthy("unavailable", "writes failing", failing), status_code=503)
+    stalled = running.projection_stalled(sequence, processed)
     return JSONResponse(
         Health(
-            status="ok",
+            status="degraded" if stalled else "ok",  # still 200: orders and reads are served
             database="ok",
             sequence=sequence,
-            queued=running.writer.queued,
+            queued=running.desk.queued,
             projections={
                 LedgerProjection.name: ProjectionHealth(
                     processed=processed,
                     lag=max(0, sequence - processed),
                     runner=running.settings.projections,
-                    alive=projector is not None and projector.alive,
+                    alive=running.projector_alive(),
+                    stalled=stalled,
                 )
             },
         )
@@ -70,7 +114,7 @@ async def metrics(request: Request) -> Response:
         sequence, processed = await asyncio.wait_for(asyncio.to_thread(running.positions), 5)
     except (PersistenceError, TimeoutError):
         sequence = processed = None
-    body = running.metrics.render(sequence, processed, running.writer.queued)
+    body = running.metrics.render(sequence, processed, running.desk.queued)
     return Response(body, media_type=metrics_module.CONTENT_TYPE)
 
 

@@ -9,7 +9,14 @@ from starlette.datastructures import QueryParams
 
 from ledger.domain import Outcome
 from ledger.names import Name
-from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, Filters
+from projections.queries import (
+    DEFAULT_DECISIONS,
+    DEFAULT_LIMIT,
+    MAX_DECISIONS,
+    MAX_LIMIT,
+    PAGE_BYTES,
+    Filters,
+)
 
 INT64 = 2**63 - 1
 WAIT_LIMIT = 2.0  # seconds a min_sequence read waits for the projections
@@ -57,7 +64,12 @@ class PositionsQuery(BookQuery):
 class PageQuery(BookQuery):
     """A paginated read."""
 
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="page size")
+    limit: int = Field(
+        DEFAULT_LIMIT,
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"page size; an orders page also stops before {PAGE_BYTES // 2**20} MiB",
+    )
     after: Sequence | None = Field(None, description="the `next` cursor of the last page")
 
 
@@ -69,6 +81,16 @@ class OrdersQuery(PageQuery):
 
 class TradesQuery(PageQuery):
     """GET /trades."""
+
+
+class DecisionsQuery(Query):
+    """GET /decisions."""
+
+    order_id: Name = Field(description="the order (required)")
+    limit: int = Field(DEFAULT_DECISIONS, ge=1, le=MAX_DECISIONS, description="page size")
+    after: int | None = Field(
+        None, ge=0, le=INT64, description="the `next` cursor of the last page"
+    )
 
 
 Q = TypeVar("Q", bound=Query)

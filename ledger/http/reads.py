@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from eventsourcing.persistence import PersistenceError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from ledger.answers import LoggedOrder, OrdersPage, Positions, TradesPage
+from ledger.answers import DecisionsPage, LoggedOrder, OrdersPage, Positions, TradesPage
 from ledger.bootstrap import Services
 from ledger.http.queries import (
     WAIT_LIMIT,
     BadQuery,
+    DecisionsQuery,
     OrdersQuery,
     PositionsQuery,
     Query,
@@ -28,19 +34,92 @@ from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from ledger.names import valid_name
 from projections import queries
+from projections.views import Cancellation
 
 Reader = Callable[[Services, Any, Request], Awaitable[Any]]
+T = TypeVar("T")
+
+READ_THREADS = 4  # reads (folds, pages) running at once per process, each on a connection
+READ_QUEUE = 4  # reads that may wait for one of those threads; more answer 503 busy
+POLL_THREADS = 4  # min_sequence polls: short statements, kept off the read threads
+RETRY_AFTER = 1  # seconds a client told "busy" should wait
+
+
+class PiecesResponse(Response):
+    """A JSON body sent as the pieces it was encoded in: never joined into one copy."""
+
+    media_type = "application/json"
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        super().__init__(b"")
+        self.pieces = pieces
+        self.headers["content-length"] = str(sum(len(piece) for piece in pieces))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        for n, piece in enumerate(self.pieces):
+            more = n < len(self.pieces) - 1
+            await send({"type": "http.response.body", "body": piece, "more_body": more})
+
+
+class Busy(Exception):
+    """Every read thread is taken and the queue is full: shed the read, do not queue it."""
+
+
+class Lane:
+    """A thread pool of its own for one kind of work; admits at most threads + queue jobs.
+
+    A job gets a Cancellation: when its caller is cancelled (timeout, client gone), the job's
+    SQL statement is cancelled and the job stops at its next check, so no thread keeps working
+    for an answer nobody will read. Its admission slot is freed when the job really ends.
+    """
+
+    def __init__(self, name: str, threads: int, queue: int | None) -> None:
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self._slots = threading.BoundedSemaphore(threads + queue) if queue is not None else None
+
+    async def run(self, job: Callable[[Cancellation], T]) -> T:
+        """Run `job` on this lane's threads; Busy when it admits no more."""
+        slots = self._slots
+        if slots is not None and not slots.acquire(blocking=False):
+            raise Busy
+        cancellation = Cancellation()
+
+        def work() -> T:
+            cancellation.check()  # abandoned while it waited for a thread
+            return job(cancellation)
+
+        try:
+            future: Future[T] = self._executor.submit(work)
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+        if slots is not None:
+            future.add_done_callback(lambda _: slots.release())
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            cancellation.cancel()
+            raise
+
+
+READS = Lane("ledger-read", READ_THREADS, READ_QUEUE)
+POLLS = Lane("ledger-poll", POLL_THREADS, None)
 
 
 async def caught_up(running: Services, sequence: int | None) -> bool:
     """Wait until the projections have processed the store up to `sequence` (at most 2 s)."""
     if sequence is None:
         return True
-    if sequence > await asyncio.to_thread(running.ledger.last_sequence):
-        return False  # not in the store at all: waiting would not help
+    top = await POLLS.run(lambda _: running.ledger.last_sequence())
+    if sequence > top:
+        # Every sequence a client was given is committed before its answer: one beyond the
+        # store is a client's mistake (or another's write still to come), not ours to wait on.
+        raise BadQuery({"min_sequence": f"{sequence} is beyond the store's last sequence {top}"})
     deadline = asyncio.get_running_loop().time() + WAIT_LIMIT
     while True:
-        processed = await asyncio.to_thread(running.view.max_tracking_id, running.ledger.name)
+        processed = await POLLS.run(lambda _: running.view.max_tracking_id(running.ledger.name))
         if (processed or 0) >= sequence:
             return True
         if asyncio.get_running_loop().time() >= deadline:
@@ -49,9 +128,49 @@ async def caught_up(running: Services, sequence: int | None) -> bool:
 
 
 READ_ERRORS = {
+    404: "min_sequence is beyond the store's last sequence: nothing to wait for",
     422: "a query parameter is not usable",
-    503: "the read models have not reached min_sequence in time, or no database",
+    503: "the read models have not reached min_sequence in time, no database, or busy:"
+    f" every read thread is taken (error `busy`, Retry-After: {RETRY_AFTER})",
 }
+
+
+async def disconnected(request: Request) -> None:
+    """Return once the client has gone (a GET has no body: the next message is the end)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def answer(read: Reader, running: Services, query: Any, request: Request) -> Response:
+    """Wait for min_sequence, run the read, answer JSON, or the error that stopped it."""
+    try:
+        async with asyncio.timeout(WAIT_LIMIT + 3):  # the database's retries must not stall
+            if not await caught_up(running, query.min_sequence):
+                wanted = query.min_sequence
+                return error(503, f"projections have not reached sequence {wanted}; retry")
+            result = await read(running, query, request)
+    except BadQuery as beyond:
+        # 404, not 422: the request is well-formed, the store just does not hold it (yet).
+        return error(404, "min_sequence is not in the store yet", fields=beyond.fields)
+    except Busy:
+        return error(
+            503,
+            "busy",
+            retry=f"every read thread is taken: retry in {RETRY_AFTER} s",
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
+    except TimeoutError:
+        return error(503, "the database did not answer in time")
+    except PersistenceError as failure:
+        asyncio.get_running_loop().run_in_executor(None, running.heal)
+        return error(503, f"database unavailable: {failure}")
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, bytes):  # encoded by the read itself
+        return Response(result, media_type="application/json")
+    if isinstance(result, list):  # encoded by the read itself, in pieces
+        return PiecesResponse(result)
+    return JSONResponse(result)
 
 
 def endpoint(read: Reader, doc: Doc) -> Callable[[Request], Awaitable[Response]]:
@@ -65,21 +184,19 @@ def endpoint(read: Reader, doc: Doc) -> Callable[[Request], Awaitable[Response]]
             query = parse(model, request.query_params)
         except BadQuery as bad:
             return error(422, "bad query parameter", fields=bad.fields)
-        running = services(request)
+        reading = asyncio.ensure_future(answer(read, services(request), query, request))
+        gone = asyncio.ensure_future(disconnected(request))
         try:
-            async with asyncio.timeout(WAIT_LIMIT + 3):  # the database's retries must not stall
-                if not await caught_up(running, query.min_sequence):
-                    wanted = query.min_sequence
-                    return error(503, f"projections have not reached sequence {wanted}; retry")
-                result = await read(running, query, request)
-        except TimeoutError:
-            return error(503, "the database did not answer in time")
-        except PersistenceError as failure:
-            asyncio.get_running_loop().run_in_executor(None, running.heal)
-            return error(503, f"database unavailable: {failure}")
-        if isinstance(result, Response):
-            return result
-        return JSONResponse(result)
+            await asyncio.wait({reading, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not reading.done():  # the client left (or the server stops): stop the read
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
+        if reading.cancelled():
+            return error(503, "the client went away")
+        return reading.result()
 
     return handle
 
@@ -87,24 +204,22 @@ def endpoint(read: Reader, doc: Doc) -> Callable[[Request], Awaitable[Response]]
 async def positions(running: Services, query: PositionsQuery, request: Request) -> Any:
     """Open positions now, or as of a past sequence (folded from the events)."""
     if query.as_of is None:
-        return await asyncio.to_thread(queries.positions, running.view, query.filters())
-    return await asyncio.to_thread(
-        queries.positions_as_of, running.ledger, query.as_of, query.filters()
+        return await READS.run(partial(queries.positions, running.view, query.filters()))
+    return await READS.run(
+        partial(queries.positions_as_of, running.ledger, query.as_of, query.filters())
     )
 
 
 async def orders(running: Services, query: OrdersQuery, request: Request) -> Any:
-    """A page of the order log."""
-    return await asyncio.to_thread(
-        queries.orders, running.view, query.filters(), query.limit, query.after
-    )
+    """A page of the order log, bounded in orders and in bytes."""
+    filters, limit, after = query.filters(), query.limit, query.after
+    return await READS.run(partial(queries.orders_json, running.view, filters, limit, after))
 
 
 async def trades(running: Services, query: TradesQuery, request: Request) -> Any:
     """A page of closed trades."""
-    return await asyncio.to_thread(
-        queries.trades, running.view, query.filters(), query.limit, query.after
-    )
+    filters, limit, after = query.filters(), query.limit, query.after
+    return await READS.run(partial(queries.trades, running.view, filters, limit, after))
 
 
 async def order(running: Services, query: Query, request: Request) -> Any:
@@ -112,11 +227,31 @@ async def order(running: Services, query: Query, request: Request) -> Any:
     order_id = request.path_params["order_id"]
     # No other ORDER_ID is ever stored: no need to ask the database.
     found = (
-        await asyncio.to_thread(queries.order, running.view, order_id)
+        await READS.run(partial(queries.order_json, running.view, order_id))
         if valid_name(order_id)
         else None
     )
     return found if found is not None else error(404, "unknown order", order_id=order_id)
+
+
+async def decisions(running: Services, query: DecisionsQuery, request: Request) -> Any:
+    """A page of one order's decisions, or 404."""
+    order_id, limit, after = query.order_id, query.limit, query.after
+    found = await READS.run(partial(queries.decisions, running.view, order_id, limit, after))
+    return found if found is not None else error(404, "unknown order", order_id=order_id)
+
+
+ORDERS_DOC = (
+    "Pages hold at most `limit` orders and stop before"
+    f" {queries.PAGE_BYTES // 2**20} MiB of JSON (one order at least), so a page of orders"
+    " fanned out to many users is cut short with a `next` cursor. Each order carries its"
+    " whole decision lists; `/decisions` pages one order's decisions."
+)
+DECISIONS_DOC = (
+    "One order's decisions, a page at a time: the users it was booked for (in the answer's"
+    " `accepted_for` order), then those it was refused for (`rejected_for` order), with the"
+    " totals of each. For orders fanned out to thousands of users."
+)
 
 
 def routes() -> list[Route]:
@@ -129,12 +264,41 @@ def routes() -> list[Route]:
         ),
         Route(
             "/orders",
-            endpoint(orders, Doc("The order log, ascending sequence", OrdersPage, OrdersQuery)),
+            endpoint(
+                orders,
+                Doc(
+                    "The order log, ascending sequence",
+                    OrdersPage,
+                    OrdersQuery,
+                    description=ORDERS_DOC,
+                ),
+            ),
             methods=["GET"],
         ),
         Route(
-            "/orders/{order_id}",
-            endpoint(order, Doc("One order of the log", LoggedOrder, errors={404: "unknown"})),
+            "/decisions",
+            endpoint(
+                decisions,
+                Doc(
+                    "One order's decisions, paged",
+                    DecisionsPage,
+                    DecisionsQuery,
+                    description=DECISIONS_DOC,
+                    errors={404: "unknown order"},
+                ),
+            ),
+            methods=["GET"],
+        ),
+        Route(
+            "/orders/{order_id:path}",  # an ORDER_ID may hold "/": uvicorn decodes %2F
+            endpoint(
+                order,
+                Doc(
+                    "One order of the log",
+                    LoggedOrder,
+                    errors={404: "unknown order, or min_sequence beyond the store"},
+                ),
+            ),
             methods=["GET"],
         ),
         Route(

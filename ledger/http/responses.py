@@ -26,7 +26,7 @@ def error_body(
     *,
     fields: Mapping[str, str] | None = None,
     retry: str | None = None,
-    order: OrderAnswer | None = None,
+    order: OrderAnswer | orjson.Fragment | None = None,
     order_id: str | None = None,
 ) -> ErrorBody:
     """The JSON error body; optional parts only when given."""
@@ -36,7 +36,8 @@ def error_body(
     if retry is not None:
         body["retry"] = retry
     if order is not None:
-        body["order"] = order
+        # A Fragment is an OrderAnswer's JSON as the writer rendered it.
+        body["order"] = order  # type: ignore[typeddict-item]
     if order_id is not None:
         body["order_id"] = order_id
     return body
@@ -49,7 +50,7 @@ def error(
     headers: Mapping[str, str] | None = None,
     fields: Mapping[str, str] | None = None,
     retry: str | None = None,
-    order: OrderAnswer | None = None,
+    order: OrderAnswer | orjson.Fragment | None = None,
     order_id: str | None = None,
 ) -> JSONResponse:
     """A JSON error answer."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import orjson
@@ -61,6 +62,26 @@ def _normalise_keys(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _refuse_repeated_keys(raw: bytes, data: dict[str, Any]) -> None:
+    """Refuse a key given twice: orjson, like json, silently keeps the last one."""
+    # Every key is followed by one colon, so a repeat needs more colons than the dict has
+    # keys: one C-speed count keeps the slow second parse to bodies with colons in values.
+    if raw.count(b":") <= len(data):
+        return
+    try:
+        pairs = json.loads(raw, object_pairs_hook=list)  # objects as pairs: repeats kept
+    except (ValueError, RecursionError):
+        return  # deep nesting: no field can be a nested value, validation names it
+    seen: set[str] = set()
+    errors: dict[str, str] = {}
+    for key, _ in pairs:
+        if key in seen:
+            errors[key[:64]] = "given twice"
+        seen.add(key)
+    if errors:
+        raise BadRequest("malformed order", errors)
+
+
 def parse_order(raw: bytes) -> OrderRequest:
     """Turn a request body into an OrderRequest, or raise BadRequest."""
     if len(raw) > MAX_BODY:
@@ -71,6 +92,7 @@ def parse_order(raw: bytes) -> OrderRequest:
         raise BadRequest("body is not valid JSON", {"body": str(error)}) from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object", {"body": type(data).__name__})
+    _refuse_repeated_keys(raw, data)
     try:
         body = OrderBody.model_validate(_normalise_keys(data))
     except ValidationError as error:

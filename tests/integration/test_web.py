@@ -171,3 +171,14 @@ def test_unknown_route_and_method_are_json(client: TestClient) -> None:
     wrong: Any = client.get("/order")
     assert wrong.status_code == 405
     assert wrong.json()["error"]
+
+
+def test_a_field_given_twice_is_422_naming_it(client: TestClient) -> None:
+    top = sequence(client)
+    body = (
+        b'{"STRATEGY":"STRATEGY_A","STRATEGY":"STRATEGY_B","INSTRUMENT":"MINDA","POSITION":"BUY"}'
+    )
+    response = client.post("/order", content=body)
+    assert response.status_code == 422
+    assert "STRATEGY" in response.json()["fields"]
+    assert sequence(client) == top

@@ -1,0 +1,249 @@
+"""Silent, slow and keep-alive clients against a real uvicorn server run with our config."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import anyio.to_thread
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import ledger.http.server as http_server
+from tests.support import free_port
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@dataclass
+class Running:
+    """A server on a thread, and the gate its /gate requests wait on."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+    port: int
+    gate: threading.Event
+
+    def connect(self) -> socket.socket:
+        """A raw TCP connection to the server."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def in_flight(self, count: int, within: float = 10) -> None:
+        """Wait until `count` requests are running in the server."""
+        deadline = time.monotonic() + within
+        while len(self.server.server_state.tasks) < count:
+            assert time.monotonic() < deadline, f"{count} requests never got in flight"
+            time.sleep(0.01)  # polling a condition with a deadline
+
+
+def make_app(gate: threading.Event) -> Starlette:
+    """`/` answers the client's port (to tell connections apart); `/gate` waits for the gate."""
+
+    async def port(request: Request) -> PlainTextResponse:
+        assert request.client is not None
+        return PlainTextResponse(str(request.client.port))
+
+    async def gated(request: Request) -> PlainTextResponse:
+        opened = await anyio.to_thread.run_sync(gate.wait, 30)
+        return PlainTextResponse("open" if opened else "timed out")
+
+    return Starlette(routes=[Route("/", port), Route("/gate", gated)])
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., Running]]:
+    """Start servers with uvicorn_config(**limits); stop them afterwards."""
+    running: list[Running] = []
+
+    def run(**limits: float) -> Running:
+        gate = threading.Event()
+        port = free_port()
+        config = http_server.uvicorn_config(make_app(gate), port=port, log_config=None, **limits)  # type: ignore[arg-type]
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        served = Running(server, thread, f"http://127.0.0.1:{port}", port, gate)
+        running.append(served)
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)  # polling a condition with a deadline
+        return served
+
+    yield run
+    for served in running:
+        served.gate.set()
+        served.server.should_exit = True
+    for served in running:
+        served.thread.join(timeout=15)
+        assert not served.thread.is_alive()
+
+
+def closed_by_server(sock: socket.socket, deadline: float) -> float | None:
+    """When the server closed `sock` (monotonic time), or None if it is open at `deadline`."""
+    for _ in range(1000):  # bound: each turn reads data or ends
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        sock.settimeout(remaining)
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic()
+        except TimeoutError:
+            return None
+        except ConnectionResetError:
+            return time.monotonic()
+    raise AssertionError("the server kept sending")
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response to a request for `/` (its body is a port number, a few bytes)."""
+    data = b""
+    for _ in range(100):
+        head, _, body = data.partition(b"\r\n\r\n")
+        if body:
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            if len(body) == length:
+                return data
+        chunk = sock.recv(4096)
+        assert chunk, f"connection closed mid-response: {data!r}"
+        data += chunk
+    raise AssertionError(f"no whole response: {data!r}")
+
+
+def trickle(sock: socket.socket, payload: bytes, every: float, within: float) -> float | None:
+    """Send `payload` a byte at a time, one per `every` s; when the server closed, or None."""
+    started = time.monotonic()
+    for byte in payload:
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            return time.monotonic()
+        # Waiting for the server to close is the pause between bytes.
+        closed = closed_by_server(sock, min(time.monotonic() + every, started + within))
+        if closed is not None or time.monotonic() >= started + within:
+            return closed
+    return None
+
+
+def test_silent_flood_is_closed_and_others_are_served(start: Callable[..., Running]) -> None:
+    header_timeout = 1.0
+    served = start(max_connections=50, header_timeout=header_timeout)
+    with contextlib.ExitStack() as stack:
+        silent = []
+        for _ in range(60):
+            opened = time.monotonic()
+            silent.append((stack.enter_context(served.connect()), opened))
+
+        # Meanwhile: stock uvicorn with limit_concurrency=50 answers 503 here.
+        assert httpx.get(served.url, timeout=5).status_code == 200
+
+        for sock, opened in silent:
+            closed = closed_by_server(sock, opened + header_timeout + 1.5)
+            assert closed is not None, "a silent connection outlived header_timeout"
+            assert closed - opened <= header_timeout + 1.5
+        assert httpx.get(served.url, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("after_a_request", [False, True], ids=["first-request", "keep-alive"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 200, b"\r\n" * 200],
+    ids=["head", "blank-lines"],
+)
+def test_slowloris_is_cut_off_by_the_header_timeout(
+    start: Callable[..., Running], payload: bytes, after_a_request: bool
+) -> None:
+    header_timeout = 1.0
+    served = start(header_timeout=header_timeout, timeout_keep_alive=30)
+    with served.connect() as sock:
+        if after_a_request:
+            sock.sendall(REQUEST)
+            assert read_response(sock).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        closed = trickle(sock, payload, every=0.3, within=header_timeout + 2)
+        assert closed is not None, "a slowloris outlived header_timeout"
+        # Cut off by the head timer (not keep-alive, 30 s) and not before it.
+        assert header_timeout - 0.1 <= closed - started <= header_timeout + 1
+
+
+def test_keep_alive_client_is_not_cut_off(start: Callable[..., Running]) -> None:
+    header_timeout = 0.5
+    served = start(header_timeout=header_timeout, timeout_keep_alive=30)
+    with httpx.Client(timeout=5) as client:
+        ports = set()
+        for _ in range(4):
+            response = client.get(served.url)
+            assert response.status_code == 200
+            ports.add(response.text)
+            # Idle longer than header_timeout between requests: until the server has closed
+            # a silent connection opened now, which it does header_timeout later.
+            with served.connect() as probe:
+                assert closed_by_server(probe, time.monotonic() + header_timeout + 2) is not None
+        assert len(ports) == 1, "the requests did not share one connection"
+
+
+def test_connections_with_requests_in_flight_are_not_evicted(
+    start: Callable[..., Running],
+) -> None:
+    served = start(max_connections=3, header_timeout=30)
+    with ThreadPoolExecutor(2) as pool, contextlib.ExitStack() as stack:
+        gated: list[Future[httpx.Response]] = [
+            pool.submit(httpx.get, f"{served.url}/gate", timeout=30) for _ in range(2)
+        ]
+        served.in_flight(2)
+        # Full with two busy connections and an idle one: each newcomer closes the idle one.
+        previous = stack.enter_context(served.connect())
+        for _ in range(3):
+            newcomer = stack.enter_context(served.connect())
+            assert closed_by_server(previous, time.monotonic() + 5) is not None
+            previous = newcomer
+        assert httpx.get(served.url, timeout=5).status_code == 200
+        served.gate.set()
+        assert [f.result(timeout=30).text for f in gated] == ["open", "open"]
+
+
+def test_a_newcomer_is_closed_when_every_connection_is_busy(
+    start: Callable[..., Running],
+) -> None:
+    served = start(max_connections=2, header_timeout=30)
+    with ThreadPoolExecutor(2) as pool:
+        gated = [pool.submit(httpx.get, f"{served.url}/gate", timeout=30) for _ in range(2)]
+        served.in_flight(2)
+        with served.connect() as newcomer:
+            assert closed_by_server(newcomer, time.monotonic() + 5) is not None
+        served.gate.set()
+        assert [f.result(timeout=30).status_code for f in gated] == [200, 200]
+    assert httpx.get(served.url, timeout=5).status_code == 200
+
+
+def test_the_bound_counts_requests_in_flight_not_connections(
+    start: Callable[..., Running],
+) -> None:
+    served = start(max_connections=50, max_requests=2, header_timeout=30)
+    with contextlib.ExitStack() as stack:
+        for _ in range(10):
+            stack.enter_context(served.connect())
+        assert httpx.get(served.url, timeout=5).status_code == 200  # idle ones do not count
+        with ThreadPoolExecutor(2) as pool:
+            gated = [pool.submit(httpx.get, f"{served.url}/gate", timeout=30) for _ in range(2)]
+            served.in_flight(2)
+            assert httpx.get(served.url, timeout=5).status_code == 503
+            served.gate.set()
+            assert [f.result(timeout=30).status_code for f in gated] == [200, 200]
+        assert httpx.get(served.url, timeout=5).status_code == 200
