@@ -1,4 +1,6 @@
 -- Random orders shaped like the original producer's, each with a unique ORDER_ID.
+-- Optional: `wrk ... -s orders.lua URL -- STRATEGY_A,STRATEGY_B NONCE` draws only from those
+-- strategies (an empty first argument: all nine).
 local strategies = {"STRATEGY_A","STRATEGY_B","STRATEGY_C","STRATEGY_D","STRATEGY_E",
                     "STRATEGY_F","STRATEGY_G","STRATEGY_H","STRATEGY_I"}
 local instruments = {"ACC","ADANIENT","BIRLASOFT","COFORGE","DMART","EICHER","GRASIM",
@@ -13,8 +15,15 @@ end
 
 function init(args)
   math.randomseed(os.time() * 1000 + id)
-  prefix = string.format("w%d-%d-", id, os.time())
+  -- args[2], when given, makes the IDs unique across runs started within the same second.
+  prefix = string.format("w%d-%d-%s-", id, os.time(), args[2] or "")
   n = 0
+  if args[1] ~= nil and args[1] ~= "" then
+    strategies = {}
+    for name in string.gmatch(args[1], "[^,]+") do
+      strategies[#strategies + 1] = name
+    end
+  end
 end
 
 request = function()

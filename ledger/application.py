@@ -16,8 +16,8 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Re
 from ledger.answer_cache import AnswerCache
 from ledger.answers import OrderAnswer, OrderOutcome, OrderRequest, Profiles
 from ledger.domain import Book, Order, Roster, decide
+from ledger.overrides import storage as overrides
 from ledger.profile_import import ImportReport, import_profiles
-from ledger.store import overrides
 from ledger.store.mapper import LedgerMapper
 from ledger.store.recorder import LedgerRecorder
 from ledger.store.transcoder import OrjsonTranscoder

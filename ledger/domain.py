@@ -11,7 +11,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 from typing_extensions import TypedDict
 
-from ledger.store import overrides
+from ledger.overrides.aggregates import new_aggregate
 
 # Fixed namespace so that ids are the same in every process and after every restart.
 NAMESPACE = UUID("6f1c8a52-3b0e-4f4e-9a51-2c7d3e8b9a10")
@@ -243,7 +243,7 @@ class Order(Aggregate):
             originator_topic=get_topic(cls),
             **fields,
         )
-        order: Order = overrides.new_aggregate(cls, placed, fields)
+        order: Order = new_aggregate(cls, placed, fields)
         return order
 
     @property

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ledger.store.overrides import MappingEnvSource
+from ledger.overrides.storage import MappingEnvSource
 
 _PREFIX = "LEDGER_"
 _CLI = {

@@ -18,7 +18,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import ProjectionRunner
 
 from ledger.application import Ledger
-from ledger.store.overrides import BatchingProjectionRunner, projection_env
+from ledger.overrides.storage import BatchingProjectionRunner, projection_env
 from projections.projection import LedgerProjection
 from projections.views import LedgerView
 

@@ -19,7 +19,7 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from ledger import faults
 from ledger.domain import Outcome, Position
-from ledger.store.overrides import insert_tracking
+from ledger.overrides.storage import insert_tracking
 from projections.fold import Key, Opened, PlacedOrder, fold
 
 TABLES = ("orders", "positions", "trades")

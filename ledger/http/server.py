@@ -1,204 +1,25 @@
 """The uvicorn configuration every HTTP process runs: idle and slow clients time out.
 
-Stock uvicorn (0.54) has no timeout before the first request or while a request head
-arrives, and its `limit_concurrency` counts open connections, so silent connections make
-every other client get 503. `GuardedHttpToolsProtocol` adds a head timeout, bounds open
-connections by closing the longest-idle one, and bounds requests in flight instead.
+The protocol that does it leans on uvicorn internals, so it lives with the other library
+overrides in ledger.overrides.uvicorn_http.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import socket
-import weakref
-from typing import Any, ClassVar
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import service_unavailable
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
-from uvicorn.protocols.utils import get_client_addr
-from uvicorn.server import ServerState
 
-log = logging.getLogger("ledger.http.server")
-
-HEADER_TIMEOUT = 10.0
-KEEP_ALIVE_TIMEOUT = 5
-MAX_CONNECTIONS = 4096
-
-# What this module leans on that uvicorn does not promise to keep. Methods overridden or
-# called (owner, attribute): the constructor's signature (config, server_state, app_state,
-# _loop), the httptools parser callback on_headers_complete, which runs self.app, and
-# on_response_complete, which arms timeout_keep_alive_task exactly when the connection idles.
-RELIED_ON: list[tuple[Any, str]] = [
-    (HttpToolsProtocol, "__init__"),
-    (HttpToolsProtocol, "connection_made"),
-    (HttpToolsProtocol, "connection_lost"),
-    (HttpToolsProtocol, "data_received"),
-    (HttpToolsProtocol, "on_headers_complete"),
-    (HttpToolsProtocol, "on_response_complete"),
-]
-# Instance attributes, seen only on live objects: (class path, attribute).
-RELIED_ON_INSTANCES = [
-    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "app"),
-    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "limit_concurrency"),
-    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "connections"),
-    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "tasks"),
-    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "transport"),
-    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "loop"),
-    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "timeout_keep_alive_task"),
-    ("uvicorn.server.ServerState", "connections"),
-    ("uvicorn.server.ServerState", "tasks"),
-]
-# Also uvicorn.protocols.http.flow_control.service_unavailable, the ASGI app uvicorn itself
-# answers 503 with (imported above).
-
-# Per server, the connections waiting for a request head with no request in flight, oldest
-# first: the ones to close when the server is full. Keyed by uvicorn's ServerState so
-# servers sharing a protocol class (tests, several servers in a process) stay apart.
-_IDLE: weakref.WeakKeyDictionary[ServerState, dict[GuardedHttpToolsProtocol, None]] = (
-    weakref.WeakKeyDictionary()
+from ledger.overrides.uvicorn_http import (
+    HEADER_TIMEOUT,
+    KEEP_ALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
+    guarded_protocol,
 )
-
-
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a request-head timeout and idle-first eviction."""
-
-    header_timeout: ClassVar[float] = HEADER_TIMEOUT
-    max_connections: ClassVar[int] = MAX_CONNECTIONS
-    max_requests: ClassVar[int] = MAX_CONNECTIONS
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        # uvicorn's own check counts open connections, idle ones included: off, and
-        # on_headers_complete bounds requests in flight instead.
-        self.limit_concurrency = None
-        self._app = self.app
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._unanswered: list[RequestResponseCycle] = []  # running or pipelined, in order
-        self._idle = _IDLE.setdefault(server_state, {})
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Accept, closing the longest-idle connection when full; start the head timer."""
-        super().connection_made(transport)
-        while len(self.connections) > self.max_connections and self._idle:
-            next(iter(self._idle)).drop()
-        if len(self.connections) > self.max_connections:
-            # Every connection has a request in flight: the newcomer is the one to go.
-            log.warning("%d connections, all busy: closing a new one", len(self.connections))
-            self.drop()
-            return
-        self._idle[self] = None
-        self._start_head_timer()  # the first request's head is due header_timeout after connect
-
-    def data_received(self, data: bytes) -> None:
-        """Start the head timer on the first byte of a request after a keep-alive wait."""
-        # uvicorn cancels its keep-alive timer on any byte and arms nothing else, so a head
-        # (or blank lines before one) trickling in would otherwise hold the connection forever.
-        if self._head_timer is None and self in self._idle:
-            self._start_head_timer()
-        super().data_received(data)
-
-    def on_headers_complete(self) -> None:
-        """Stop the head timer; answer 503 instead when too many requests are in flight."""
-        self._stop_head_timer()
-        self._idle.pop(self, None)
-        busy = len(self.tasks) >= self.max_requests
-        if busy:
-            log.warning("%d requests in flight: answering 503", len(self.tasks))
-        # uvicorn's on_headers_complete runs self.app for this request (or queues it).
-        self.app = service_unavailable if busy else self._app
-        super().on_headers_complete()
-        self._unanswered.append(self.cycle)
-
-    def on_response_complete(self) -> None:
-        """Once uvicorn waits for the next request on this connection, it may be closed."""
-        self._unanswered = [c for c in self._unanswered if not c.response_complete]
-        super().on_response_complete()
-        # uvicorn arms its keep-alive timer exactly when the connection turns idle (not
-        # closing, no pipelined request queued); the head timer waits for the next byte.
-        if self.timeout_keep_alive_task is not None:
-            self._idle[self] = None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the connection; its requests still running answer nobody, quietly."""
-        # uvicorn marks only the last request read as disconnected. With pipelined requests
-        # the one being answered is an earlier one: its answer would be written to a closed
-        # transport, which uvloop refuses with a RuntimeError, logged as a traceback.
-        running = [c for c in self._unanswered if not c.response_complete]
-        queued = {id(cycle) for cycle, _ in self.pipeline}
-        for cycle in running:
-            cycle.disconnected = True
-            cycle.message_event.set()  # a request waiting in receive() sees http.disconnect
-        started = [c for c in running if id(c) not in queued]
-        if started:
-            scope = started[0].scope
-            log.info(
-                "client %s went away before its answer to %s %s%s",
-                get_client_addr(scope),
-                scope["method"],
-                scope["path"],
-                f" ({len(running) - 1} more request(s) not answered)" if len(running) > 1 else "",
-            )
-        self._unanswered = []
-        super().connection_lost(exc)
-        self._stop_head_timer()
-        self._idle.pop(self, None)
-
-    def drop(self) -> None:
-        """Close this connection now and stop counting it."""
-        self._stop_head_timer()
-        self._idle.pop(self, None)
-        # Counted out at once, not when connection_lost runs on a later loop turn, so a
-        # burst of new connections closes one idle connection each, not all of them.
-        self.connections.discard(self)
-        if not self.transport.is_closing():
-            self.transport.close()
-
-    def _start_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
-
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        log.debug("request head not complete within %ss: closing", self.header_timeout)
-        self.drop()
-
-
-def guarded_protocol(
-    header_timeout: float = HEADER_TIMEOUT,
-    max_connections: int = MAX_CONNECTIONS,
-    max_requests: int | None = None,
-) -> type[GuardedHttpToolsProtocol]:
-    """A GuardedHttpToolsProtocol class with these limits (uvicorn takes a class, not options)."""
-    if (
-        header_timeout <= 0
-        or max_connections < 1
-        or (max_requests is not None and max_requests < 1)
-    ):
-        raise ValueError("header_timeout, max_connections and max_requests must be positive")
-    return type(
-        "GuardedHttpToolsProtocol",
-        (GuardedHttpToolsProtocol,),
-        {
-            "header_timeout": header_timeout,
-            "max_connections": max_connections,
-            "max_requests": max_connections if max_requests is None else max_requests,
-        },
-    )
 
 
 def uvicorn_config(

@@ -14,8 +14,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from ledger.overrides import storage as overrides
 from ledger.settings import Settings
-from ledger.store import overrides
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,9 @@ class Database:
             "POSTGRES_SCHEMA": self.schema,
             "POSTGRES_CONNECT_TIMEOUT": str(self.timeout),
             "POSTGRES_LOCK_TIMEOUT": str(max(self.timeout, 5)),
-            "POSTGRES_POOL_SIZE": "4",
-            "POSTGRES_MAX_OVERFLOW": "4",
+            # One idle connection per pool, up to 8 under load: idle servers hold few.
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": "7",
             # No ping per checkout: a dead connection fails its batch (503, client retries)
             # and the pool replaces it; a ping would cost a round trip on every commit.
             "POSTGRES_PRE_PING": "n",

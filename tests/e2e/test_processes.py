@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -58,3 +60,16 @@ def test_two_writers_split_the_strategies(make_server: Callable[[str], Server]) 
     )
     assert stored >= len(acked)
     assert server.stop() == 0
+
+
+def test_an_idle_server_holds_few_database_connections(embedded_server: Server) -> None:
+    server = embedded_server
+    assert server.post({"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"})
+    pgdata = Path(server.store_args()[1]) / "pg"
+    with psycopg.connect(f"host={pgdata} user=postgres dbname=postgres") as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        ).fetchone()
+    assert row is not None
+    # One writer, one worker, the projector and this test: was 11-21 for one server alone.
+    assert row[0] <= 12, f"{row[0]} connections"

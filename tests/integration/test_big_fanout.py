@@ -13,8 +13,8 @@ from psycopg import sql
 from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Position
+from ledger.overrides.storage import BatchingProjectionRunner
 from ledger.store.database import Database
-from ledger.store.overrides import BatchingProjectionRunner
 from projections.fold import PlacedOrder
 from projections.projection import LedgerProjection
 from projections.replay import replay

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ledger.application import Ledger
-from ledger.store.overrides import RELIED_ON_INSTANCES
+from ledger.overrides.storage import RELIED_ON_INSTANCES
 
 
 def test_live_subscription_has_what_the_batching_runner_reads(ledger: Ledger) -> None:

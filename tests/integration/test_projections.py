@@ -18,9 +18,9 @@ from psycopg import sql
 from ledger.answers import OrderAnswer, OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Position
+from ledger.overrides.storage import BatchingProjectionRunner
 from ledger.settings import Settings
 from ledger.store.database import Database
-from ledger.store.overrides import BatchingProjectionRunner
 from projections import queries
 from projections.fold import Key, Opened, PlacedOrder, fold
 from projections.projection import LedgerProjection

@@ -12,12 +12,8 @@ from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from ledger.http.server import (
-    RELIED_ON,
-    RELIED_ON_INSTANCES,
-    GuardedHttpToolsProtocol,
-    uvicorn_config,
-)
+from ledger.http.server import uvicorn_config
+from ledger.overrides.uvicorn_http import RELIED_ON, RELIED_ON_INSTANCES, GuardedHttpToolsProtocol
 
 
 def test_relied_on_methods_exist() -> None:

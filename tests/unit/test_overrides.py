@@ -1,8 +1,8 @@
-"""What the fenced module takes from eventsourcing's and pgserver's private parts still exists."""
+"""What the fenced overrides take from libraries' private parts still exists."""
 
 from __future__ import annotations
 
-from ledger.store import overrides
+from ledger import overrides
 
 
 def test_nothing_the_overrides_rely_on_has_moved() -> None:

@@ -1,0 +1,23 @@
+"""Every use of a library's private parts, in one package, each checked by a test.
+
+storage: eventsourcing, pgserver and pydantic-settings; uvicorn_http: uvicorn's HTTP protocol.
+`missing()` lists what an upgrade has moved, so a test fails rather than a running service.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+
+def missing() -> list[str]:
+    """What an upgrade has moved, in any library these overrides rely on."""
+    from ledger.overrides import storage, uvicorn_http  # noqa: PLC0415 - heavy imports
+
+    problems = storage.missing()
+    for owner, name in uvicorn_http.RELIED_ON:
+        target = getattr(owner, name, None)
+        if target is None or not callable(target):
+            problems.append(f"{owner.__name__}.{name} is gone")
+    if not inspect.isfunction(getattr(uvicorn_http, "service_unavailable", None)):
+        problems.append("uvicorn's service_unavailable is gone")
+    return problems
