@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Recording, Transcoder
 
 from ledger.answer_cache import AnswerCache
@@ -18,14 +16,13 @@ from ledger.answers import OrderAnswer, OrderOutcome, OrderRequest, Profiles
 from ledger.domain import Book, Order, Roster, decide
 from ledger.overrides import storage as overrides
 from ledger.profile_import import ImportReport, import_profiles
+from ledger.retries import retrying
+from ledger.snapshots import due_snapshots, put_snapshots, save_snapshots
 from ledger.store.mapper import LedgerMapper
 from ledger.store.recorder import LedgerRecorder
 from ledger.store.transcoder import OrjsonTranscoder
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-MAX_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -37,15 +34,6 @@ class Prepared:
     orders: dict[str, Order]  # the orders this batch stores, by ORDER_ID
     batch: overrides.PreparedBatch
     snapshots: list[Any]
-
-
-class ConflictRetriesExhausted(IntegrityError):
-    """Other writers kept changing the same books; the batch was not saved."""
-
-
-def _back_off(attempt: int) -> None:
-    # Random waits break the lockstep in which two writers keep invalidating each other.
-    time.sleep(random.uniform(0, 0.005 * 2**attempt))
 
 
 class Ledger(Application[UUID]):
@@ -78,30 +66,9 @@ class Ledger(Application[UUID]):
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Application.save without its per-object Protocol checks (slow on Python 3.11)."""
         processing_event, recordings = overrides.record(self, objs, kwargs)
-        self._snapshot_saved(processing_event)
+        save_snapshots(self, processing_event)
         overrides.notify(self, recordings)
         return recordings
-
-    def _snapshot_saved(self, processing_event: ProcessingEvent[UUID]) -> None:
-        try:
-            snapshots = self._due_snapshots(processing_event)
-            if snapshots and self.snapshots is not None:
-                self.snapshots.put(snapshots)
-        except Exception as failure:
-            log.warning("snapshot not saved (%s); books still load from their events", failure)
-
-    def _due_snapshots(self, processing_event: ProcessingEvent[UUID]) -> list[Any]:
-        # eventsourcing would reload each aggregate from the store to snapshot it; the
-        # aggregate in memory is that same state, so it is snapshotted as it is.
-        if self.snapshots is None:
-            return []
-        due: dict[UUID, Any] = {}
-        for domain_event in processing_event.events:
-            aggregate = processing_event.aggregates.get(domain_event.originator_id)
-            interval = self.snapshotting_intervals.get(type(aggregate))  # type: ignore[arg-type]
-            if interval and domain_event.originator_version % interval == 0:
-                due[aggregate.id] = aggregate  # type: ignore[union-attr]
-        return [Book.Snapshot.take(a) for a in due.values()]
 
     @property
     def store(self) -> LedgerRecorder:
@@ -187,19 +154,7 @@ class Ledger(Application[UUID]):
                 self.forget()  # changes applied in memory were not saved
                 raise
 
-        return self.retrying(attempt, "profile import")
-
-    def retrying(self, attempt: Callable[[], T], what: str) -> T:
-        """Run `attempt`; when another writer got there first, reload and run it again."""
-        for n in range(MAX_ATTEMPTS):
-            try:
-                return attempt()
-            except IntegrityError as conflict:
-                log.info("%s raced another writer (%s); reloading", what, conflict)
-                self.forget()
-                _back_off(n)
-        msg = f"{what} kept conflicting with another writer"
-        raise ConflictRetriesExhausted(msg)
+        return retrying(lambda _: attempt(), self.forget, "profile import")
 
     def books_changed(self, books: Sequence[Book]) -> None:
         """Keep books just saved, and rebuild the strategy index on next use."""
@@ -213,11 +168,11 @@ class Ledger(Application[UUID]):
     def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderOutcome]:
         """Decide the orders in arrival order and commit them all in one transaction."""
         requests = self.with_ids(requests)
-        attempts = iter(range(MAX_ATTEMPTS))
         # After a conflict the ORDER_IDs are looked up in the store: the other writer may
         # have stored some of them.
-        return self.retrying(
-            lambda: self.commit(self.prepare(requests, look_up_ids=next(attempts) > 0)),
+        return retrying(
+            lambda n: self.commit(self.prepare(requests, look_up_ids=n > 0)),
+            self.forget,
             f"batch of {len(requests)} orders",
         )
 
@@ -270,7 +225,7 @@ class Ledger(Application[UUID]):
             batch = overrides.prepare_batch(
                 self, [*touched.values(), *orders.values()], {"expected_versions": expected}
             )
-            snapshots = self._due_snapshots(batch.processing_event)
+            snapshots = due_snapshots(self, batch.processing_event)
         except BaseException:
             # Pending changes may have been applied in memory without being saved.
             self.forget([b.id for pairs in read.values() for b, _ in pairs])
@@ -280,11 +235,7 @@ class Ledger(Application[UUID]):
     def commit(self, prepared: Prepared) -> list[OrderOutcome]:
         """Store a prepared batch in one transaction; the answers, with their sequences."""
         ids = overrides.store_batch(self, prepared.batch)
-        if prepared.snapshots and self.snapshots is not None:
-            try:
-                self.snapshots.put(prepared.snapshots)
-            except Exception as failure:
-                log.warning("snapshot not saved (%s); books still load from their events", failure)
+        put_snapshots(self, prepared.snapshots)
         events = prepared.batch.processing_event.events
         sequences = {e.originator_id: n for e, n in zip(events, ids, strict=True)}
         known, orders = dict(prepared.known), dict(prepared.orders)

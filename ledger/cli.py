@@ -12,13 +12,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ledger import faults, logs, profiles
-from ledger.answers import LoggedOrder, OpenPosition, Trade
 from ledger.domain import Outcome
 from ledger.producer import produce as run
 from ledger.producer import random_orders
@@ -185,54 +182,14 @@ def project(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell(value: Any) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells)
-    return "\n".join(lines)
-
-
-def _rows(args: argparse.Namespace, view: Any) -> tuple[list[dict[str, Any]], str | None]:
-    """The rows to print, as plain values, and the cursor of the next page."""
-    from projections import queries  # noqa: PLC0415
-
-    status = Outcome(args.status) if getattr(args, "status", None) else None
-    filters = queries.Filters(args.user, args.strategy, args.instrument, status)
-    if args.what == "positions":
-        return [asdict(p) for p in queries.positions(view, filters).positions], None
-    if args.what == "trades":
-        page = queries.trades(view, filters, args.limit, args.after)
-        return [asdict(t) for t in page.trades], page.next
-    orders = queries.orders(view, filters, args.limit, args.after)
-    rows = []
-    for order in orders.orders:
-        row = asdict(order)
-        row["accepted_for"] = ", ".join(order.accepted_for)
-        row["rejected_for"] = ", ".join(f"{r['user']} ({r['reason']})" for r in order.rejected_for)
-        rows.append(row)
-    return rows, orders.next
-
-
-COLUMNS = {
-    "positions": [f.name for f in fields(OpenPosition)],
-    "orders": [f.name for f in fields(LoggedOrder) if f.name != "reason"],
-    "trades": [f.name for f in fields(Trade)],
-}
-
-
 def show(args: argparse.Namespace) -> int:
     """Print the order log, open positions or closed trades as a table."""
+    from ledger import tables  # noqa: PLC0415
     from ledger.bootstrap import read_models  # noqa: PLC0415
 
     with read_models(_store_settings(args)) as view:
-        rows, cursor = _rows(args, view)
-    print(_table(rows, COLUMNS[args.what]))
+        rows, cursor = tables.rows(args.what, view, args)
+    print(tables.table(rows, tables.COLUMNS[args.what]))
     print(f"({len(rows)} {args.what}{'; more after --after ' + cursor if cursor else ''})")
     return 0
 

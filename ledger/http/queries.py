@@ -9,14 +9,8 @@ from starlette.datastructures import QueryParams
 
 from ledger.domain import Outcome
 from ledger.names import Name
-from projections.queries import (
-    DEFAULT_DECISIONS,
-    DEFAULT_LIMIT,
-    MAX_DECISIONS,
-    MAX_LIMIT,
-    PAGE_BYTES,
-    Filters,
-)
+from projections.decisions import DEFAULT_DECISIONS, MAX_DECISIONS
+from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, PAGE_BYTES, Filters
 
 INT64 = 2**63 - 1
 WAIT_LIMIT = 2.0  # seconds a min_sequence read waits for the projections

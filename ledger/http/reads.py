@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from eventsourcing.persistence import PersistenceError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from ledger.answers import DecisionsPage, LoggedOrder, OrdersPage, Positions, TradesPage
 from ledger.bootstrap import Services
+from ledger.http.lanes import POLLS, READS, RETRY_AFTER, Busy, PiecesResponse
 from ledger.http.queries import (
     WAIT_LIMIT,
     BadQuery,
@@ -33,79 +31,10 @@ from ledger.http.responses import JSONResponse, error
 from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from ledger.names import valid_name
+from projections import decisions as decision_pages
 from projections import queries
-from projections.views import Cancellation
 
 Reader = Callable[[Services, Any, Request], Awaitable[Any]]
-T = TypeVar("T")
-
-READ_THREADS = 4  # reads (folds, pages) running at once per process, each on a connection
-READ_QUEUE = 4  # reads that may wait for one of those threads; more answer 503 busy
-POLL_THREADS = 4  # min_sequence polls: short statements, kept off the read threads
-RETRY_AFTER = 1  # seconds a client told "busy" should wait
-
-
-class PiecesResponse(Response):
-    """A JSON body sent as the pieces it was encoded in: never joined into one copy."""
-
-    media_type = "application/json"
-
-    def __init__(self, pieces: list[bytes]) -> None:
-        super().__init__(b"")
-        self.pieces = pieces
-        self.headers["content-length"] = str(sum(len(piece) for piece in pieces))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        for n, piece in enumerate(self.pieces):
-            more = n < len(self.pieces) - 1
-            await send({"type": "http.response.body", "body": piece, "more_body": more})
-
-
-class Busy(Exception):
-    """Every read thread is taken and the queue is full: shed the read, do not queue it."""
-
-
-class Lane:
-    """A thread pool of its own for one kind of work; admits at most threads + queue jobs.
-
-    A job gets a Cancellation: when its caller is cancelled (timeout, client gone), the job's
-    SQL statement is cancelled and the job stops at its next check, so no thread keeps working
-    for an answer nobody will read. Its admission slot is freed when the job really ends.
-    """
-
-    def __init__(self, name: str, threads: int, queue: int | None) -> None:
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
-        self._slots = threading.BoundedSemaphore(threads + queue) if queue is not None else None
-
-    async def run(self, job: Callable[[Cancellation], T]) -> T:
-        """Run `job` on this lane's threads; Busy when it admits no more."""
-        slots = self._slots
-        if slots is not None and not slots.acquire(blocking=False):
-            raise Busy
-        cancellation = Cancellation()
-
-        def work() -> T:
-            cancellation.check()  # abandoned while it waited for a thread
-            return job(cancellation)
-
-        try:
-            future: Future[T] = self._executor.submit(work)
-        except BaseException:
-            if slots is not None:
-                slots.release()
-            raise
-        if slots is not None:
-            future.add_done_callback(lambda _: slots.release())
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            cancellation.cancel()
-            raise
-
-
-READS = Lane("ledger-read", READ_THREADS, READ_QUEUE)
-POLLS = Lane("ledger-poll", POLL_THREADS, None)
 
 
 async def caught_up(running: Services, sequence: int | None) -> bool:
@@ -237,7 +166,7 @@ async def order(running: Services, query: Query, request: Request) -> Any:
 async def decisions(running: Services, query: DecisionsQuery, request: Request) -> Any:
     """A page of one order's decisions, or 404."""
     order_id, limit, after = query.order_id, query.limit, query.after
-    found = await READS.run(partial(queries.decisions, running.view, order_id, limit, after))
+    found = await READS.run(partial(decision_pages.decisions, running.view, order_id, limit, after))
     return found if found is not None else error(404, "unknown order", order_id=order_id)
 
 

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Position
-from ledger.http import reads
+from ledger.http import lanes, reads
 from ledger.http.app import create_app
 from ledger.settings import Settings
 from ledger.store.database import Database
@@ -168,11 +168,11 @@ def test_health_stays_true_and_reads_shed_load(
     served = [a for a in answers if a.status_code == 200]
     busy = [a for a in answers if a.status_code == 503]
     assert len(served) + len(busy) == 24
-    assert len(served) == reads.READ_THREADS + reads.READ_QUEUE
-    assert fold.most <= reads.READ_THREADS
+    assert len(served) == lanes.READ_THREADS + lanes.READ_QUEUE
+    assert fold.most <= lanes.READ_THREADS
     for refused in busy:
         assert refused.json()["error"] == "busy"
-        assert refused.headers["Retry-After"] == str(reads.RETRY_AFTER)
+        assert refused.headers["Retry-After"] == str(lanes.RETRY_AFTER)
 
 
 def test_a_read_that_times_out_stops_working(

@@ -1,0 +1,47 @@
+"""Snapshots of books, taken from memory: no reload from the store to take them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eventsourcing.application import Application, ProcessingEvent
+
+from ledger.domain import Book
+
+log = logging.getLogger(__name__)
+
+
+def due_snapshots(app: Application[Any], processing_event: ProcessingEvent[Any]) -> list[Any]:
+    """Snapshots of the aggregates whose new version is a multiple of their interval."""
+    # eventsourcing would reload each aggregate from the store to snapshot it; the
+    # aggregate in memory is that same state, so it is snapshotted as it is.
+    if app.snapshots is None:
+        return []
+    due: dict[Any, Any] = {}
+    for domain_event in processing_event.events:
+        aggregate = processing_event.aggregates.get(domain_event.originator_id)
+        interval = app.snapshotting_intervals.get(type(aggregate))  # type: ignore[arg-type]
+        if interval and domain_event.originator_version % interval == 0:
+            due[aggregate.id] = aggregate  # type: ignore[union-attr]
+    return [Book.Snapshot.take(a) for a in due.values()]
+
+
+def put_snapshots(app: Application[Any], snapshots: list[Any]) -> None:
+    """Store snapshots; a failure only costs longer loads, so it is logged, not raised."""
+    if not snapshots or app.snapshots is None:
+        return
+    try:
+        app.snapshots.put(snapshots)
+    except Exception as failure:
+        log.warning("snapshot not saved (%s); books still load from their events", failure)
+
+
+def save_snapshots(app: Application[Any], processing_event: ProcessingEvent[Any]) -> None:
+    """Take and store the snapshots due after a save."""
+    try:
+        snapshots = due_snapshots(app, processing_event)
+    except Exception as failure:
+        log.warning("snapshot not taken (%s); books still load from their events", failure)
+        return
+    put_snapshots(app, snapshots)
