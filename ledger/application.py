@@ -170,11 +170,15 @@ class Ledger(Application[UUID]):
         requests = self.with_ids(requests)
         # After a conflict the ORDER_IDs are looked up in the store: the other writer may
         # have stored some of them.
-        return retrying(
-            lambda n: self.commit(self.prepare(requests, look_up_ids=n > 0)),
-            self.forget,
-            f"batch of {len(requests)} orders",
-        )
+        try:
+            return retrying(
+                lambda n: self.commit(self.prepare(requests, look_up_ids=n > 0)),
+                self.forget,
+                f"batch of {len(requests)} orders",
+            )
+        except BaseException:
+            self.forget()  # decided, not stored: the books in memory are not the store's
+            raise
 
     @staticmethod
     def with_ids(requests: Sequence[OrderRequest]) -> list[OrderRequest]:

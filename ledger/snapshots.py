@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -24,7 +25,12 @@ def due_snapshots(app: Application[Any], processing_event: ProcessingEvent[Any])
         interval = app.snapshotting_intervals.get(type(aggregate))  # type: ignore[arg-type]
         if interval and domain_event.originator_version % interval == 0:
             due[aggregate.id] = aggregate  # type: ignore[union-attr]
-    return [Book.Snapshot.take(a) for a in due.values()]
+    snapshots = [Book.Snapshot.take(a) for a in due.values()]
+    for snapshot in snapshots:
+        # take() copies the aggregate's attributes but not the dicts and lists in them; the
+        # next batch may change those before this snapshot is stored.
+        snapshot.state.update({k: copy.deepcopy(v) for k, v in snapshot.state.items()})
+    return snapshots
 
 
 def put_snapshots(app: Application[Any], snapshots: list[Any]) -> None:

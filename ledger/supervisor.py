@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -56,7 +57,7 @@ class Child:
             [sys.executable, "-m", "ledger.cli", *self.args],
             env={**env, **self.env_extra},
             pass_fds=self.pass_fds,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets a signal, no threads touched
+            preexec_fn=partial(die_with_parent, os.getpid()),  # noqa: PLW1509 - only sets a signal, no threads touched
         )
         self.died_at = None
         self.env_extra = {}
@@ -174,9 +175,9 @@ def _supervise(children: list[Child], env: dict[str, str], database: Database) -
         info = signal.sigtimedwait(STOP_SIGNALS, 0.2)
         if info is not None:
             return info.si_signo
-        if not database.running():
+        if not database.running() and not any(t.name == "revive" for t in threading.enumerate()):
             # The children use its URL and cannot start it; in a thread, as pgserver may
-            # wait for its start lock.
+            # wait for its start lock (one such thread at a time).
             threading.Thread(target=database.revive, name="revive", daemon=True).start()
         for child in children:
             if child.alive:

@@ -70,6 +70,12 @@ class Writer:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
         self._task.add_done_callback(self._ended)
 
+    async def wait_ended(self) -> None:
+        """Until the writer task has ended (stopped, or died)."""
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._task)
+
     def _ended(self, task: asyncio.Task[None]) -> None:
         # Should the task ever die, nobody may wait forever for an answer.
         self._stopping = True
@@ -181,6 +187,7 @@ class Writer:
                     self._executor, self.ledger.place_orders, [p.request for p in batch]
                 )
             except Exception as error:
+                self.ledger.forget()  # place_orders forgets too; the next batch must not see it
                 self._fail(batch, error)
             else:
                 self._answer(batch, outcomes, started)
@@ -230,14 +237,17 @@ class Writer:
     def _answer(self, batch: list[_Pending], outcomes: list[OrderOutcome], started: float) -> None:
         faults.hit("after_commit")
         self._failure = None
-        elapsed = time.perf_counter() - started
-        self.metrics.committed(
-            [o.answer.RESPONSE for o in outcomes if o.stored], len(batch), elapsed
-        )
-        log.debug("committed %d orders in %.1f ms", len(batch), 1e3 * elapsed)
+        # Answers first: nothing after this (metrics files, logs) may keep a client waiting.
         for pending, outcome in zip(batch, outcomes, strict=True):
             if not pending.future.done():
                 pending.future.set_result(outcome)
-        if orders_log.isEnabledFor(logging.INFO):
-            # One record per batch, one line per order (see logs.configure).
-            orders_log.info("\n".join(order_line(o.answer, o.reused_id) for o in outcomes))
+        elapsed = time.perf_counter() - started
+        try:
+            stored = [o.answer.RESPONSE for o in outcomes if o.stored]
+            self.metrics.committed(stored, len(batch), elapsed)
+            log.debug("committed %d orders in %.1f ms", len(batch), 1e3 * elapsed)
+            if orders_log.isEnabledFor(logging.INFO):
+                # One record per batch, one line per order (see logs.configure).
+                orders_log.info("\n".join(order_line(o.answer, o.reused_id) for o in outcomes))
+        except Exception:
+            log.exception("batch of %d committed and answered; not counted or logged", len(batch))

@@ -61,7 +61,7 @@ class Link:
         if self._stream is None:
             msg = "the writer is restarting; send again with the same ORDER_ID"
             raise WriterUnavailable(msg)
-        n = next(self._ids)
+        n = next(self._ids) & 0xFFFFFFFF  # the wire's ids are 32 bits; they wrap
         future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
         self._pending[n] = future
         if not self._outbox:
@@ -78,7 +78,11 @@ class Link:
         if self._stream is None or self._stream.is_closing():
             self._drop("the writer went away", [n for n, _ in batch])
             return
-        self._stream.write(encode_orders(batch))
+        try:
+            self._stream.write(encode_orders(batch))
+        except Exception as error:
+            log.exception("could not send a batch of %d orders", len(batch))
+            self._drop(f"not sent to the writer: {error}", [n for n, _ in batch])
 
     async def _run(self) -> None:
         while True:

@@ -122,8 +122,16 @@ async def _serve(settings: Settings, path: Path) -> None:
     try:
         await server.start()
         log.info("writer %d listening on %s", os.getpid(), path)
-        await stopping.wait()
-        log.info("writer stopping: answering the orders queued")
+        ended = asyncio.ensure_future(services.writer.wait_ended())
+        stop = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if ended.done():
+            # A writer that died cannot answer: exit, and the supervisor starts a new one.
+            log.error("the writer task ended; exiting to be started again")
+        else:
+            log.info("writer stopping: answering the orders queued")
+        for waiter in (ended, stop):
+            waiter.cancel()
     finally:
         server.stop_listening()
         await services.stop()  # the writer answers what is queued before it stops

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -139,7 +141,7 @@ class ProjectionProcess:
             [sys.executable, "-m", "ledger.cli", "project"],
             # The URL may hold a password: the environment, never argv (which `ps` shows).
             env={**env, "DATABASE_URL": self.url},
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets a signal, no threads touched
+            preexec_fn=partial(die_with_parent, os.getpid()),  # noqa: PLW1509 - only sets a signal, no threads touched
         )
 
     def _watch(self) -> None:
@@ -167,7 +169,7 @@ class ProjectionProcess:
             self._watchdog.join(timeout=5)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """In a child, before exec: SIGTERM when the parent dies; stop signals not blocked."""
     # A parent that takes its stop signals with sigwait() blocks them; children inherit that.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -175,6 +177,8 @@ def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)  # the parent died before prctl: nobody would stop this child
 
 
 def open_view(env: Mapping[str, str]) -> LedgerView:

@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import json
 import threading
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -231,20 +232,135 @@ class MappingEnvSource(EnvSettingsSource):
         return {k.lower(): v for k, v in self._env.items() if k.isupper() and v.strip()}
 
 
-# pgserver
+# pgserver: its list of processes using a server, its start lock, and the postmaster.pid it
+# trusts. A postmaster killed with -9 leaves its pid file; while that pid is a zombie (a parent
+# that never reaps) pgserver takes it for running and postgres refuses to start over it.
+
+POSTMASTER_PID = "postmaster.pid"
+STALE_WAIT = 15.0  # seconds a dead postmaster's processes may take to let go of its memory
 
 
-def prune_dead_handles(pgdata: Path) -> None:
-    """Forget processes that died without letting go (kill -9), so the last one out stops it."""
+def _alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (psutil counts those as existing)."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+    return bool(status != psutil.STATUS_ZOMBIE)
+
+
+def _postmaster_lines(pgdata: Path) -> list[str]:
+    with contextlib.suppress(OSError):
+        return (pgdata / POSTMASTER_PID).read_text().splitlines()
+    return []
+
+
+def _why_dead(pgdata: Path, pid: int) -> str | None:
+    """Why the postmaster `pid` of pgdata is not running (None: it is)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return "a zombie nobody reaped"
+        if not any(str(pgdata) in arg for arg in proc.cmdline()):
+            return f"its pid now belongs to {proc.name()}"
+    except psutil.NoSuchProcess:
+        return "gone"
+    except psutil.AccessDenied:
+        pass  # another user's live process: assume the postmaster, as postgres itself would
+    return None
+
+
+def live_postmaster(pgdata: Path) -> int | None:
+    """The pid of the postmaster running on pgdata, if one is."""
+    lines = _postmaster_lines(pgdata)
+    try:
+        pid = int(lines[0])
+    except (IndexError, ValueError):
+        return None
+    return None if _why_dead(pgdata, pid) else pid
+
+
+def _attached(shmid: str) -> int:
+    """Processes attached to a System V shared memory segment (0 when it is gone)."""
+    with contextlib.suppress(OSError):
+        for row in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[1] == shmid:
+                return int(fields[6])
+    return 0
+
+
+def _clear_dead_postmaster(pgdata: Path) -> str | None:
+    """Remove the pid file of a dead postmaster (under pgserver's lock); what was done."""
+    lines = _postmaster_lines(pgdata)
+    try:
+        pid = int(lines[0])
+    except (IndexError, ValueError):
+        return None
+    why = _why_dead(pgdata, pid)
+    if why is None:
+        return None
+    # Its backends and helpers exit when they notice it died; until then postgres refuses to
+    # start ("pre-existing shared memory block is still in use"). Line 7: shm key and id.
+    shm = lines[6].split() if len(lines) > 6 else []
+    started = time.monotonic()
+    while shm[1:] and _attached(shm[1]) and time.monotonic() - started < STALE_WAIT:
+        time.sleep(0.05)  # polling processes we cannot wait on (not our children)
+    # Postgres also locks its socket with a file naming the postmaster (lines 4-5: port and
+    # socket directory), and takes a zombie's pid in it for a live one too.
+    if len(lines) > 4 and lines[3].strip() and lines[4].strip():
+        socket_lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(socket_lock.read_text().split()[0]) == pid:
+                socket_lock.unlink()
+    (pgdata / POSTMASTER_PID).unlink(missing_ok=True)
+    waited = time.monotonic() - started
+    return f"postmaster {pid} had died ({why}); removed its stale lock files" + (
+        f" after {waited:.1f} s waiting for its processes to exit" if waited >= 0.1 else ""
+    )
+
+
+def _pgserver_lock() -> Any:
+    from pgserver.postgres_server import PostgresServer  # noqa: PLC0415 - heavy, embedded only
+
+    return PostgresServer._lock
+
+
+def _prune(pgdata: Path) -> None:
     handles = pgdata / PGSERVER_HANDLES
     with contextlib.suppress(FileNotFoundError, ValueError):
         pids = json.loads(handles.read_text())
-        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        alive = [pid for pid in pids if _alive(pid)]
         if alive != pids:
             handles.write_text(json.dumps(alive))
 
 
-def ensure_running(server: Any) -> None:
-    """Start an embedded server again whose postmaster has died."""
+def prune_dead_handles(pgdata: Path) -> None:
+    """Forget processes that died without letting go (kill -9), so the last one out stops it."""
+    with _pgserver_lock():  # another process may be adding itself to the list
+        _prune(pgdata)
+
+
+def prepare(pgdata: Path) -> str | None:
+    """Before pgserver opens pgdata: forget dead users, clear a dead postmaster; what was done."""
+    with _pgserver_lock():
+        _prune(pgdata)
+        return _clear_dead_postmaster(pgdata)
+
+
+def ensure_running(server: Any) -> str | None:
+    """Start an embedded server again whose postmaster has died; what was cleared first."""
     with server._lock:  # pgserver's own lock against concurrent starts
+        cleared = _clear_dead_postmaster(Path(server.pgdata))
         server.ensure_postgres_running()
+        return cleared
+
+
+def release(server: Any) -> None:
+    """Let go of an embedded server, stopping it if no other live process uses it."""
+    # pgserver stops the server only when this process is the last one listed: processes
+    # killed with -9 must leave the list first.
+    prune_dead_handles(Path(server.pgdata))
+    server.cleanup()  # takes the lock itself (not reentrant: closing it would drop ours)

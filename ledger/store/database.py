@@ -9,7 +9,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -39,7 +38,9 @@ class Database:
             if time.monotonic() - self._last_revive < 2:
                 return
             self._last_revive = time.monotonic()
-            overrides.ensure_running(self._server)
+            cleared = overrides.ensure_running(self._server)
+            if cleared:
+                log.warning("embedded PostgreSQL: %s; started it again", cleared)
         except Exception as failure:
             log.warning("could not restart the embedded PostgreSQL: %s", failure)
         finally:
@@ -49,12 +50,8 @@ class Database:
         """False when the embedded server's postmaster has died (True for an external one)."""
         if self._server is None:
             return True
-        pidfile = Path(self._server.pgdata) / "postmaster.pid"
-        try:
-            pid = int(pidfile.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return False
-        return bool(psutil.pid_exists(pid))
+        # A zombie postmaster (killed, never reaped) counts as dead, unlike for pid_exists.
+        return overrides.live_postmaster(Path(self._server.pgdata)) is not None
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
@@ -70,10 +67,23 @@ class Database:
 
             pgdata = (settings.data_dir / "pg").resolve()
             pgdata.mkdir(parents=True, exist_ok=True)
-            overrides.prune_dead_handles(pgdata)
+            # pgserver would take a killed postmaster's pid file (a zombie's) for a running
+            # server, and postgres refuses to start over it: cleared first, said in one line.
+            before = overrides.live_postmaster(pgdata)
+            cleared = overrides.prepare(pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
             url = str(server.get_uri())
-            log.info("embedded PostgreSQL running under %s", pgdata)
+            pid = server.get_pid()
+            if cleared:
+                log.warning(
+                    "embedded PostgreSQL under %s: %s; started postmaster %d", pgdata, cleared, pid
+                )
+            elif pid == before:
+                log.info(
+                    "embedded PostgreSQL under %s: reusing the running postmaster %d", pgdata, pid
+                )
+            else:
+                log.info("embedded PostgreSQL under %s: started postmaster %d", pgdata, pid)
         database = cls(url, settings.db_schema, settings.db_timeout, server)
         database.ensure_schema()
         return database
@@ -122,5 +132,5 @@ class Database:
     def close(self) -> None:
         """Stop the embedded server if this process was the last to use it."""
         if self._server is not None:
-            self._server.cleanup()
+            overrides.release(self._server)
             self._server = None

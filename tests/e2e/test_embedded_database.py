@@ -1,0 +1,90 @@
+"""The embedded PostgreSQL across crashes: a killed postmaster, a killed sharer of the data dir."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.support import Server, free_port
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+STALE = "had died"  # the one line Database.open logs about a dead one
+
+
+def _postmaster(data_dir: Path) -> int:
+    return int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+
+
+def _postgres_on(data_dir: Path) -> list[psutil.Process]:
+    """The live processes whose command line names the data directory."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and any(str(data_dir) in a for a in cmdline):
+            found.append(proc)
+    return found
+
+
+@pytest.fixture
+def never_reaping() -> Iterator[None]:
+    """This process adopts the servers' orphans (the postmaster) and does not reap them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    try:
+        yield
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        # Only the adopted postgres processes: reaping a Popen's child would lose its exit code.
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error, ChildProcessError):
+                if child.name() == "postgres" and child.status() == psutil.STATUS_ZOMBIE:
+                    os.waitpid(child.pid, 0)
+
+
+@pytest.mark.usefixtures("never_reaping")
+@pytest.mark.parametrize("reaped", [False, True], ids=["zombie", "gone"])
+def test_restart_right_after_postgres_was_killed(
+    reaped: bool, make_server: Callable[[str], Server], data_dir: Path
+) -> None:
+    server = make_server("embedded")
+    postmaster = _postmaster(data_dir)
+    os.kill(postmaster, signal.SIGKILL)
+    if reaped:
+        os.waitpid(postmaster, 0)  # its pid file stays, naming no process (its children may)
+    server.kill()
+    server.start()  # at once: the old postmaster's pid file (and its children) may remain
+    assert httpx.get(f"{server.url}/health", timeout=10).json()["status"] == "ok"
+    assert _postmaster(data_dir) != postmaster
+    output = server.log.read_text()
+    assert "Traceback" not in output
+    assert output.count(STALE) == 1, output
+    assert server.stop() == 0
+
+
+def test_survivor_of_a_killed_sharer_stops_postgres(
+    make_server: Callable[[str], Server], data_dir: Path
+) -> None:
+    first = make_server("embedded")
+    args = list(first.args)
+    args[args.index("--port") + 1] = str(free_port())
+    second = Server(args, first.env, first.log.with_name("second.log"))
+    second.start()
+    try:
+        assert _postgres_on(data_dir)
+        first.kill()
+    finally:
+        code = second.stop()
+    assert code == 0
+    deadline = time.monotonic() + 15
+    while (left := _postgres_on(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling processes another process stops
+    assert left == [], [p.info["cmdline"] for p in left]
