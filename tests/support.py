@@ -94,10 +94,14 @@ class Server:
         raise AssertionError(f"no {role} process")
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up at all."""
+        """SIGKILL the server; its children (told by the kernel) stop, and are waited for."""
         assert self.proc is not None
+        children = psutil.Process(self.proc.pid).children(recursive=True)
         self.proc.kill()
         self.proc.wait()
+        # An HTTP worker that is still finishing its requests would answer the next start's
+        # health check for a server that is not there any more.
+        psutil.wait_procs(children, timeout=30)
 
     def stop(self) -> int:
         """SIGTERM and wait for a clean exit."""
