@@ -10,6 +10,7 @@ the workers first (they answer what is in flight), then the writers, then the pr
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import shutil
@@ -121,6 +122,9 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
             import_profiles(ledger, settings)
             (run_dir / PROFILES).write_bytes(orjson.dumps(ledger.profiles()))
             top = ledger.last_sequence()
+        # The supervisor serves nothing: let go of the books the import loaded.
+        del ledger
+        gc.collect()
         # The read tables exist before any child starts: CREATE TABLE IF NOT EXISTS races.
         open_view(database.eventsourcing_env()).datastore.close()
         env = child_env(settings)

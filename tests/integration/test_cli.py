@@ -52,19 +52,23 @@ def test_generate_profiles_refuses_too_many_users(
     assert not out.exists()
 
 
+@pytest.fixture
+def store(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The options (and environment) that point a command at the test's store."""
+    monkeypatch.setenv("LEDGER_DB_SCHEMA", settings.db_schema)
+    monkeypatch.setenv("LEDGER_LOG_DIR", str(settings.log_dir))
+    return ["--database-url", str(settings.database_url)]
+
+
 def test_orders_and_positions_print_tables(
     ledger: Ledger,
     database: Database,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    store: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "cli-buy")])
     ledger.place_orders([OrderRequest("STRATEGY_Z", "L&T", Position.SELL, "cli-other")])
     replay(database.eventsourcing_env(), database.url)  # build the read models
-    monkeypatch.setenv("LEDGER_DB_SCHEMA", settings.db_schema)
-    monkeypatch.setenv("LEDGER_LOG_DIR", str(settings.log_dir))
-    store = ["--database-url", str(settings.database_url)]
 
     assert main(["orders", *store]) == 0
     out = capsys.readouterr().out
@@ -109,14 +113,11 @@ def test_project_runs_the_projections_alone(
 def test_replay_refuses_without_a_progress_bar_while_a_server_projects(
     ledger: Ledger,
     database: Database,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    store: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "r1")])
-    monkeypatch.setenv("LEDGER_DB_SCHEMA", settings.db_schema)
-    monkeypatch.setenv("LEDGER_LOG_DIR", str(settings.log_dir))
-    command = ["replay", "--database-url", database.url]
+    command = ["replay", *store]
 
     # Holding the projector's lock is what a running server (or `ledger project`) does.
     with projector_lock(database.url, database.eventsourcing_env()) as lock_conn:
