@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, NotRequired
+from typing import Any, Literal, NotRequired, Self
 
 from typing_extensions import TypeAliasType, TypedDict
 
@@ -29,10 +29,10 @@ class OrderAnswer:
     reason: Reason | None
 
     @classmethod
-    def of(cls, order: Order, sequence: int | None) -> OrderAnswer:
-        """The answer recorded by an Order aggregate, at its place in the store."""
+    def of(cls, order: Order | Any, sequence: int | None, **more: Any) -> Self:
+        """The answer recorded by an Order (or its Placed event), at its place in the store."""
         return cls(
-            RESPONSE=order.response,
+            RESPONSE=Outcome.of(order.accepted_for),
             order_id=order.order_id,
             sequence=sequence,
             strategy=order.strategy,
@@ -41,6 +41,7 @@ class OrderAnswer:
             accepted_for=list(order.accepted_for),
             rejected_for=list(order.rejected_for),
             reason=Reason(order.reason) if order.reason else None,
+            **more,
         )
 
     def is_for(self, strategy: str, instrument: str, position: Position) -> bool:
@@ -97,6 +98,28 @@ class Trade:
     sell_order_id: str
     opened_at: datetime
     closed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PositionChange:
+    """A position opened or closed for one user: the stream's `position` event."""
+
+    user: str
+    strategy: str
+    instrument: str
+    order_id: str
+    action: Literal["opened", "closed"]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChange:
+    """A user took up, changed or dropped a strategy: the stream's `profile` event."""
+
+    user: str
+    strategy: str
+    change: Literal["taken_up", "changed", "dropped"]
+    instruments: list[str]  # empty when dropped
 
 
 @dataclass(frozen=True, slots=True)

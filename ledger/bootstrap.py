@@ -24,6 +24,7 @@ from ledger.store.database import Database
 from ledger.wire import Desk
 from ledger.writer import Writer
 from ledger.writer_client import RemoteWriter
+from projections.hub import Hub
 from projections.runner import ProjectionProcess, ProjectionService, open_view
 from projections.views import LedgerView
 
@@ -100,6 +101,7 @@ class Services:
         self._desk: Desk | None = None
         self.projector: Projector | None = None
         self.profiles: Profiles = {}
+        self._hub: Hub | None = None
 
     @property
     def database(self) -> Database:
@@ -118,6 +120,12 @@ class Services:
         """The read models."""
         assert self._view is not None, "services not started"
         return self._view
+
+    @property
+    def hub(self) -> Hub:
+        """The stream's tail of the store and its subscribers (HTTP roles)."""
+        assert self._hub is not None, "no stream in this process"
+        return self._hub
 
     @property
     def writer(self) -> Writer:
@@ -140,6 +148,7 @@ class Services:
             self._ledger = ledger = Ledger(env=database.eventsourcing_env())
             if self.role != "writer":
                 self._view = await asyncio.to_thread(open_view, database.eventsourcing_env())
+                self._hub = Hub(ledger)
             if self.role == "all":
                 await asyncio.to_thread(import_profiles, ledger, settings)
                 self.profiles = await asyncio.to_thread(ledger.profiles)
@@ -177,6 +186,9 @@ class Services:
 
     async def stop(self) -> None:
         """Stop everything started; each step runs even if one before it failed."""
+        with _reported("stream"):
+            if self._hub is not None:
+                await asyncio.to_thread(self._hub.close)
         with _reported("writer"):
             if isinstance(self._desk, RemoteWriter):
                 await self._desk.stop()
@@ -194,6 +206,7 @@ class Services:
                 if close is not None:
                     close()
         self._writer = self._desk = self._view = self._ledger = self._database = None
+        self._hub = None
         self.projector = None
         log.info("ledger stopped")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger import faults, logs, profiles
+from ledger import faults, logs, profiles, tail
 from ledger.domain import Outcome
 from ledger.producer import produce as run
 from ledger.producer import random_orders
@@ -267,6 +267,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=produce)
+
+    tail.register(sub)
     return top
 
 

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     answer_timeout: float = Field(default=4.5, gt=0)  # seconds to wait for a commit, then 503
     workers: int | None = Field(default=None, ge=0, le=64)  # HTTP processes; None: the machine's
     writers: int = Field(default=1, ge=1, le=16)  # writer processes, strategies split by hash
+    stream_heartbeat: float = Field(default=15.0, gt=0)  # seconds between /stream comments
 
     if not TYPE_CHECKING:  # type checkers keep the field-by-field signature
 

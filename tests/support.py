@@ -6,12 +6,14 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -233,3 +235,22 @@ def check_read_models(server: Server, acked: dict[str, Any]) -> dict[str, Any]:
         for t in shown
     ] == trades
     return {"orders": orders, "positions": positions, "trades": shown}
+
+
+@contextlib.contextmanager
+def example_server(prefix: str) -> Iterator[Server]:
+    """A server with the worked example's profiles on an embedded database of its own."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    profile = base / "profiles.json"
+    profile.write_text(json.dumps(EXAMPLE_PROFILES))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "DATABASE_URL"))}
+    env["LEDGER_LOG_DIR"] = str(base / "logs")
+    args = ["--port", str(free_port()), "--profiles", str(profile), "--data-dir", str(base)]
+    server = Server([*args, "--host", "127.0.0.1"], env, base / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from ledger.bootstrap import Role, Services
-from ledger.http import docs, ops, orders, reads
+from ledger.http import console, docs, ops, orders, reads, stream, users
 from ledger.http.auth import BearerAuth
 from ledger.http.limits import HeaderLimit
 from ledger.http.responses import error
@@ -38,7 +38,15 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 def routes() -> list[BaseRoute]:
     """Every endpoint."""
-    return [*orders.routes(), *ops.routes(), *reads.routes(), *docs.routes()]
+    return [
+        *orders.routes(),
+        *ops.routes(),
+        *users.routes(),
+        *reads.routes(),
+        *stream.routes(),
+        *docs.routes(),
+        *console.routes(),
+    ]
 
 
 def create_app(

@@ -87,7 +87,7 @@ class DecisionsQuery(Query):
     )
 
 
-Q = TypeVar("Q", bound=Query)
+Q = TypeVar("Q", bound=BaseModel)
 
 
 def parse(model: type[Q], params: QueryParams) -> Q:

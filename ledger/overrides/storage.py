@@ -135,6 +135,19 @@ def notify(app: Application[Any], recordings: list[Recording[Any]]) -> None:
     app._notify(recordings)
 
 
+def buffered(subscription: Any) -> bool:
+    """Whether a ListenNotifySubscription holds fetched notifications: next() will not block."""
+    return bool(
+        subscription._notifications_index < len(subscription._notifications)
+        or not subscription._notifications_queue.empty()
+    )
+
+
+def set_page_size(subscription: Any, size: int) -> None:
+    """How many notifications a ListenNotifySubscription fetches at a time (its queue holds 10)."""
+    subscription._select_limit = size
+
+
 def projection_env(name: str, env: Mapping[str, str]) -> Any:
     """The environment a ProjectionRunner builds its view recorder from."""
     return ProjectionRunner._construct_env(name, dict(env))

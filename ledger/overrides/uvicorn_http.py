@@ -23,6 +23,7 @@ log = logging.getLogger("ledger.http.server")
 
 HEADER_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
+ABORT = "ledger.abort"  # the scope extension an app calls to close its connection at once
 MAX_CONNECTIONS = 4096
 
 # What this module leans on that uvicorn does not promise to keep. Methods overridden or
@@ -44,6 +45,7 @@ RELIED_ON_INSTANCES = [
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "connections"),
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "tasks"),
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "transport"),
+    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "scope"),
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "loop"),
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "timeout_keep_alive_task"),
     ("uvicorn.server.ServerState", "connections"),
@@ -113,6 +115,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             log.warning("%d requests in flight: answering 503", len(self.tasks))
         # uvicorn's on_headers_complete runs self.app for this request (or queues it).
         self.app = service_unavailable if busy else self._app
+        # A long response (the event stream) whose client stopped reading may block in send()
+        # forever: the app can close the connection at once, unflushed (ledger.http.stream).
+        extensions: dict[str, Any] = {**self.scope.get("extensions", {}), ABORT: self.drop_now}
+        self.scope["extensions"] = extensions
         super().on_headers_complete()
         self._unanswered.append(self.cycle)
 
@@ -149,6 +155,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
         self._stop_head_timer()
         self._idle.pop(self, None)
+
+    def drop_now(self) -> None:
+        """Close this connection without flushing what is still to be written."""
+        self.drop()
+        self.transport.abort()
 
     def drop(self) -> None:
         """Close this connection now and stop counting it."""

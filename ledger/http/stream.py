@@ -1,0 +1,193 @@
+"""GET /stream: the ledger's events as Server-Sent Events, with filters and resume."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any
+
+from eventsourcing.persistence import PersistenceError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ledger.http.lanes import POLLS, Lane
+from ledger.http.queries import INT64, BadQuery, parse
+from ledger.http.responses import error
+from ledger.http.spec import Doc, documented
+from ledger.http.state import services
+from ledger.names import name_problem
+from ledger.overrides.uvicorn_http import ABORT
+from projections.feed import KINDS, Kind, StreamEvent, StreamFilter
+from projections.hub import Hub
+
+log = logging.getLogger(__name__)
+
+RETRY_MS = 2000  # the reconnection delay browsers are told
+# Resuming subscribers read the past here, off the read lane: a thousand of them resuming at
+# once wait their turn instead of being told the server is busy.
+HISTORY = Lane("ledger-stream", 2, None)
+
+
+def _names(value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    names = value.split(",")
+    for name in names:
+        problem = name_problem(name)
+        if problem is not None:
+            raise ValueError(f"{name[:64]!r} {problem}")
+    return frozenset(names)
+
+
+class StreamQuery(BaseModel):
+    """Which events to send, and where to start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user: str | None = Field(
+        None, description="comma list: orders decided for, positions and profiles of these users"
+    )
+    strategy: str | None = Field(None, description="comma list of strategies")
+    instrument: str | None = Field(
+        None, description="comma list of instruments (profile events always pass)"
+    )
+    types: str | None = Field(
+        None, description="comma list of event types: order, position, profile"
+    )
+    after: int | None = Field(
+        None, ge=0, le=INT64, description="resume after this sequence (as the Last-Event-ID header)"
+    )
+
+    @field_validator("user", "strategy", "instrument")
+    @classmethod
+    def _valid_names(cls, value: str | None) -> str | None:
+        _names(value)
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _valid_types(cls, value: str | None) -> str | None:
+        if value is not None:
+            unknown = [t for t in value.split(",") if t not in KINDS]
+            if unknown:
+                raise ValueError(
+                    f"unknown type(s) {', '.join(unknown)[:64]}: use {', '.join(KINDS)}"
+                )
+        return value
+
+    def want(self) -> StreamFilter:
+        """The filter these parameters describe."""
+        kinds: frozenset[Kind] | None = (
+            frozenset(k for k in KINDS if k in self.types.split(",")) if self.types else None
+        )
+        return StreamFilter(
+            _names(self.user),
+            _names(self.strategy),
+            _names(self.instrument),
+            kinds,
+        )
+
+
+def resume_point(request: Request, query: StreamQuery) -> int | None:
+    """Where the client resumes: ?after=N or Last-Event-ID (BadQuery when that is not a number)."""
+    header = request.headers.get("last-event-id")
+    if query.after is not None or header is None or header == "":
+        return query.after
+    if not header.isascii() or not header.isdigit() or int(header) > INT64:
+        raise BadQuery({"Last-Event-ID": "must be a sequence number (an event's id)"})
+    return int(header)
+
+
+async def events(
+    hub: Hub,
+    want: StreamFilter,
+    cursor: int,
+    abort: Callable[[], None] | None,
+) -> AsyncIterator[Any]:
+    """The retry hint, the stored events after `cursor`, then the live ones, in sequence order."""
+    yield ServerSentEvent(retry=RETRY_MS)
+    try:
+        await hub.start()
+        while not hub.covers(cursor):
+            if not hub.running:  # stopped while idle, between two pages
+                await hub.start()
+                continue
+            page, cursor = await HISTORY.run(partial(_page, hub, cursor, want, hub.floor))
+            for event in page:
+                yield event.frame
+    except PersistenceError as failure:
+        # The client reconnects after `retry` and resumes from the last id it received.
+        log.warning("a stream ended: the database failed (%s)", failure)
+        return
+    subscriber = hub.join(want, cursor, abort)
+    try:
+        while True:
+            await subscriber.ready.wait()
+            if subscriber.closed:
+                return
+            if subscriber.overflowed:
+                log.info("a stream subscriber fell behind; disconnected, it resumes by id")
+                return
+            for event in subscriber.take():
+                yield event.frame
+    finally:
+        hub.leave(subscriber)
+
+
+def _page(
+    hub: Hub, cursor: int, want: StreamFilter, stop: int, _: Any
+) -> tuple[list[StreamEvent], int]:
+    return hub.history(cursor, want, stop)
+
+
+STREAM_DOC = (
+    "Server-Sent Events: `order` (the answer POST /order gave, with `received_at`), `position`"
+    " (opened or closed for one user) and `profile` (a user took up, changed or dropped a"
+    " strategy). Each event's `id` is its store sequence. Resume with `Last-Event-ID` or"
+    " `after`: every matching event after it, then live, with no gap and no repeat. Without"
+    " either, the stream starts now. A comment heartbeat keeps idle connections open; a client"
+    " too slow to keep up is disconnected and resumes by id."
+)
+
+
+@documented(
+    Doc(
+        "The ledger's events, live",
+        query=StreamQuery,
+        description=STREAM_DOC,
+        media_type="text/event-stream",
+        errors={
+            404: "after / Last-Event-ID is beyond the store's last sequence",
+            422: "a query parameter or Last-Event-ID is not usable",
+        },
+    )
+)
+async def stream(request: Request) -> Response:
+    """Open a stream of events matching the filters."""
+    running = services(request)
+    try:
+        query = parse(StreamQuery, request.query_params)
+        after = resume_point(request, query)
+    except BadQuery as bad:
+        return error(422, "bad query parameter", fields=bad.fields)
+    top = await POLLS.run(lambda _: running.ledger.last_sequence())
+    if after is not None and after > top:
+        return error(
+            404,
+            "the stream cannot resume there",
+            fields={"after": f"{after} is beyond the store's last sequence {top}"},
+        )
+    abort = request.scope.get("extensions", {}).get(ABORT)
+    return EventSourceResponse(
+        events(running.hub, query.want(), top if after is None else after, abort),
+        ping=running.settings.stream_heartbeat,
+    )
+
+
+def routes() -> list[BaseRoute]:
+    """The stream."""
+    return [Route("/stream", stream, methods=["GET"])]

@@ -1,0 +1,166 @@
+"""The live feed: stored events turned into stream events (order, position, profile)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+from uuid import UUID
+
+import orjson
+from eventsourcing.utils import get_topic
+from sse_starlette import ServerSentEvent
+
+from ledger.answers import LoggedOrder, PositionChange, ProfileChange
+from ledger.domain import Book, Order, Roster
+
+Kind = Literal["order", "position", "profile"]
+KINDS: tuple[Kind, ...] = ("order", "position", "profile")
+
+# Every event the feed reads from the store. Roster events make no stream event: they only
+# teach the feed which user and strategy a new book belongs to.
+_PLACED: Any = Order.Placed  # type: ignore[attr-defined]
+_OPENED: Any = Book.PositionOpened  # type: ignore[attr-defined]
+_CLOSED: Any = Book.PositionClosed  # type: ignore[attr-defined]
+_TAKEN_UP: Any = Book.StrategyTakenUp  # type: ignore[attr-defined]
+_CHANGED: Any = Book.InstrumentsChanged  # type: ignore[attr-defined]
+_DROPPED: Any = Book.StrategyDropped  # type: ignore[attr-defined]
+_BOOKS_ADDED: Any = Roster.BooksAdded  # type: ignore[attr-defined]
+TOPICS = tuple(
+    get_topic(cls)
+    for cls in (_PLACED, _OPENED, _CLOSED, _TAKEN_UP, _CHANGED, _DROPPED, _BOOKS_ADDED)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One event of the stream, framed once for every subscriber, with what filters look at."""
+
+    sequence: int
+    kind: Kind
+    frame: bytes  # the whole SSE message: id, event and data lines
+    users: frozenset[str]
+    strategy: str
+    instrument: str | None  # None for profile changes, which no instrument filter hides
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFilter:
+    """Which events a subscriber wants; None lets everything through."""
+
+    users: frozenset[str] | None = None
+    strategies: frozenset[str] | None = None
+    instruments: frozenset[str] | None = None
+    kinds: frozenset[Kind] | None = None
+
+    def matches(self, event: StreamEvent) -> bool:
+        """Whether the event passes every filter given."""
+        return (
+            (self.kinds is None or event.kind in self.kinds)
+            and (self.strategies is None or event.strategy in self.strategies)
+            and (self.users is None or not self.users.isdisjoint(event.users))
+            and (
+                self.instruments is None
+                or event.instrument is None
+                or event.instrument in self.instruments
+            )
+        )
+
+
+def frame(sequence: int, kind: Kind, data: Any) -> bytes:
+    """The SSE message (sse-starlette's framing) of one event."""
+    text = orjson.dumps(data).decode()
+    return ServerSentEvent(data=text, event=kind, id=str(sequence)).encode()
+
+
+class Feed:
+    """Translates the ledger's stored events; knows which user and strategy each book is."""
+
+    def __init__(self, roster: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self._roster = roster  # (user, strategy) of every book, as stored now
+        self._books: dict[UUID, tuple[str, str]] = {}
+
+    def _learn(self, books: Iterable[tuple[str, str] | list[str]]) -> None:
+        for user, strategy in books:
+            self._books[Book.create_id(user, strategy)] = (user, strategy)
+
+    def owner(self, book_id: UUID) -> tuple[str, str]:
+        """(user, strategy) of a book; the roster is read again for a book not seen yet."""
+        found = self._books.get(book_id)
+        if found is None:
+            self._learn(self._roster())
+            found = self._books[book_id]
+        return found
+
+    def translate(self, domain_event: Any, sequence: int) -> StreamEvent | None:
+        """The stream event of one stored event, or None for those the stream does not show."""
+        match domain_event:
+            case _PLACED():
+                order = logged_order(domain_event, sequence)
+                users = [*order.accepted_for, *(r["user"] for r in order.rejected_for)]
+                return StreamEvent(
+                    sequence,
+                    "order",
+                    frame(sequence, "order", order),
+                    frozenset(users),
+                    order.strategy,
+                    order.instrument,
+                )
+            case _OPENED() | _CLOSED():
+                user, strategy = self.owner(domain_event.originator_id)
+                change = PositionChange(
+                    user=user,
+                    strategy=strategy,
+                    instrument=domain_event.instrument,
+                    order_id=domain_event.order_id,
+                    action="opened" if isinstance(domain_event, _OPENED) else "closed",
+                    at=domain_event.at,
+                )
+                return StreamEvent(
+                    sequence,
+                    "position",
+                    frame(sequence, "position", change),
+                    frozenset((user,)),
+                    strategy,
+                    change.instrument,
+                )
+            case _TAKEN_UP():
+                self._learn([(domain_event.user, domain_event.strategy)])
+                return self._profile(
+                    sequence, domain_event.user, domain_event.strategy, "taken_up",
+                    domain_event.instruments,
+                )  # fmt: skip
+            case _CHANGED():
+                user, strategy = self.owner(domain_event.originator_id)
+                return self._profile(sequence, user, strategy, "changed", domain_event.instruments)
+            case _DROPPED():
+                user, strategy = self.owner(domain_event.originator_id)
+                return self._profile(sequence, user, strategy, "dropped", [])
+            case _BOOKS_ADDED():
+                self._learn(domain_event.books)
+                return None
+            case _:
+                return None
+
+    @staticmethod
+    def _profile(
+        sequence: int,
+        user: str,
+        strategy: str,
+        change: Literal["taken_up", "changed", "dropped"],
+        instruments: list[str],
+    ) -> StreamEvent:
+        data = ProfileChange(user, strategy, change, list(instruments))
+        return StreamEvent(
+            sequence,
+            "profile",
+            frame(sequence, "profile", data),
+            frozenset((user,)),
+            strategy,
+            None,
+        )
+
+
+def logged_order(placed: Any, sequence: int) -> LoggedOrder:
+    """An order's answer as POST /order gave it, with when it was received."""
+    return LoggedOrder.of(placed, sequence, received_at=placed.received_at)

@@ -1,0 +1,220 @@
+"""One tail of the store per process, fanned out in memory to every stream subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ledger.application import Ledger
+from ledger.overrides import storage as overrides
+from projections.feed import TOPICS, Feed, StreamEvent, StreamFilter
+
+log = logging.getLogger(__name__)
+
+RING_EVENTS = 20_000  # recent events kept for subscribers that join or resume
+RING_BYTES = 32 * 2**20  # ... and at most this many bytes of them
+QUEUE_BYTES = 8 * 2**20  # a subscriber this far behind is disconnected: it resumes by id
+QUEUE_EVENTS = 50_000
+HISTORY_PAGE = 100  # stored events read at a time for a subscriber resuming from the past
+IDLE_STOP = 30.0  # seconds the tail keeps running after its last subscriber left
+RETRY_AFTER = 1.0  # seconds between attempts when the database fails under the tail
+
+
+class Subscriber:
+    """One stream client: the events that matched since its cursor, bounded."""
+
+    def __init__(self, want: StreamFilter, cursor: int, abort: Callable[[], None] | None) -> None:
+        self.want = want
+        self.cursor = cursor  # nothing at or before this sequence is delivered again
+        self.queue: deque[StreamEvent] = deque()
+        self.queued_bytes = 0
+        self.ready = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+        self._abort = abort
+
+    def offer(self, event: StreamEvent) -> None:
+        """Queue the event if it is new and wanted; overflow disconnects."""
+        if self.overflowed or event.sequence <= self.cursor or not self.want.matches(event):
+            return
+        self.queue.append(event)
+        self.cursor = event.sequence
+        self.queued_bytes += len(event.frame)
+        if self.queued_bytes > QUEUE_BYTES or len(self.queue) > QUEUE_EVENTS:
+            self.overflowed = True
+            self.queue.clear()
+            if self._abort is not None:
+                self._abort()  # the socket may be stuck: close it, do not wait for it
+        self.ready.set()
+
+    def take(self) -> list[StreamEvent]:
+        """Everything queued, oldest first."""
+        taken = list(self.queue)
+        self.queue.clear()
+        self.queued_bytes = 0
+        self.ready.clear()
+        return taken
+
+    def close(self) -> None:
+        """End this subscriber's stream (the server is stopping)."""
+        self.closed = True
+        self.ready.set()
+
+
+class Hub:
+    """Tails the store in one thread while anyone listens; keeps recent events in a ring."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.feed = Feed(self._books)
+        self.ring: deque[StreamEvent] = deque()
+        self.ring_bytes = 0
+        self.floor = 0  # every stream event after `floor` is in the ring (while running)
+        self.position = 0  # the last sequence the tail has read
+        self.subscribers: set[Subscriber] = set()
+        self.running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._subscription: Any = None
+        self._thread: threading.Thread | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._starting = asyncio.Lock()
+        self._generation = 0  # a stopped tail's last batches, arriving late, are dropped
+
+    def _books(self) -> list[tuple[str, str]]:
+        roster = self.ledger.roster()
+        return roster.books if roster is not None else []
+
+    async def start(self) -> None:
+        """Start the tail at the store's present, unless it runs."""
+        async with self._starting:
+            if self.running:
+                return
+            self._loop = asyncio.get_running_loop()
+            present = await asyncio.to_thread(self.ledger.last_sequence)
+            self.ring.clear()
+            self.ring_bytes = 0
+            self.floor = self.position = present
+            self._stop = threading.Event()
+            self._generation += 1
+            self._thread = threading.Thread(
+                target=self._tail,
+                args=(self._stop, self._generation),
+                name="stream-tail",
+                daemon=True,
+            )
+            self.running = True
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the tail thread; subscribers keep waiting (a restart resumes them)."""
+        self.running = False
+        self._stop.set()
+        subscription = self._subscription
+        if subscription is not None:
+            subscription.stop()
+
+    def close(self) -> None:
+        """The server stops: end every stream and the tail."""
+        for subscriber in list(self.subscribers):
+            subscriber.close()
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def covers(self, cursor: int) -> bool:
+        """Whether the ring holds every event after `cursor` (the tail runs and has passed it)."""
+        return self.running and cursor >= self.floor
+
+    def join(self, want: StreamFilter, cursor: int, abort: Callable[[], None] | None) -> Subscriber:
+        """Subscribe after `cursor` (covered): what the ring holds now, then everything new."""
+        assert self.covers(cursor)
+        subscriber = Subscriber(want, cursor, abort)
+        for event in self.ring:
+            subscriber.offer(event)
+        self.subscribers.add(subscriber)
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        return subscriber
+
+    def leave(self, subscriber: Subscriber) -> None:
+        """Unsubscribe; the tail stops a while after the last subscriber left."""
+        self.subscribers.discard(subscriber)
+        if not self.subscribers and self.running and self._loop is not None:
+            self._idle = self._loop.call_later(IDLE_STOP, self._stop_if_idle)
+
+    def _stop_if_idle(self) -> None:
+        self._idle = None
+        if not self.subscribers:
+            self.stop()
+
+    def history(self, cursor: int, want: StreamFilter, stop: int) -> tuple[list[StreamEvent], int]:
+        """Stored events after `cursor` up to `stop` that match, and the new cursor (a thread)."""
+        notifications = self.ledger.recorder.select_notifications(
+            start=cursor, limit=HISTORY_PAGE, stop=stop, topics=TOPICS, inclusive_of_start=False
+        )
+        found = []
+        for notification in notifications:
+            event = self.feed.translate(
+                self.ledger.mapper.to_domain_event(notification), notification.id
+            )
+            if event is not None and want.matches(event):
+                found.append(event)
+        if len(notifications) < HISTORY_PAGE:
+            return found, stop
+        return found, notifications[-1].id
+
+    def _publish(self, events: list[StreamEvent], position: int, generation: int) -> None:
+        """On the loop: add the tail's events to the ring and offer them to every subscriber."""
+        if generation != self._generation or not self.running:
+            return
+        for event in events:
+            self.ring.append(event)
+            self.ring_bytes += len(event.frame)
+            while len(self.ring) > RING_EVENTS or self.ring_bytes > RING_BYTES:
+                gone = self.ring.popleft()
+                self.ring_bytes -= len(gone.frame)
+                self.floor = gone.sequence
+            for subscriber in self.subscribers:
+                subscriber.offer(event)
+        self.position = max(self.position, position)
+
+    def _tail(self, stop: threading.Event, generation: int) -> None:
+        """The tail thread: read new events, translate them, hand them to the loop in batches."""
+        position = self.position
+        while not stop.is_set():
+            try:
+                with self.ledger.recorder.subscribe(gt=position, topics=TOPICS) as subscription:
+                    self._subscription = subscription
+                    overrides.set_page_size(subscription, HISTORY_PAGE)
+                    if stop.is_set():
+                        return
+                    for notification in subscription:
+                        batch = [notification]
+                        while len(batch) < HISTORY_PAGE and overrides.buffered(subscription):
+                            batch.append(next(subscription))
+                        events = []
+                        for stored in batch:
+                            domain_event = self.ledger.mapper.to_domain_event(stored)
+                            event = self.feed.translate(domain_event, stored.id)
+                            if event is not None:
+                                events.append(event)
+                        position = batch[-1].id
+                        self._hand_over(events, position, generation)
+            except Exception as failure:
+                log.warning("stream tail stopped (%s); resuming after %d", failure, position)
+                stop.wait(RETRY_AFTER)
+            finally:
+                self._subscription = None
+
+    def _hand_over(self, events: list[StreamEvent], position: int, generation: int) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the server stopped
+                loop.call_soon_threadsafe(self._publish, events, position, generation)

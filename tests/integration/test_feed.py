@@ -1,0 +1,170 @@
+"""The stream's past, read from the store by the hub, against a model built from the answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.answers import OrderRequest
+from ledger.application import Ledger
+from ledger.domain import Position
+from projections.feed import KINDS, StreamEvent, StreamFilter
+from projections.hub import HISTORY_PAGE, Hub
+from tests.support import EXAMPLE_PROFILES
+
+USERS = sorted(EXAMPLE_PROFILES)
+STRATEGIES = ["STRATEGY_A", "STRATEGY_B", "STRATEGY_D", "STRATEGY_X"]
+INSTRUMENTS = ["GRASIM", "INFY", "MINDA", "ACC", "NTPC"]
+
+requests = st.builds(
+    lambda s, i, p: OrderRequest(s, i, Position(p)),
+    st.sampled_from(STRATEGIES),
+    st.sampled_from(INSTRUMENTS),
+    st.sampled_from(["BUY", "SELL"]),
+)
+
+
+def subset(items: list[str]) -> st.SearchStrategy[frozenset[str] | None]:
+    return st.none() | st.frozensets(st.sampled_from(items), min_size=1)
+
+
+filters = st.builds(
+    StreamFilter,
+    subset(USERS),
+    subset(STRATEGIES),
+    subset(INSTRUMENTS),
+    subset(list(KINDS)),  # type: ignore[arg-type]
+)
+
+# The model: (kind, data without times) of every stream event, in store order.
+Seen = tuple[str, dict[str, Any], frozenset[str], str, str | None]
+
+
+def profile_events() -> list[Seen]:
+    return [
+        (
+            "profile",
+            {"user": u, "strategy": s, "change": "taken_up", "instruments": i},
+            frozenset([u]),
+            s,
+            None,
+        )
+        for u, books in EXAMPLE_PROFILES.items()
+        for s, i in books.items()
+    ]
+
+
+def order_events(answer: Any) -> list[Seen]:
+    data = orjson.loads(orjson.dumps(answer))
+    action = "opened" if answer.position is Position.BUY else "closed"
+    users = frozenset([*answer.accepted_for, *(r["user"] for r in answer.rejected_for)])
+    positions: list[Seen] = [
+        (
+            "position",
+            {"user": u, "strategy": answer.strategy, "instrument": answer.instrument,
+             "order_id": answer.order_id, "action": action},
+            frozenset([u]),
+            answer.strategy,
+            answer.instrument,
+        )
+        for u in answer.accepted_for
+    ]  # fmt: skip
+    return [*positions, ("order", data, users, answer.strategy, answer.instrument)]
+
+
+def matches(want: StreamFilter, seen: Seen) -> bool:
+    kind, _, users, strategy, instrument = seen
+    return StreamFilter.matches(
+        want,
+        StreamEvent(0, kind, b"", users, strategy, instrument),  # type: ignore[arg-type]
+    )
+
+
+def seen(kind: str, data: dict[str, Any]) -> Seen:
+    """What a filter looks at, from an event's data."""
+    if kind == "order":
+        users = frozenset([*data["accepted_for"], *(r["user"] for r in data["rejected_for"])])
+        return (kind, data, users, data["strategy"], data["instrument"])
+    return (kind, data, frozenset([data["user"]]), data["strategy"], data.get("instrument"))
+
+
+def read(hub: Hub, after: int, want: StreamFilter, top: int) -> list[tuple[int, str, Any]]:
+    found: list[tuple[int, str, Any]] = []
+    cursor = after
+    while cursor < top:
+        page, cursor = hub.history(cursor, want, top)
+        for event in page:
+            text = event.frame.decode()
+            data = orjson.loads(text.split("data: ", 1)[1].split("\r\n", 1)[0])
+            found.append((event.sequence, event.kind, data))
+    return found
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    batches=st.lists(st.lists(requests, min_size=1, max_size=8), max_size=3),
+    want=filters,
+    data=st.data(),
+)
+def test_history_is_every_matching_event_after_the_cursor_once_in_order(
+    ledger: Ledger, batches: list[list[OrderRequest]], want: StreamFilter, data: st.DataObject
+) -> None:
+    model = getattr(ledger, "_stream_model", None)
+    if model is None:  # the first example: the profile import's events
+        model = ledger._stream_model = profile_events()  # type: ignore[attr-defined]
+    sequences: list[int] = getattr(ledger, "_order_sequences", [])
+    for batch in batches:
+        for outcome in ledger.place_orders(batch):
+            if outcome.stored:
+                model.extend(order_events(outcome.answer))
+                sequences.append(outcome.answer.sequence)
+    ledger._order_sequences = sequences  # type: ignore[attr-defined]
+    hub = Hub(ledger)
+    top = ledger.last_sequence()
+    everything = read(hub, 0, StreamFilter(), top)
+    assert [s for s, _, _ in everything] == sorted({s for s, _, _ in everything})
+    assert [s for s, k, _ in everything if k == "order"] == sequences
+
+    # Orders in the order they were answered; a batch stores its book events before its
+    # orders, so positions are compared per book, and each comes before its order.
+    def key(kind: str, data: dict[str, Any]) -> Any:
+        return data if kind == "order" else (data["user"], data["strategy"], data["instrument"])
+
+    def strip(data: dict[str, Any]) -> dict[str, Any]:
+        return {f: v for f, v in data.items() if f not in ("at", "received_at")}
+
+    got = [(k, strip(d)) for _, k, d in everything]
+    wanted = [(k, d) for k, d, *_ in model]
+    for kind in KINDS:
+        mine = [d for k, d in got if k == kind]
+        theirs = [d for k, d in wanted if k == kind]
+        if kind == "position":
+            mine.sort(key=lambda d: key(kind, d))  # stable: per book, in store order
+            theirs.sort(key=lambda d: key(kind, d))
+        assert mine == theirs
+    placed_at = {d["order_id"]: s for s, k, d in everything if k == "order"}
+    assert all(s < placed_at[d["order_id"]] for s, k, d in everything if k == "position")
+    # From any cursor, with any filter: the model's events after it that match.
+    after = data.draw(st.sampled_from([0, *(s for s, _, _ in everything)]))
+    expected = [(s, k) for s, k, d in everything if s > after and matches(want, seen(k, d))]
+    assert [(s, k) for s, k, _ in read(hub, after, want, top)] == expected
+
+
+def test_history_pages_are_bounded(ledger: Ledger) -> None:
+    for n in range(HISTORY_PAGE):
+        side = "BUY" if n % 2 == 0 else "SELL"
+        ledger.place_orders([OrderRequest("STRATEGY_B", "ACC", Position(side), f"p-{n}")])
+    hub = Hub(ledger)
+    top = ledger.last_sequence()
+    page, cursor = hub.history(0, StreamFilter(), top)
+    assert len(page) <= HISTORY_PAGE
+    assert 0 < cursor < top
+    rest, end = hub.history(cursor, StreamFilter(), top)
+    assert end == top or len(rest) <= HISTORY_PAGE

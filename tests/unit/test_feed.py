@@ -1,0 +1,88 @@
+"""The stream's filters, a subscriber's bounded queue, and `ledger tail`'s lines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from ledger.tail import line
+from projections import hub
+from projections.feed import StreamEvent, StreamFilter, frame
+from projections.hub import Subscriber
+
+ORDER = StreamEvent(9, "order", b"x", frozenset({"Ann", "Bo"}), "S_A", "ACC")
+POSITION = StreamEvent(7, "position", b"x", frozenset({"Ann"}), "S_A", "ACC")
+PROFILE = StreamEvent(3, "profile", b"x", frozenset({"Cy"}), "S_B", None)
+
+
+@pytest.mark.parametrize(
+    ("want", "passes"),
+    [
+        (StreamFilter(), {9, 7, 3}),
+        (StreamFilter(users=frozenset({"Bo"})), {9}),
+        (StreamFilter(users=frozenset({"Ann", "Cy"})), {9, 7, 3}),
+        (StreamFilter(strategies=frozenset({"S_B"})), {3}),
+        (StreamFilter(instruments=frozenset({"INFY"})), {3}),  # profiles carry no instrument
+        (StreamFilter(instruments=frozenset({"ACC"}), kinds=frozenset({"order"})), {9}),
+        (StreamFilter(kinds=frozenset({"position", "profile"})), {7, 3}),
+    ],
+)
+def test_filters_combine_with_and(want: StreamFilter, passes: set[int]) -> None:
+    assert {e.sequence for e in (ORDER, POSITION, PROFILE) if want.matches(e)} == passes
+
+
+def test_frames_are_one_sse_message_with_id_and_type() -> None:
+    text = frame(12, "order", {"a": "b\nc"}).decode()
+    assert text == 'id: 12\r\nevent: order\r\ndata: {"a":"b\\nc"}\r\n\r\n'
+
+
+def test_a_subscriber_gets_new_matching_events_once() -> None:
+    async def run() -> list[int]:
+        subscriber = Subscriber(StreamFilter(kinds=frozenset({"order"})), 5, None)
+        for event in (PROFILE, POSITION, ORDER, ORDER):
+            subscriber.offer(event)
+        assert subscriber.ready.is_set()
+        return [e.sequence for e in subscriber.take()]
+
+    assert asyncio.run(run()) == [9]
+
+
+def test_a_subscriber_that_falls_behind_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub, "QUEUE_BYTES", 10)
+    aborted: list[bool] = []
+
+    async def run() -> Subscriber:
+        subscriber = Subscriber(StreamFilter(), 0, lambda: aborted.append(True))
+        for n in range(1, 4):
+            subscriber.offer(StreamEvent(n, "order", b"12345", frozenset(), "S", "I"))
+        return subscriber
+
+    subscriber = asyncio.run(run())
+    assert subscriber.overflowed
+    assert aborted == [True]  # once, however many events come after
+    assert subscriber.take() == []
+
+
+def test_tail_lines_are_readable() -> None:
+    order = {
+        "RESPONSE": "ACCEPTED",
+        "order_id": "o-1",
+        "position": "BUY",
+        "strategy": "S_A",
+        "instrument": "ACC",
+        "accepted_for": ["Ann"],
+        "rejected_for": [{"user": "Bo", "reason": "ALREADY_OPEN"}],
+        "reason": None,
+    }
+    assert line("order", "9", order) == (
+        "#9 order ACCEPTED o-1: BUY S_A ACC for Ann; refused Bo ALREADY_OPEN"
+    )
+    position = {"user": "Ann", "strategy": "S_A", "instrument": "ACC", "order_id": "o-1"}
+    assert line("position", "7", {**position, "action": "opened"}) == (
+        "#7 position opened: Ann S_A ACC (order o-1)"
+    )
+    profile = {"user": "Cy", "strategy": "S_B", "change": "dropped", "instruments": []}
+    assert line("profile", "3", profile) == "#3 profile dropped: Cy S_B"
+    assert line("other", "1", {"k": 1}) == "#1 other: " + orjson.dumps({"k": 1}).decode()
