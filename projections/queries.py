@@ -62,6 +62,13 @@ def _book_filters(filters: Filters) -> tuple[tuple[str, str | None], ...]:
     )
 
 
+def _direction(key: str, newest_first: bool) -> tuple[Composable, Composable]:
+    """The cursor's condition and the ORDER BY of a page, oldest or newest first."""
+    if newest_first:  # the cursor pages backwards: rows before it
+        return SQL(key + " < %s"), SQL(" ORDER BY " + key + " DESC LIMIT %s")
+    return SQL(key + " > %s"), SQL(" ORDER BY " + key + " LIMIT %s")
+
+
 def _page(
     view: LedgerView,
     table: str,
@@ -70,17 +77,16 @@ def _page(
     limit: int,
     after: int | None,
     cancellation: Cancellation | None = None,
+    newest_first: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Rows in `key` order after the cursor, and the next cursor when there are more."""
+    """Rows in `key` order after the cursor (before it, newest first), and the next cursor
+    when there are more."""
     conditions, params = where
+    beyond, order_by = _direction(key, newest_first)
     if after is not None:
-        conditions = [*conditions, SQL(key + " > %s")]
+        conditions = [*conditions, beyond]
         params = [*params, after]
-    statement = (
-        SQL("SELECT * FROM {0}").format(view.tables[table])
-        + _where(conditions)
-        + SQL(" ORDER BY " + key + " LIMIT %s")
-    )
+    statement = SQL("SELECT * FROM {0}").format(view.tables[table]) + _where(conditions) + order_by
     rows = view.query(statement, [*params, limit + 1], cancellation)
     more = len(rows) > limit
     return rows[:limit], (str(rows[limit - 1][key]) if more else None)
@@ -126,10 +132,12 @@ def positions(
     )
 
 
-def orders(view: LedgerView, filters: Filters, limit: int, after: int | None) -> OrdersPage:
-    """A page of the order log in sequence order, and the cursor of the next page."""
+def orders(
+    view: LedgerView, filters: Filters, limit: int, after: int | None, newest_first: bool = False
+) -> OrdersPage:
+    """A page of the order log in sequence order (or newest first), and the next cursor."""
     where = _order_conditions(filters)
-    rows, cursor = _page(view, "orders", "sequence", where, limit, after)
+    rows, cursor = _page(view, "orders", "sequence", where, limit, after, None, newest_first)
     return OrdersPage([logged_order(row) for row in rows], cursor)
 
 
@@ -179,23 +187,21 @@ def orders_json(
     limit: int,
     after: int | None,
     cancellation: Cancellation | None = None,
+    newest_first: bool = False,
 ) -> list[bytes]:
     """A page of the order log as OrdersPage's JSON, in pieces: at most `limit` orders and
-    PAGE_BYTES (one order at least).
+    PAGE_BYTES (one order at least). Newest first, `after` is the cursor of a backward walk.
 
     Rows come from a server-side cursor about FETCH_BYTES at a time and are encoded as they
     come; the pieces are sent as they are, never joined. A cancelled read stops at the next row.
     """
     cancellation = cancellation or Cancellation()
     conditions, params = _order_conditions(filters)
+    beyond, order_by = _direction("sequence", newest_first)
     if after is not None:
-        conditions.append(SQL("sequence > %s"))
+        conditions.append(beyond)
         params.append(after)
-    statement = (
-        _ORDER_JSON_COLUMNS.format(view.tables["orders"])
-        + _where(conditions)
-        + SQL(" ORDER BY sequence LIMIT %s")
-    )
+    statement = _ORDER_JSON_COLUMNS.format(view.tables["orders"]) + _where(conditions) + order_by
     budget = PAGE_BYTES
     parts: list[bytes] = [b'{"orders":[']
     size = 0
@@ -244,10 +250,12 @@ def trades(
     limit: int,
     after: int | None,
     cancellation: Cancellation | None = None,
+    newest_first: bool = False,
 ) -> TradesPage:
-    """A page of closed trades in the order they closed, and the next page's cursor."""
+    """A page of closed trades in the order they closed (or newest first), and the next
+    page's cursor."""
     where = _equal(_book_filters(filters))
-    rows, cursor = _page(view, "trades", "id", where, limit, after, cancellation)
+    rows, cursor = _page(view, "trades", "id", where, limit, after, cancellation, newest_first)
     return TradesPage(
         [
             Trade(

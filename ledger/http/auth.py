@@ -1,4 +1,4 @@
-"""Bearer-token authentication for every endpoint but /health and the docs page."""
+"""Bearer-token authentication for every endpoint but /health and the docs and console pages."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledger.http.responses import send_error
 
-# A browser must load the docs page and its files before anyone can type a token; the page
-# then fetches /openapi.json with it. "/docs/" is not the page (no redirects): it needs one.
-OPEN_PATHS = frozenset({"/health", "/docs"})
-# Safe as a prefix: such paths reach only the static mount, which refuses "..".
-OPEN_PREFIXES = ("/docs/assets/",)
+# A browser must load the docs page (and the console, "/") and their files before anyone can
+# type a token; the pages then fetch their data with it. "/docs/" is not the page (no
+# redirects): it needs one.
+OPEN_PATHS = frozenset({"/health", "/docs", "/"})
+# Safe as prefixes: such paths reach only the static mounts, which refuse "..".
+OPEN_PREFIXES = ("/docs/assets/", "/console/assets/")
 
 
 class BearerAuth:

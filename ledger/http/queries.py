@@ -65,6 +65,11 @@ class PageQuery(BookQuery):
         description=f"page size; an orders page also stops before {PAGE_BYTES // 2**20} MiB",
     )
     after: Sequence | None = Field(None, description="the `next` cursor of the last page")
+    newest_first: bool = Field(
+        False,
+        description="`true`: the newest first (`limit=100&newest_first=true` is the latest"
+        " 100); `next` then pages backwards, to older ones",
+    )
 
 
 class OrdersQuery(PageQuery):

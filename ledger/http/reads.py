@@ -142,13 +142,26 @@ async def positions(running: Services, query: PositionsQuery, request: Request) 
 async def orders(running: Services, query: OrdersQuery, request: Request) -> Any:
     """A page of the order log, bounded in orders and in bytes."""
     filters, limit, after = query.filters(), query.limit, query.after
-    return await READS.run(partial(queries.orders_json, running.view, filters, limit, after))
+    return await READS.run(
+        partial(
+            queries.orders_json,
+            running.view,
+            filters,
+            limit,
+            after,
+            newest_first=query.newest_first,
+        )
+    )
 
 
 async def trades(running: Services, query: TradesQuery, request: Request) -> Any:
     """A page of closed trades."""
     filters, limit, after = query.filters(), query.limit, query.after
-    return await READS.run(partial(queries.trades, running.view, filters, limit, after))
+    return await READS.run(
+        partial(
+            queries.trades, running.view, filters, limit, after, newest_first=query.newest_first
+        )
+    )
 
 
 async def order(running: Services, query: Query, request: Request) -> Any:
@@ -196,7 +209,7 @@ def routes() -> list[Route]:
             endpoint(
                 orders,
                 Doc(
-                    "The order log, ascending sequence",
+                    "The order log, ascending sequence (or newest first)",
                     OrdersPage,
                     OrdersQuery,
                     description=ORDERS_DOC,
@@ -233,7 +246,12 @@ def routes() -> list[Route]:
         Route(
             "/trades",
             endpoint(
-                trades, Doc("Closed trades, in the order they closed", TradesPage, TradesQuery)
+                trades,
+                Doc(
+                    "Closed trades, in the order they closed (or newest first)",
+                    TradesPage,
+                    TradesQuery,
+                ),
             ),
             methods=["GET"],
         ),

@@ -2,83 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
-import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, Route, sync_playwright
+from playwright.sync_api import Page
 
-from tests.support import ROOT, Server
+from tests.e2e.browser import ARTIFACTS, Visit
+from tests.support import Server
 
-ARTIFACTS = ROOT / "tests" / "artifacts"
 TOKEN = "docs-s3cret"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-
-
-def origin(url: str) -> str:
-    """scheme://host:port of a URL."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-@dataclass
-class Visit:
-    """A browser page confined to one origin, and what it tried and logged."""
-
-    page: Page
-    requested: list[str] = field(default_factory=list)
-    blocked: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def browse() -> Iterator[Callable[[Server], Visit]]:
-    """Open pages in Debian's chromium; every request off the server's origin is aborted."""
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-
-        def open_for(server: Server) -> Visit:
-            context = browser.new_context()
-            visit = Visit(context.new_page())
-            allowed = origin(server.url)
-
-            def confine(route: Route) -> None:
-                url = route.request.url
-                visit.requested.append(url)
-                if origin(url) == allowed:
-                    route.continue_()
-                else:
-                    visit.blocked.append(url)
-                    route.abort()
-
-            def console(message: ConsoleMessage) -> None:
-                if message.type == "error":
-                    visit.console_errors.append(message.text)
-
-            def page_error(error: Error) -> None:
-                visit.page_errors.append(str(error))
-
-            context.route("**/*", confine)
-            visit.page.on("console", console)
-            visit.page.on("pageerror", page_error)
-            return visit
-
-        try:
-            yield open_for
-        finally:
-            browser.close()
 
 
 def operations(page: Page) -> set[str]:

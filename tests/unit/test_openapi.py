@@ -66,6 +66,7 @@ def test_query_parameters_come_from_the_query_models() -> None:
         "status",
         "limit",
         "after",
+        "newest_first",
         "min_sequence",
     }
     assert params["limit"]["schema"]["maximum"] == MAX_LIMIT

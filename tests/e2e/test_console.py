@@ -1,0 +1,244 @@
+"""The console page (GET /) in a real browser, against the real server and its /stream."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import Page, Route, expect
+
+from tests.e2e.browser import ARTIFACTS, Visit
+from tests.support import EXAMPLE_PROFILES, TOKEN, Server
+
+LIVE = 15_000  # ms for the page to load and subscribe (a cold server's first reads)
+SOON = 2_000  # ms from a committed order to the page showing it
+NETWORK = re.compile(r"^Failed to load resource: net::ERR_")  # a server that is away
+
+
+def place(server: Server, strategy: str, instrument: str, side: str, order_id: str) -> Any:
+    body = {"STRATEGY": strategy, "INSTRUMENT": instrument, "POSITION": side, "ORDER_ID": order_id}
+    response = server.post(body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def open_console(visit: Visit, server: Server, search: str = "") -> Page:
+    """Open the console and wait until it follows the stream."""
+    visit.page.goto(f"{server.url}/{search}")
+    expect(visit.page.locator("#connection")).to_have_text("live", timeout=LIVE)
+    return visit.page
+
+
+def row(page: Page, order_id: str) -> Any:
+    return page.locator(f'#tape > li[data-order-id="{order_id}"]')
+
+
+def tape(page: Page) -> list[str]:
+    ids: list[str] = page.locator("#tape > li").evaluate_all(
+        "nodes => nodes.map(node => node.dataset.orderId)"
+    )
+    return ids
+
+
+def clean(visit: Visit) -> None:
+    assert visit.blocked == []
+    assert visit.console_errors == []
+    assert visit.page_errors == []
+
+
+def test_console_loads_from_the_server_alone(
+    embedded_server: Server, browse: Callable[[Server], Visit]
+) -> None:
+    place(embedded_server, "STRATEGY_B", "MINDA", "BUY", "first")
+    place(embedded_server, "STRATEGY_Z", "ACC", "SELL", "nobody")
+    visit = browse(embedded_server)
+    page = open_console(visit, embedded_server)
+    expect(page.locator("#tape > li")).to_have_count(2)
+    assert tape(page) == ["nobody", "first"]  # newest first
+    expect(row(page, "first")).to_have_class("accepted")
+    expect(row(page, "nobody")).to_have_class("rejected")
+    expect(page.locator("#users")).to_contain_text("Kamryn Li")
+    expect(page.locator("#positions")).to_contain_text("MINDA")
+    expect(page.locator("#sequence")).not_to_have_text("–")
+    expect(page.locator("#lag")).to_have_text(re.compile(r"^\d+$"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, width, height in [("laptop", 1280, 800), ("phone", 390, 844)]:
+        page.set_viewport_size({"width": width, "height": height})
+        # Readable at that width: nothing wider than the viewport.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=ARTIFACTS / f"console-{name}.png", full_page=True)
+    paths = {url.removeprefix(embedded_server.url) for url in visit.requested}
+    assert {"/console/assets/main.js", "/console/assets/console.css"} <= paths
+    assert any(path.startswith("/stream") for path in paths)
+    clean(visit)
+
+
+def test_an_order_shows_in_the_tape_and_the_positions_as_it_commits(
+    embedded_server: Server, browse: Callable[[Server], Visit]
+) -> None:
+    visit = browse(embedded_server)
+    page = open_console(visit, embedded_server)
+    place(embedded_server, "STRATEGY_B", "MINDA", "BUY", "live-buy")
+    expect(row(page, "live-buy")).to_be_visible(timeout=SOON)
+    expect(page.locator('#positions tr[data-order-id="live-buy"]')).to_be_visible(timeout=SOON)
+    place(embedded_server, "STRATEGY_B", "MINDA", "SELL", "live-sell")
+    expect(page.locator('#trades tr[data-order-id="live-sell"]')).to_be_visible(timeout=SOON)
+    expect(page.locator('#positions tr[data-order-id="live-buy"]')).to_have_count(0)
+    assert tape(page) == ["live-sell", "live-buy"]
+    # A row opens (from the keyboard) to its decisions, per user, with the reasons.
+    row(page, "live-buy").locator("summary").focus()
+    page.keyboard.press("Enter")
+    decisions = row(page, "live-buy").locator(".decisions")
+    expect(decisions).to_contain_text("Holland Proctor: ACCEPTED")
+    expect(decisions).to_contain_text("Kamryn Li: REJECTED INSTRUMENT_NOT_IN_STRATEGY")
+    clean(visit)
+
+
+def test_the_ticket_posts_an_order_and_shows_the_answer(
+    embedded_server: Server, browse: Callable[[Server], Visit]
+) -> None:
+    visit = browse(embedded_server)
+    page = open_console(visit, embedded_server)
+    ticket = page.locator("#ticket")
+    ticket.get_by_label("Strategy").fill("STRATEGY_D")
+    ticket.get_by_label("Instrument").fill("NTPC")
+    ticket.get_by_label("BUY").check()
+    ticket.get_by_label("ORDER_ID").fill("ticket-1")
+    page.get_by_role("button", name="Send order").click()
+    answer = page.locator("#answer")
+    expect(answer).to_contain_text("ACCEPTED ticket-1")
+    expect(answer).to_contain_text("Kamryn Li")
+    logged = httpx.get(f"{embedded_server.url}/orders/ticket-1?min_sequence=1", timeout=10)
+    assert logged.json()["accepted_for"] == ["Kamryn Li"]
+    expect(row(page, "ticket-1")).to_be_visible(timeout=SOON)
+    # Without an ORDER_ID the page makes one; the same side again is refused, and says why.
+    page.get_by_role("button", name="Send order").click()
+    expect(answer).to_contain_text(re.compile(r"REJECTED [0-9a-f-]{36} .*ALREADY_OPEN"))
+    # An error answer shows the body's `error`.
+    ticket.get_by_label("Instrument").fill("X" * 65)
+    page.get_by_role("button", name="Send order").click()
+    expect(answer).to_contain_text("Error 422")
+    # The browser logs the refused request itself; the page logs nothing.
+    assert len(visit.console_errors) == 1
+    assert "422" in visit.console_errors[0]
+    assert visit.page_errors == []
+    assert visit.blocked == []
+
+
+def test_a_filter_hides_other_users_and_is_kept_in_the_url(
+    embedded_server: Server, browse: Callable[[Server], Visit]
+) -> None:
+    place(embedded_server, "STRATEGY_A", "GRASIM", "BUY", "holland-1")
+    place(embedded_server, "STRATEGY_D", "NTPC", "BUY", "kamryn-1")
+    visit = browse(embedded_server)
+    page = open_console(visit, embedded_server)
+    expect(page.locator("#tape > li")).to_have_count(2)
+    page.locator("#filters").get_by_label("User").select_option("Kamryn Li")
+    expect(page).to_have_url(re.compile(r"/\?user=Kamryn\+Li$"))
+    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE)
+    expect(page.locator("#tape > li")).to_have_count(1)
+    assert tape(page) == ["kamryn-1"]
+    # Live too: Holland's order is committed before Kamryn's, so it would be shown first.
+    place(embedded_server, "STRATEGY_A", "INFY", "BUY", "holland-2")
+    place(embedded_server, "STRATEGY_D", "NTPC", "SELL", "kamryn-2")
+    expect(row(page, "kamryn-2")).to_be_visible(timeout=SOON)
+    assert tape(page) == ["kamryn-2", "kamryn-1"]
+    expect(page.locator('#positions [data-user="Holland Proctor"]')).to_have_count(0)
+    expect(page.locator('#users [data-user="Holland Proctor"]')).to_have_count(0)
+    # The URL is the view: opened again, it shows the same.
+    shared = browse(embedded_server)
+    again = open_console(shared, embedded_server, "?user=Kamryn+Li")
+    expect(again.locator("#filters").get_by_label("User")).to_have_value("Kamryn Li")
+    expect(again.locator("#tape > li")).to_have_count(2)
+    assert tape(again) == ["kamryn-2", "kamryn-1"]
+    clean(visit)
+    clean(shared)
+
+
+def test_after_a_restart_the_tape_catches_up_without_gaps_or_repeats(
+    embedded_server: Server, browse: Callable[[Server], Visit], profile_file: Path
+) -> None:
+    visit = browse(embedded_server)
+    page = open_console(visit, embedded_server)
+    expect(page.locator('#users [data-user="Ada Lovelace"]')).to_have_count(0)
+    for n in range(3):
+        place(embedded_server, "STRATEGY_B", "ACC", ["BUY", "SELL"][n % 2], f"before-{n}")
+    expect(row(page, "before-2")).to_be_visible(timeout=SOON)
+    # The page may not reconnect until the orders below are committed: it must catch up.
+    held = {"blocked": True}
+    resumed: list[str | None] = []
+
+    def gate(route: Route) -> None:
+        if held["blocked"]:
+            route.abort()
+        else:
+            resumed.append(route.request.headers.get("last-event-id"))
+            route.fallback()
+
+    page.route(re.compile(r"/stream(\?|$)"), gate)
+    embedded_server.stop()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    # The restart imports a new user: `profile` events, which refresh the users panel.
+    profile_file.write_text(
+        json.dumps({**EXAMPLE_PROFILES, "Ada Lovelace": {"STRATEGY_B": ["ACC"]}})
+    )
+    embedded_server.start()
+    after = [
+        place(embedded_server, "STRATEGY_B", "ACC", ["BUY", "SELL"][n % 2], f"after-{n}")
+        for n in range(1, 6)
+    ]
+    held["blocked"] = False
+    expect(row(page, "after-5")).to_be_visible(timeout=LIVE)
+    expect(page.locator("#connection")).to_have_text("live")
+    top = after[-1]["sequence"]
+    logged = httpx.get(
+        f"{embedded_server.url}/orders?newest_first=true&min_sequence={top}", timeout=10
+    ).json()["orders"]
+    assert tape(page) == [order["order_id"] for order in logged]
+    assert resumed and resumed[0] is not None
+    expect(page.locator('#users [data-user="Ada Lovelace"]')).to_contain_text("STRATEGY_B: ACC")
+    assert int(resumed[0]) < after[0]["sequence"]
+    # Only the refused connections while the server was away, nothing from the page itself.
+    assert all(NETWORK.match(message) for message in visit.console_errors), visit.console_errors
+    assert visit.page_errors == []
+    assert visit.blocked == []
+
+
+def test_with_a_token_the_page_asks_for_it_then_works(
+    make_server: Callable[[str], Server],
+    server_env: dict[str, str],
+    browse: Callable[[Server], Visit],
+) -> None:
+    server_env["LEDGER_API_TOKEN"] = TOKEN
+    server = make_server("embedded")
+    visit = browse(server)
+    visit.page.goto(f"{server.url}/")
+    page = visit.page
+    expect(page.get_by_label("API token", exact=True)).to_be_visible(timeout=LIVE)
+    expect(page.locator("#connection")).to_have_text("token needed")
+    page.get_by_label("API token", exact=True).fill(TOKEN)
+    page.get_by_role("button", name="Use token").click()
+    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE)
+    expect(page.get_by_label("API token", exact=True)).to_be_hidden()
+    body = {"STRATEGY": "STRATEGY_D", "INSTRUMENT": "NTPC", "POSITION": "BUY", "ORDER_ID": "t-1"}
+    posted = httpx.post(
+        f"{server.url}/order", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    )
+    assert posted.status_code == 200
+    expect(row(page, "t-1")).to_be_visible(timeout=SOON)
+    # Kept for the tab: a reload asks nothing.
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE)
+    expect(row(page, "t-1")).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "console-token.png", full_page=True)
+    assert all(TOKEN not in url for url in visit.requested)
+    # The one refused read before the token was given, nothing else.
+    assert len(visit.console_errors) == 1
+    assert "401" in visit.console_errors[0]
+    assert visit.page_errors == []
+    assert visit.blocked == []
