@@ -163,6 +163,7 @@ STREAM_DOC = (
         errors={
             404: "after / Last-Event-ID is beyond the store's last sequence",
             422: "a query parameter or Last-Event-ID is not usable",
+            503: "no database",
         },
     )
 )
@@ -174,7 +175,10 @@ async def stream(request: Request) -> Response:
         after = resume_point(request, query)
     except BadQuery as bad:
         return error(422, "bad query parameter", fields=bad.fields)
-    top = await POLLS.run(lambda _: running.ledger.last_sequence())
+    try:
+        top = await POLLS.run(lambda _: running.ledger.last_sequence())
+    except PersistenceError as failure:
+        return error(503, f"database unavailable: {failure}")
     if after is not None and after > top:
         return error(
             404,

@@ -25,6 +25,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import ProjectionRunner
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg_pool.base import AttemptWithBackoff
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
 # (owner, attribute, parameters it must accept): what the functions below rely on.
@@ -45,7 +46,19 @@ RELIED_ON_INSTANCES = [
     ("eventsourcing.projection.ProjectionRunner", "_thread_error"),
     ("eventsourcing.persistence.ListenNotifySubscription", "_select_limit"),
 ]
-PGSERVER_HANDLES = ".handle_pids.json"  # pgserver's list of processes using a server
+PGSERVER_HANDLES = ".handle_pids.json"
+RECONNECT_EVERY = 1.0  # seconds between a pool's attempts to reconnect, however long the outage
+
+
+def steady_reconnects() -> None:
+    """Pools retry a lost database every second, not with a backoff that doubles each time.
+
+    psycopg_pool waits 1, 2, 4, 8... s between attempts: after a 30 s outage the next one could
+    be 30 s after the database is back, and every commit meanwhile times out (503) while
+    /health already says ok. A connection attempt a second costs nothing.
+    """
+    AttemptWithBackoff.INITIAL_DELAY = RECONNECT_EVERY
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0  # pgserver's list of processes using a server
 
 
 def missing() -> list[str]:
@@ -53,6 +66,11 @@ def missing() -> list[str]:
     from pgserver.postgres_server import PostgresServer  # noqa: PLC0415 - heavy, embedded only
 
     problems = [] if hasattr(PostgresServer, "_lock") else ["PostgresServer._lock is gone"]
+    problems += [
+        f"psycopg_pool AttemptWithBackoff.{name} is gone"
+        for name in ("INITIAL_DELAY", "DELAY_BACKOFF", "update_delay")
+        if not hasattr(AttemptWithBackoff, name)
+    ]
     for owner, name, parameters in [
         *RELIED_ON,
         (PostgresServer, "ensure_postgres_running", ()),

@@ -56,6 +56,7 @@ class Database:
     @classmethod
     def open(cls, settings: Settings) -> Database:
         """Use DATABASE_URL when given, else start (or reuse) the embedded server."""
+        overrides.steady_reconnects()
         server = None
         url = settings.database_url
         if url is None:

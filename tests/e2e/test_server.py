@@ -14,6 +14,7 @@ import httpx
 import psutil
 from pgserver.postgres_server import PostgresServer
 
+from tests.e2e.sse import Listener, orders_of
 from tests.support import Server
 
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
@@ -79,8 +80,10 @@ def test_database_lost_answers_503_quickly_then_heals(
     embedded_server: Server, data_dir: Path
 ) -> None:
     server = embedded_server  # stopping the shared server would break other tests
+    listener = Listener(f"{server.url}/stream?types=order").start()
     before = server.post({**MINDA_BUY, "ORDER_ID": "before-loss"})
     assert before.status_code == 200
+    listener.wait_for(lambda got: "before-loss" in orders_of(got))  # the stream is live
     pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
     # Hold pgserver's start lock, so the database stays down while we look at the service.
     start_lock = fasteners.InterProcessLock(PostgresServer.lock_path)
@@ -98,6 +101,7 @@ def test_database_lost_answers_503_quickly_then_heals(
         assert health.json()["database"] == "unreachable"
         reads = httpx.get(f"{server.url}/orders", timeout=30)
         assert reads.status_code == 503  # reads fail cleanly too, never a 500
+        assert httpx.get(f"{server.url}/stream", timeout=30).status_code == 503
     finally:
         start_lock.release()
 
@@ -109,6 +113,8 @@ def test_database_lost_answers_503_quickly_then_heals(
     again = server.post({**MINDA_BUY, "ORDER_ID": "before-loss"})
     assert again.json() == before.json()
     assert server.post({**MINDA_BUY, "ORDER_ID": "while-down"}).status_code == 200
+    # A stream opened before the loss carries on once the database is back.
+    listener.wait_for(lambda got: "while-down" in orders_of(got), timeout=60)
 
 
 def test_slow_body_is_cut_off_with_408(embedded_server: Server) -> None:

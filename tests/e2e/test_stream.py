@@ -10,67 +10,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from tests.e2e.sse import Event, Listener, orders_of
 from tests.support import TOKEN, Server, example_server, get_all
-
-Event = tuple[str, int, dict[str, Any]]  # (type, id, data)
-
-
-@dataclass
-class Listener:
-    """A stream client in a thread, collecting what it receives."""
-
-    url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    status: int | None = None
-    comments: int = 0
-    changed: threading.Condition = field(default_factory=threading.Condition)
-    connected: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> Listener:
-        threading.Thread(target=self._run, daemon=True).start()
-        assert self.connected.wait(30), "the stream did not open"
-        return self
-
-    def _run(self) -> None:
-        try:
-            with (
-                httpx.Client(timeout=httpx.Timeout(30, read=60)) as client,
-                connect_sse(client, "GET", self.url, headers=self.headers) as source,
-            ):
-                self.status = source.response.status_code
-                self.connected.set()
-                if self.status != 200:
-                    return
-                for sse in source.iter_sse():
-                    if not sse.data:
-                        continue  # the retry hint
-                    with self.changed:
-                        self.events.append((sse.event, int(sse.id), json.loads(sse.data)))
-                        self.changed.notify_all()
-        except httpx.HTTPError:
-            pass
-        finally:
-            self.connected.set()
-            self.done.set()
-
-    def wait_for(self, test: Callable[[list[Event]], bool], timeout: float = 15) -> list[Event]:
-        """The events received, once `test` holds for them (fails after `timeout`)."""
-        with self.changed:
-            assert self.changed.wait_for(lambda: test(self.events), timeout), self.events[-5:]
-            return list(self.events)
 
 
 def order(strategy: str, instrument: str, position: str, order_id: str) -> dict[str, str]:
@@ -102,10 +52,6 @@ def post_all(server: Server, orders: list[dict[str, str]], **kw: Any) -> list[di
 
 def ids(events: list[Event]) -> list[int]:
     return [n for _, n, _ in events]
-
-
-def orders_of(events: list[Event]) -> list[str]:
-    return [data["order_id"] for kind, _, data in events if kind == "order"]
 
 
 def test_live_events_carry_the_answers_in_store_order(embedded_server: Server) -> None:
