@@ -4,36 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Recording, Transcoder
 
+from ledger import batch
 from ledger.answer_cache import AnswerCache
-from ledger.answers import OrderAnswer, OrderOutcome, OrderRequest, Profiles
-from ledger.domain import Book, Order, Roster, decide
+from ledger.answers import OrderAnswer, OrderRequest, Profiles
+from ledger.batch import Outcome, Prepared, Request
+from ledger.domain import Book, Order, Roster
 from ledger.overrides import storage as overrides
 from ledger.profile_import import ImportReport, import_profiles
 from ledger.retries import retrying
-from ledger.snapshots import due_snapshots, put_snapshots, save_snapshots
+from ledger.snapshots import save_snapshots
 from ledger.store.mapper import LedgerMapper
 from ledger.store.recorder import LedgerRecorder
 from ledger.store.transcoder import OrjsonTranscoder
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A decided batch: its events ready to store, and what to answer once they are."""
-
-    requests: list[OrderRequest]
-    known: dict[str, OrderAnswer]  # answers already given for some of its ORDER_IDs
-    orders: dict[str, Order]  # the orders this batch stores, by ORDER_ID
-    batch: overrides.PreparedBatch
-    snapshots: list[Any]
 
 
 class Ledger(Application[UUID]):
@@ -47,8 +38,9 @@ class Ledger(Application[UUID]):
         super().__init__(env)
         self._books: dict[UUID, Book] = {}
         self._by_strategy: dict[str, list[UUID]] | None = None
+        self._by_user: dict[str, list[str]] = {}  # user -> strategies, as the roster lists them
         self._books_of: dict[str, list[Book]] = {}  # strategy -> its loaded books
-        self._roster_version = 0
+        self._roster_held: Roster | None = None  # as read, plus the changes decided since
         self._answers = AnswerCache()
 
     def construct_transcoder(self) -> Transcoder:
@@ -92,14 +84,48 @@ class Ledger(Application[UUID]):
 
     def _index(self) -> dict[str, list[UUID]]:
         if self._by_strategy is None:
-            roster = self._roster()
             # The roster is read too: a book another process adds must not go unseen.
-            self._roster_version = roster.version if roster else 0
+            self._roster_held = roster = self._roster()
             index: dict[str, list[UUID]] = {}
+            self._by_user = {}
             for user, strategy in roster.books if roster else []:
                 index.setdefault(strategy, []).append(Book.create_id(user, strategy))
+                self._by_user.setdefault(user, []).append(strategy)
             self._by_strategy = index
         return self._by_strategy
+
+    def roster_version(self) -> int:
+        """The roster's version as held (0 before the first book): what a batch expects."""
+        self._index()
+        return self._roster_held.version if self._roster_held else 0
+
+    def held_roster(self) -> Roster:
+        """The roster as held, to add books to (a new one before the first book)."""
+        self._index()
+        if self._roster_held is None:
+            self._roster_held = Roster()
+        return self._roster_held
+
+    def strategies_of(self, user: str) -> list[str]:
+        """The strategies the roster has a book of `user` for (dropped ones included)."""
+        self._index()
+        return list(self._by_user.get(user, ()))
+
+    def book_keys(self) -> list[tuple[str, str]]:
+        """Every (user, strategy) of the roster."""
+        self._index()
+        return list(self._roster_held.books) if self._roster_held else []
+
+    def took_up(self, books: Sequence[Book]) -> None:
+        """Index new books (their events not stored yet: a failed batch forgets them)."""
+        index = self._index()
+        for book in books:
+            self._books[book.id] = book
+            index.setdefault(book.strategy, []).append(book.id)
+            self._by_user.setdefault(book.user, []).append(book.strategy)
+            loaded = self._books_of.get(book.strategy)
+            if loaded is not None:
+                loaded.append(book)
 
     def book(self, book_id: UUID) -> Book:
         """One book, from memory or loaded from the store."""
@@ -113,7 +139,8 @@ class Ledger(Application[UUID]):
             self._books[book_id] = book = loaded
         return book
 
-    def _strategy_books(self, strategy: str) -> list[Book]:
+    def strategy_books(self, strategy: str) -> list[Book]:
+        """The books of a strategy, loaded (dropped ones included: they may hold positions)."""
         books = self._books_of.get(strategy)
         if books is None:
             books = [self._book(book_id) for book_id in self._index().get(strategy, [])]
@@ -129,6 +156,7 @@ class Ledger(Application[UUID]):
         else:
             self._books.clear()
             self._by_strategy = None
+            self._roster_held = None
 
     def books(self) -> list[Book]:
         """Every book the ledger knows, in roster order."""
@@ -142,12 +170,16 @@ class Ledger(Application[UUID]):
                 result.setdefault(book.user, {})[book.strategy] = list(book.instruments)
         return result
 
-    def import_profiles(self, profiles: Profiles) -> ImportReport:
-        """Record the differences between a profile document and the ledger as events."""
+    def import_profiles(self, profiles: Profiles, file_digest: str | None = None) -> ImportReport:
+        """Record the differences between a profile document and the ledger as events.
+
+        With the digest of the file it came from, nothing is done if that file was the last
+        imported (see ledger.profile_import).
+        """
 
         def attempt() -> ImportReport:
             try:
-                return import_profiles(self, profiles)
+                return import_profiles(self, profiles, file_digest)
             except IntegrityError:
                 raise
             except BaseException:
@@ -161,12 +193,13 @@ class Ledger(Application[UUID]):
         for book in books:
             self._books[book.id] = book
         self._by_strategy = None
+        self._roster_held = None
         self._books_of.clear()
 
     # Orders
 
-    def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderOutcome]:
-        """Decide the orders in arrival order and commit them all in one transaction."""
+    def place_orders(self, requests: Sequence[Request]) -> list[Outcome]:
+        """Decide orders and changes in arrival order and commit them in one transaction."""
         requests = self.with_ids(requests)
         # After a conflict the ORDER_IDs are looked up in the store: the other writer may
         # have stored some of them.
@@ -174,90 +207,35 @@ class Ledger(Application[UUID]):
             return retrying(
                 lambda n: self.commit(self.prepare(requests, look_up_ids=n > 0)),
                 self.forget,
-                f"batch of {len(requests)} orders",
+                f"batch of {len(requests)} requests",
             )
         except BaseException:
             self.forget()  # decided, not stored: the books in memory are not the store's
             raise
 
     @staticmethod
-    def with_ids(requests: Sequence[OrderRequest]) -> list[OrderRequest]:
-        """Requests without an ORDER_ID get a fresh one."""
-        return [r if r.order_id else replace(r, order_id=str(uuid4())) for r in requests]
+    def with_ids(requests: Sequence[Request]) -> list[Request]:
+        """Orders without an ORDER_ID get a fresh one."""
+        return [
+            replace(r, order_id=str(uuid4()))
+            if isinstance(r, OrderRequest) and not r.order_id
+            else r
+            for r in requests
+        ]
 
-    def prepare(self, requests: Sequence[OrderRequest], *, look_up_ids: bool = False) -> Prepared:
-        """Decide a batch against the books in memory; its events are ready to store.
+    def prepare(self, requests: Sequence[Request], *, look_up_ids: bool = False) -> Prepared:
+        """Decide a batch against the books in memory (see ledger.batch); forget() if unsaved."""
+        return batch.prepare(self, requests, look_up_ids=look_up_ids)
 
-        The books already hold the decisions. Should the batch not be stored, forget() them.
-        """
-        known = self._known_answers(requests, look_up_ids=look_up_ids)
-        orders: dict[str, Order] = {}
-        read: dict[str, list[tuple[Book, int]]] = {}  # strategy -> its books as first read
-        touched: dict[int, Book] = {}  # keyed by id(): hashing UUIDs is slow in a hot loop
-        try:
-            for request in requests:
-                order_id = request.order_id
-                assert order_id is not None
-                if order_id in known or order_id in orders:
-                    continue
-                books = self._strategy_books(request.strategy)
-                if request.strategy not in read:
-                    read[request.strategy] = [(b, b.version) for b in books]
-                versions = [b.version for b in books]
-                accepted, rejected, reason = decide(
-                    books, order_id, request.instrument, request.position, request.received_at
-                )
-                for book, version in zip(books, versions, strict=True):
-                    if book.version != version:
-                        touched[id(book)] = book
-                orders[order_id] = Order.place(
-                    order_id=order_id,
-                    strategy=request.strategy,
-                    instrument=request.instrument,
-                    position=request.position.value,
-                    received_at=request.received_at,
-                    accepted_for=accepted,
-                    rejected_for=rejected,
-                    reason=reason,
-                )
-            # Book events first: a reader that has reached an order's sequence has then
-            # also passed every book change that order made.
-            expected = {b.id: v for pairs in read.values() for b, v in pairs}
-            expected[Roster.create_id()] = self._roster_version
-            # Events, stored form and snapshots are taken now: the next batch may change
-            # the same books before this one is stored.
-            batch = overrides.prepare_batch(
-                self, [*touched.values(), *orders.values()], {"expected_versions": expected}
-            )
-            snapshots = due_snapshots(self, batch.processing_event)
-        except BaseException:
-            # Pending changes may have been applied in memory without being saved.
-            self.forget([b.id for pairs in read.values() for b, _ in pairs])
-            raise
-        return Prepared(list(requests), known, orders, batch, snapshots)
-
-    def commit(self, prepared: Prepared) -> list[OrderOutcome]:
+    def commit(self, prepared: Prepared) -> list[Outcome]:
         """Store a prepared batch in one transaction; the answers, with their sequences."""
-        ids = overrides.store_batch(self, prepared.batch)
-        put_snapshots(self, prepared.snapshots)
-        events = prepared.batch.processing_event.events
-        sequences = {e.originator_id: n for e, n in zip(events, ids, strict=True)}
-        known, orders = dict(prepared.known), dict(prepared.orders)
-        for order_id, order in orders.items():
-            answer = OrderAnswer.of(order, sequences.get(order.id))
-            known[order_id] = answer
-            self._answers.put(order_id, answer)
-        outcomes = []
-        for request in prepared.requests:
-            assert request.order_id is not None
-            answer = known[request.order_id]
-            reused = not answer.is_for(request.strategy, request.instrument, request.position)
-            # Only the first request of an ORDER_ID within a batch stored it.
-            stored = orders.pop(request.order_id, None) is not None
-            outcomes.append(OrderOutcome(answer, reused_id=reused, stored=stored))
-        return outcomes
+        return batch.commit(self, prepared)
 
-    def _known_answers(
+    def remember(self, order_id: str, answer: OrderAnswer) -> None:
+        """Keep an order's answer for a retry of its ORDER_ID."""
+        self._answers.put(order_id, answer)
+
+    def known_answers(
         self, requests: Sequence[OrderRequest], *, look_up_ids: bool
     ) -> dict[str, OrderAnswer]:
         """Answers already given for the requests' ORDER_IDs (from memory, or from the store)."""

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import orjson
 import psutil
 
 from ledger import faults
-from ledger.answers import Profiles
 from ledger.application import Ledger
 from ledger.metrics import Metrics
+from ledger.profile_import import digest
 from ledger.profiles import load as load_profiles
 from ledger.settings import Settings
 from ledger.store.database import Database
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 
 Projector = ProjectionService | ProjectionProcess
 Role = Literal["all", "writer", "worker"]
-PROFILES = "profiles.json"  # in the run directory: the profiles as imported, for the workers
 PROJECTOR = "projector.pid"  # in the run directory: the projector process, for /health
 # A projection behind the store whose position has not moved for this long is stalled: reads
 # keep answering, but only up to that position (/health says degraded).
@@ -48,7 +46,12 @@ def import_profiles(ledger: Ledger, settings: Settings) -> None:
     """Import the profile file, if one is configured, and log what it changed."""
     if settings.profiles is None:
         return
-    report = ledger.import_profiles(load_profiles(settings.profiles))
+    document = load_profiles(settings.profiles)
+    report = ledger.import_profiles(document, file_digest=digest(document))
+    if report.skipped:
+        # The API's changes since the last import stand: the file is applied only when it changes.
+        log.info("profiles %s: unchanged file: not applied", settings.profiles)
+        return
     log.info(
         "profiles %s: %d added, %d changed, %d dropped",
         settings.profiles,
@@ -100,7 +103,6 @@ class Services:
         self._writer: Writer | None = None
         self._desk: Desk | None = None
         self.projector: Projector | None = None
-        self.profiles: Profiles = {}
         self._hub: Hub | None = None
 
     @property
@@ -151,7 +153,6 @@ class Services:
                 self._hub = Hub(ledger)
             if self.role == "all":
                 await asyncio.to_thread(import_profiles, ledger, settings)
-                self.profiles = await asyncio.to_thread(ledger.profiles)
             if self.role == "worker":
                 await self._link_writers()
             else:
@@ -175,7 +176,6 @@ class Services:
 
     async def _link_writers(self) -> None:
         assert self.run_dir is not None, "a worker needs the run directory"
-        self.profiles = orjson.loads((self.run_dir / PROFILES).read_bytes())
         remote = RemoteWriter([writer_socket(self.run_dir, k) for k in range(self.writers)])
         self._desk = remote
         remote.start()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger import faults, logs, profiles, tail
+from ledger import faults, logs, profiles, remote, tail
 from ledger.domain import Outcome
 from ledger.producer import produce as run
 from ledger.producer import random_orders
@@ -210,7 +210,8 @@ def _store_options(p: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     top = argparse.ArgumentParser(prog="ledger", description="Event-sourced order ledger")
-    sub = top.add_subparsers(dest="command", required=True)
+    # With `users`, `subscribe` and `unsubscribe` (against a running server: ledger/remote.py).
+    sub = remote.add_commands(top.add_subparsers(dest="command", required=True))
 
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--host", help="address to listen on (default 0.0.0.0)")

@@ -178,10 +178,16 @@ class Roster(Aggregate):
     @event("Started")
     def __init__(self) -> None:
         self.books: list[tuple[str, str]] = []
+        self.file_digest = ""  # of the profile file last imported; "" before the first
 
     @event("BooksAdded")
     def add_books(self, books: list[list[str]]) -> None:
         self.books.extend((user, strategy) for user, strategy in books)
+
+    @event("FileImported")
+    def file_imported(self, digest: str) -> None:
+        # Remembered so that a restart with the same file leaves changes made since alone.
+        self.file_digest = digest
 
 
 class Order(Aggregate):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import orjson
+
+from ledger import changes
 from ledger.answers import Profiles
-from ledger.domain import Book, Roster
+from ledger.domain import Book
+from ledger.user_answers import Change, ChangeRequest, Scope
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
@@ -23,6 +28,7 @@ class ImportReport:
     changed: list[tuple[str, str]] = field(default_factory=list)
     dropped: list[tuple[str, str]] = field(default_factory=list)
     kept_open: list[tuple[str, str, str]] = field(default_factory=list)
+    skipped: bool = False  # the file is the one last imported: nothing was compared
 
     @property
     def events(self) -> int:
@@ -30,46 +36,37 @@ class ImportReport:
         return len(self.added) + len(self.changed) + len(self.dropped)
 
 
-def import_profiles(ledger: Ledger, profiles: Profiles) -> ImportReport:
-    """One attempt: compare, change the books in memory, save them in one transaction."""
+def digest(profiles: Profiles) -> str:
+    """A profile document's content, as a digest: key order and whitespace do not count."""
+    canonical = orjson.dumps(profiles, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def import_profiles(ledger: Ledger, profiles: Profiles, file_digest: str | None) -> ImportReport:
+    """One attempt: compare, change the books in memory, save them in one transaction.
+
+    With a `file_digest`, a document whose digest is the last one imported is not applied:
+    changes made through the API since then stand.
+    """
+    roster = ledger.roster()
+    if file_digest is not None and roster is not None and roster.file_digest == file_digest:
+        return ImportReport(skipped=True)
+    decided = changes.decide(ledger, ChangeRequest(Scope.ALL, profiles))
     report = ImportReport()
-    roster = ledger.roster() or Roster()
-    known = set(roster.books)
-    wanted = {
-        (user, strategy): list(dict.fromkeys(instruments))
-        for user, strategies in profiles.items()
-        for strategy, instruments in strategies.items()
-    }
-    changed: list[Book] = []
-    new_books: list[list[str]] = []
-    for (user, strategy), instruments in wanted.items():
-        if (user, strategy) not in known:
-            changed.append(Book(user=user, strategy=strategy, instruments=instruments))
-            new_books.append([user, strategy])
-            report.added.append((user, strategy))
-            continue
-        book = ledger.book(Book.create_id(user, strategy))
-        if not book.active or set(book.instruments) != set(instruments):
-            book.change_instruments(instruments=instruments)
-            changed.append(book)
-            report.changed.append((user, strategy))
-    for user, strategy in roster.books:
-        if (user, strategy) in wanted:
-            continue
-        book = ledger.book(Book.create_id(user, strategy))
-        if book.active:
-            book.drop()
-            changed.append(book)
-            report.dropped.append((user, strategy))
-    for book in changed:
-        for instrument in book.open:
-            if instrument not in book.instruments or not book.active:
-                report.kept_open.append((book.user, book.strategy, instrument))
-    if new_books:
-        roster.add_books(books=new_books)
-    if changed or new_books:
-        ledger.save(roster, *changed)
-    ledger.books_changed(changed)
+    groups = {Change.TAKEN_UP: report.added, Change.CHANGED: report.changed}
+    for change in decided.changes:
+        key = (change.user, change.strategy)
+        groups.get(change.change, report.dropped).append(key)
+        report.kept_open += [(*key, instrument) for instrument in change.kept_open]
+    aggregates = list(decided.aggregates)
+    if file_digest is not None:
+        held = ledger.held_roster()
+        held.file_imported(digest=file_digest)
+        if not any(a is held for a in aggregates):
+            aggregates.append(held)
+    if aggregates:
+        ledger.save(*aggregates)
+    ledger.books_changed([a for a in aggregates if isinstance(a, Book)])
     for user, strategy, instrument in report.kept_open:
         log.warning(
             "profile no longer lists %s/%s/%s but its position is open: kept, SELL closes it",

@@ -192,6 +192,16 @@ def validate(data: object, where: str = "profiles") -> dict[str, dict[str, list[
     return profiles
 
 
+def parse(raw: bytes, where: str = "body") -> dict[str, dict[str, list[str]]]:
+    """Check a profile document given as JSON bytes; any problem is a one-line ProfileError."""
+    try:
+        data = json.loads(raw, object_pairs_hook=_Object)
+    except (ValueError, RecursionError) as error:
+        msg = f"{where}: not JSON: {_one_line(error)}"
+        raise ProfileError(msg) from None
+    return validate(data, where)
+
+
 def load(path: Path) -> dict[str, dict[str, list[str]]]:
     """Read and check a user_profile.json file; any problem is a one-line ProfileError."""
     return validate(_read_json(path), _where(path))

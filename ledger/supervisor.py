@@ -25,10 +25,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import orjson
-
 from ledger.application import Ledger
-from ledger.bootstrap import PROFILES, PROJECTOR, child_env, import_profiles, writer_socket
+from ledger.bootstrap import PROJECTOR, child_env, import_profiles, writer_socket
 from ledger.settings import Settings
 from ledger.store.database import Database
 from projections.runner import die_with_parent, open_view
@@ -120,7 +118,6 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
     try:
         with Ledger(env=database.eventsourcing_env()) as ledger:
             import_profiles(ledger, settings)
-            (run_dir / PROFILES).write_bytes(orjson.dumps(ledger.profiles()))
             top = ledger.last_sequence()
         # The supervisor serves nothing: let go of the books the import loaded.
         del ledger

@@ -1,6 +1,7 @@
 """The frames HTTP workers and a writer process exchange over a Unix socket.
 
-A frame is a 4-byte big-endian length and a payload. Workers send a batch of orders (orjson);
+A frame is a 4-byte big-endian length and a payload. Workers send a batch of orders, and of
+changes of the books, in the order they came (orjson);
 the writer answers each batch with one frame of records: request id, flags, and the answer's
 JSON body, ready to be sent to the client as it is (no decoding and encoding again).
 """
@@ -13,12 +14,15 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from ledger.answers import OrderOutcome, OrderRequest
 from ledger.domain import Position
+from ledger.user_answers import ChangeOutcome, ChangeRequest, Scope
+
+Request = OrderRequest | ChangeRequest
 
 LENGTH = struct.Struct("!I")
 RECORD = struct.Struct("!IBI")  # request id, flags, body length
@@ -48,7 +52,7 @@ class Answered:
     failed: bool = False
 
     @classmethod
-    def of(cls, outcome: OrderOutcome) -> Answered:
+    def of(cls, outcome: OrderOutcome | ChangeOutcome) -> Answered:
         """The wire form of an in-process outcome."""
         return cls(orjson.dumps(outcome.answer), reused_id=outcome.reused_id)
 
@@ -67,27 +71,34 @@ def frame(kind: bytes, payload: bytes) -> bytes:
     return LENGTH.pack(len(kind) + len(payload)) + kind + payload
 
 
-def encode_orders(batch: list[tuple[int, OrderRequest]]) -> bytes:
-    """A batch of orders, each with the worker's request id."""
+def encode_orders(batch: list[tuple[int, Request]]) -> bytes:
+    """A batch of orders (lists) and changes (objects), each with the worker's request id."""
     return frame(
         ORDERS,
         orjson.dumps(
             [
                 [n, r.strategy, r.instrument, r.position.value, r.order_id, r.received_at]
+                if isinstance(r, OrderRequest)
+                else {"n": n, **{name: getattr(r, name) for name in r.__slots__}}
                 for n, r in batch
             ]
         ),
     )
 
 
-def decode_orders(payload: bytes) -> list[tuple[int, OrderRequest]]:
-    """The orders of a batch frame."""
+def _decoded(item: Any) -> tuple[int, Request]:
+    if isinstance(item, dict):
+        n = item.pop("n")
+        return n, ChangeRequest(**{**item, "scope": Scope(item["scope"])})
+    n, s, i, p, o, at = item
+    return n, OrderRequest(s, i, Position(p), o, datetime.fromisoformat(at))
+
+
+def decode_orders(payload: bytes) -> list[tuple[int, Request]]:
+    """The orders and changes of a batch frame."""
     try:
-        return [
-            (n, OrderRequest(s, i, Position(p), o, datetime.fromisoformat(at)))
-            for n, s, i, p, o, at in orjson.loads(payload)
-        ]
-    except (ValueError, TypeError) as bad:
+        return [_decoded(item) for item in orjson.loads(payload)]
+    except (ValueError, TypeError, KeyError) as bad:
         msg = f"not a batch of orders: {bad}"
         raise WireError(msg) from None
 
@@ -133,8 +144,16 @@ class Desk(Protocol):
         """Why the last commit failed, until one succeeds again; None when commits succeed."""
         ...
 
-    async def place(self, request: OrderRequest) -> Answered:
-        """The order's answer once committed; WriterUnavailable when it was not."""
+    @property
+    def partitions(self) -> int:
+        """How many writers the strategies are split over (see partition())."""
+        ...
+
+    async def place(self, request: Request) -> Answered:
+        """The answer once committed; WriterUnavailable when it was not.
+
+        An order goes to the writer of its strategy, a change to that of its partition.
+        """
         ...
 
 

@@ -14,10 +14,12 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger import faults
-from ledger.answers import OrderOutcome, OrderRequest
-from ledger.application import Ledger, Prepared
+from ledger.answers import OrderOutcome
+from ledger.application import Ledger
+from ledger.batch import Outcome, Prepared, Request
 from ledger.logs import order_line
 from ledger.metrics import Metrics
+from ledger.user_answers import ChangeOutcome
 from ledger.wire import Answered, WriterUnavailable, recent_failure
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,12 @@ orders_log = logging.getLogger("ledger.orders")  # one line per decision; see lo
 
 @dataclass
 class _Pending:
-    request: OrderRequest
-    future: asyncio.Future[OrderOutcome]
+    request: Request
+    future: asyncio.Future[Outcome]
 
 
 class Writer:
-    """Owns the ledger's write side; every order goes through submit()."""
+    """Owns the ledger's write side; every order and every change of the books goes through it."""
 
     def __init__(
         self,
@@ -99,20 +101,25 @@ class Writer:
         self._executor.shutdown(wait=True)
         self._decider.shutdown(wait=True)
 
-    async def submit(self, request: OrderRequest) -> OrderOutcome:
-        """Queue an order and wait until its batch has committed."""
+    async def submit(self, request: Request) -> Outcome:
+        """Queue an order (or a change) and wait until its batch has committed."""
         return await self.enqueue(request)
 
-    async def place(self, request: OrderRequest) -> Answered:
-        """The order's answer once committed, as JSON bytes (the Desk interface)."""
+    async def place(self, request: Request) -> Answered:
+        """The answer once committed, as JSON bytes (the Desk interface)."""
         return Answered.of(await self.enqueue(request))
 
-    def enqueue(self, request: OrderRequest) -> asyncio.Future[OrderOutcome]:
-        """Queue an order; the future resolves once its batch has committed."""
+    @property
+    def partitions(self) -> int:
+        """One writer holds every strategy."""
+        return 1
+
+    def enqueue(self, request: Request) -> asyncio.Future[Outcome]:
+        """Queue an order or a change; the future resolves once its batch has committed."""
         if self._stopping or self._task is None:
             msg = "the ledger is shutting down"
             raise WriterUnavailable(msg)
-        future: asyncio.Future[OrderOutcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Pending(request, future))
         except asyncio.QueueFull:
@@ -234,7 +241,7 @@ class Writer:
             if not pending.future.done():
                 pending.future.set_exception(failure)
 
-    def _answer(self, batch: list[_Pending], outcomes: list[OrderOutcome], started: float) -> None:
+    def _answer(self, batch: list[_Pending], outcomes: list[Outcome], started: float) -> None:
         faults.hit("after_commit")
         self._failure = None
         # Answers first: nothing after this (metrics files, logs) may keep a client waiting.
@@ -243,11 +250,33 @@ class Writer:
                 pending.future.set_result(outcome)
         elapsed = time.perf_counter() - started
         try:
-            stored = [o.answer.RESPONSE for o in outcomes if o.stored]
+            orders = [o for o in outcomes if isinstance(o, OrderOutcome)]
+            stored = [o.answer.RESPONSE for o in orders if o.stored]
             self.metrics.committed(stored, len(batch), elapsed)
-            log.debug("committed %d orders in %.1f ms", len(batch), 1e3 * elapsed)
-            if orders_log.isEnabledFor(logging.INFO):
+            log.debug("committed %d requests in %.1f ms", len(batch), 1e3 * elapsed)
+            if orders and orders_log.isEnabledFor(logging.INFO):
                 # One record per batch, one line per order (see logs.configure).
-                orders_log.info("\n".join(order_line(o.answer, o.reused_id) for o in outcomes))
+                orders_log.info("\n".join(order_line(o.answer, o.reused_id) for o in orders))
+            for outcome in outcomes:
+                if isinstance(outcome, ChangeOutcome):
+                    change_lines(outcome)
         except Exception:
             log.exception("batch of %d committed and answered; not counted or logged", len(batch))
+
+
+def change_lines(outcome: ChangeOutcome) -> None:
+    """One log line per book a change request changed (a dry run's are not logged)."""
+    answer = outcome.answer
+    if answer.dry_run:
+        return
+    for change in answer.changes:
+        if change.change != "unchanged":
+            log.info(
+                "%s %s/%s at %s: %s%s",
+                change.change,
+                change.user,
+                change.strategy,
+                answer.sequence,
+                change.instruments,
+                f"; kept open {change.kept_open}" if change.kept_open else "",
+            )

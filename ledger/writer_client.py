@@ -12,6 +12,7 @@ from pathlib import Path
 from ledger.answers import OrderRequest
 from ledger.wire import (
     Answered,
+    Request,
     WireError,
     WriterUnavailable,
     decode_answers,
@@ -33,7 +34,7 @@ class Link:
         self.path = path
         self._stream: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[Answered]] = {}
-        self._outbox: list[tuple[int, OrderRequest]] = []
+        self._outbox: list[tuple[int, Request]] = []
         self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -56,8 +57,8 @@ class Link:
                 await self._task
         self._drop("the server is stopping")
 
-    async def place(self, request: OrderRequest) -> Answered:
-        """Send the order with the next batch; wait for its answer."""
+    async def place(self, request: Request) -> Answered:
+        """Send the order (or change) with the next batch; wait for its answer."""
         if self._stream is None:
             msg = "the writer is restarting; send again with the same ORDER_ID"
             raise WriterUnavailable(msg)
@@ -152,6 +153,13 @@ class RemoteWriter:
         for link in self.links:
             await link.stop()
 
-    async def place(self, request: OrderRequest) -> Answered:
-        """The order's answer from the writer owning its strategy."""
-        return await self.links[partition(request.strategy, len(self.links))].place(request)
+    @property
+    def partitions(self) -> int:
+        """One partition of the strategies per writer process."""
+        return len(self.links)
+
+    async def place(self, request: Request) -> Answered:
+        """The answer from the writer owning the order's strategy, or the change's partition."""
+        if isinstance(request, OrderRequest):
+            return await self.links[partition(request.strategy, len(self.links))].place(request)
+        return await self.links[request.partition].place(request)

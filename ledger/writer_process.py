@@ -9,12 +9,13 @@ import os
 import signal
 from pathlib import Path
 
-from ledger.answers import OrderOutcome, OrderRequest
+from ledger.batch import Outcome
 from ledger.bootstrap import Services
 from ledger.settings import Settings
 from ledger.wire import (
     ORDERS,
     Answered,
+    Request,
     WireError,
     WriterUnavailable,
     decode_orders,
@@ -85,10 +86,8 @@ class WriterServer:
             self._streams.discard(stream)
             stream.close()
 
-    async def _answer(
-        self, batch: list[tuple[int, OrderRequest]], stream: asyncio.StreamWriter
-    ) -> None:
-        waiting: list[tuple[int, asyncio.Future[OrderOutcome] | Exception]] = []
+    async def _answer(self, batch: list[tuple[int, Request]], stream: asyncio.StreamWriter) -> None:
+        waiting: list[tuple[int, asyncio.Future[Outcome] | Exception]] = []
         for n, request in batch:
             try:
                 waiting.append((n, self.writer.enqueue(request)))

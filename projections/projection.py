@@ -11,6 +11,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.domain import Book, Order, Roster
 from projections.fold import PlacedOrder
+from projections.roster import BookRows
 from projections.views import DECISION_BUDGET, LedgerView, decisions
 
 # Every event the ledger stores, and whether the projection reads it. A test checks that no
@@ -23,13 +24,14 @@ EVENTS: dict[type[Any], str] = {
     # the same decisions: the projection never needs them.
     Book.PositionOpened: SKIPPED,  # type: ignore[attr-defined]
     Book.PositionClosed: SKIPPED,  # type: ignore[attr-defined]
-    # Profile changes are read only to move the tracking position, so the lag is exact
-    # after an import too.
+    # Book changes keep the roster read model (projections/roster.py); roster events are
+    # read only to move the tracking position, so the lag is exact after any change.
     Book.StrategyTakenUp: READ,  # type: ignore[attr-defined]
     Book.InstrumentsChanged: READ,  # type: ignore[attr-defined]
     Book.StrategyDropped: READ,  # type: ignore[attr-defined]
     Roster.Started: READ,  # type: ignore[attr-defined]
     Roster.BooksAdded: READ,  # type: ignore[attr-defined]
+    Roster.FileImported: READ,  # type: ignore[attr-defined]
 }
 PLACED_TOPIC = get_topic(Order.Placed)  # type: ignore[attr-defined]
 
@@ -56,6 +58,7 @@ class LedgerProjection(Projection[LedgerView]):
         """Many events, in view transactions of at most `budget` decisions (at least one order)."""
         # Each transaction is tracked at the last event it covers: a restart resumes there.
         orders: list[PlacedOrder] = []
+        books = BookRows()  # the roster read model: each book's last state in the batch
         size = 0
         last: Tracking | None = None
         for domain_event, tracking in batch:
@@ -63,11 +66,11 @@ class LedgerProjection(Projection[LedgerView]):
                 case Order.Placed():  # type: ignore[attr-defined]
                     order = PlacedOrder.from_event(domain_event, tracking.notification_id)
                     if orders and last is not None and size + decisions(order) > self.budget:
-                        self.view.apply(orders, last)
-                        orders, size = [], 0
+                        self.view.apply(orders, last, books)
+                        orders, size, books = [], 0, BookRows()
                     orders.append(order)
                     size += decisions(order)
                 case _:
-                    pass  # profile changes: nothing to show yet, only the position moves
+                    books.add(domain_event, tracking.notification_id)  # roster events: none
             last = tracking
-        self.view.apply(orders, batch[-1][1])
+        self.view.apply(orders, batch[-1][1], books)

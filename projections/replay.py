@@ -10,6 +10,7 @@ from eventsourcing.persistence import Notification, Tracking
 from psycopg.sql import SQL, Identifier
 
 from ledger.application import Ledger
+from projections import roster
 from projections.fold import PlacedOrder
 from projections.projection import PLACED_TOPIC
 from projections.runner import open_view, projector_lock
@@ -111,16 +112,19 @@ def replay(
             try:
                 top = ledger.recorder.max_notification_id() or 0
                 view.reset(ledger.name)
+                # The roster read model whole, with the first page: book changes are few.
+                books: roster.BookRows | None = roster.stored_rows(ledger, top)
                 done = 0
                 position = 0
                 for orders in placed_pages(ledger, top, batch):
                     position = orders[-1].sequence
-                    view.apply(orders, Tracking(ledger.name, position))
+                    view.apply(orders, Tracking(ledger.name, position), books)
+                    books = None
                     done += len(orders)
                     if progress is not None:
                         progress(position, top)
                 if position < top:  # the log ends with events that are not orders
-                    view.insert_tracking(Tracking(ledger.name, top))
+                    view.apply([], Tracking(ledger.name, top), books)
                 if progress is not None:
                     progress(top, top)
                 log.info("replayed %d orders, store read up to %d", done, top)

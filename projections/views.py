@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 from ledger import faults
 from ledger.domain import Outcome, Position
 from ledger.overrides.storage import insert_tracking
+from projections import roster
 from projections.fold import Key, Opened, PlacedOrder, fold
 
 TABLES = ("orders", "positions", "trades")
@@ -178,6 +179,9 @@ class LedgerView(PostgresTrackingRecorder):
                 "CREATE INDEX IF NOT EXISTS view_trades_user ON {trades} (user_name, id)",
             )
         )
+        self.sql_create_statements.extend(roster.create_statements(schema, t["positions"]))
+        self.books = roster.table(schema)
+        self._upsert_books = roster.upsert(schema)
         # Set-based statements: a batch of any size costs the same few round trips.
         self._insert_orders = SQL(
             "INSERT INTO {0} (sequence, order_id, strategy, instrument, position, received_at,"
@@ -209,12 +213,19 @@ class LedgerView(PostgresTrackingRecorder):
             " %b::timestamptz[], %b::bigint[])"
         ).format(t["positions"])
 
-    def apply(self, orders: Sequence[PlacedOrder], tracking: Tracking) -> None:
-        """Apply orders in sequence order, and record how far the log has been read, at once."""
+    def apply(
+        self,
+        orders: Sequence[PlacedOrder],
+        tracking: Tracking,
+        books: roster.BookRows | None = None,
+    ) -> None:
+        """Apply orders (and book changes) in sequence order, and the position read, at once."""
         # Folding and encoding run before the transaction opens: PostgreSQL ends a session
         # left idle in a transaction (5 s), and a batch's Python work grows with its fan-out.
         writes = Writes.of(orders) if orders else None
         with self.datastore.transaction(commit=True) as curs:
+            if books:
+                roster.write(curs, self._upsert_books, books)
             if writes is not None:
                 self._apply(curs, writes)
                 faults.hit("projection_batch")  # written, not yet committed
@@ -232,8 +243,8 @@ class LedgerView(PostgresTrackingRecorder):
         """Empty the read tables and forget the tracking position (for a replay)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("TRUNCATE {0}, {1}, {2} RESTART IDENTITY").format(
-                    self.tables["orders"], self.tables["positions"], self.tables["trades"]
+                SQL("TRUNCATE {0}, {1}, {2}, {3} RESTART IDENTITY").format(
+                    *(self.tables[name] for name in TABLES), self.books
                 )
             )
             curs.execute(

@@ -75,8 +75,11 @@ def _operation(route: Route, doc: Doc, c: Components) -> dict[str, Any]:
         responses[str(status)] = _json(c.ref(kind), why)
     for status, why in sorted(doc.errors.items()):
         responses[str(status)] = _json(error, why)
+    described = {p["name"]: p for p in _parameters(doc.path)} if doc.path is not None else {}
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {**described[name], "in": "path", "required": True}
+        if name in described
+        else {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in route.param_convertors
     ]
     parameters += _parameters(doc.query) if doc.query is not None else []

@@ -1,4 +1,4 @@
-"""Operations endpoints: health, Prometheus metrics, the users known, the API description."""
+"""Operations endpoints: health, Prometheus metrics, the API description."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ledger import metrics as metrics_module
-from ledger.answers import Health, Profiles, ProjectionHealth, Unhealthy
+from ledger.answers import Health, ProjectionHealth, Unhealthy
 from ledger.bootstrap import Services
 from ledger.http import openapi
 from ledger.http.responses import JSONResponse
@@ -127,17 +127,10 @@ async def openapi_json(request: Request) -> Response:
     return Response(state.openapi, media_type="application/json")
 
 
-@documented(Doc("The profiles as imported at start", Profiles))
-async def users(request: Request) -> Response:
-    """The profiles as the ledger imported them at start."""
-    return JSONResponse(services(request).profiles)
-
-
 def routes() -> list[Route]:
-    """Health, metrics, users and the API description."""
+    """Health, metrics and the API description (GET /users is in ledger.http.users)."""
     return [
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route("/users", users, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]

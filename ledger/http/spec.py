@@ -19,6 +19,7 @@ class Doc:
     answer: Any = None  # the type of the 200 body; None with media_type for a non-JSON body
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
+    path: type[BaseModel] | None = None  # the path parameters' rules (else: any string)
     description: str = ""
     errors: Mapping[int, str] = field(default_factory=dict)  # status -> why, as ErrorBody
     answers: Mapping[int, tuple[Any, str]] = field(default_factory=dict)  # other typed answers

@@ -2,9 +2,248 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
+
+from ledger import profiles as profile_files
+from ledger.bootstrap import Services
+from ledger.http import user_reads
+from ledger.http.orders import BodyTooLarge, read_body
+from ledger.http.responses import JSONResponse, error
+from ledger.http.schemas import MAX_BODY
+from ledger.http.spec import Doc, documented
+from ledger.http.state import services
+from ledger.http.user_paths import (
+    BookPath,
+    Instruments,
+    Invalid,
+    NamedRoute,
+    ProfilesDocument,
+    ProfilesQuery,
+    UserPath,
+    dry_run,
+    instruments,
+    path_names,
+)
+from ledger.user_answers import (
+    BookChange,
+    Change,
+    ChangeRequest,
+    ProfilesApplied,
+    Scope,
+    StrategyChanged,
+    UserDropped,
+)
+from ledger.wire import WriterUnavailable, partition
+
+PROFILES_BODY = 16 * 1024 * 1024  # a whole profile document: 10,000 users x 9 strategies fit
+RETRY = "send the same request again: changes are idempotent by content"
+
+# Writes: through the writer that owns the strategy, in order with the orders.
+
+
+async def changed(running: Services, requests: list[ChangeRequest]) -> dict[str, Any]:
+    """Send change requests (one per writer partition) and merge their answers."""
+    settings = running.settings
+    async with asyncio.timeout(settings.answer_timeout):
+        answers = await asyncio.gather(*(running.desk.place(r) for r in requests))
+    failed = next((a for a in answers if a.failed), None)
+    if failed is not None:
+        raise WriterUnavailable(failed.body.decode())
+    merged: dict[str, Any] = {"changes": [], "unchanged": 0, "sequence": None}
+    for answer in answers:
+        part = orjson.loads(answer.body)
+        merged["changes"] += [
+            BookChange(**{**c, "change": Change(c["change"])}) for c in part["changes"]
+        ]
+        merged["unchanged"] += part["unchanged"]
+        if part["sequence"] is not None:
+            merged["sequence"] = max(merged["sequence"] or 0, part["sequence"])
+    return merged
+
+
+def split(running: Services, request: ChangeRequest) -> list[ChangeRequest]:
+    """One request per writer partition, each with its part of the document."""
+    k = running.desk.partitions
+    parts = []
+    for n in range(k):
+        part = {
+            user: {s: i for s, i in strategies.items() if partition(s, k) == n}
+            for user, strategies in request.profiles.items()
+        }
+        parts.append(
+            ChangeRequest(
+                request.scope, part, request.user, request.strategy, n, k, request.dry_run
+            )
+        )
+    return parts
+
+
+async def write(request: Request, decide: Callable[[Services], Awaitable[Response]]) -> Response:
+    """Run a write; Invalid is 422, a writer that could not commit in time is 503."""
+    running = services(request)
+    try:
+        return await decide(running)
+    except Invalid as bad:
+        return error(422, bad.message, fields=bad.fields)
+    except BodyTooLarge:
+        return error(413, "body too large")
+    except ClientDisconnect:
+        return error(400, "client disconnected before sending the body")
+    except TimeoutError:
+        return error(503, "not answered in time; the change may still commit", retry=RETRY)
+    except WriterUnavailable as unavailable:
+        return error(503, str(unavailable), retry=RETRY)
+
+
+async def body(request: Request, limit: int) -> bytes:
+    """The request body within the server's body timeout."""
+    async with asyncio.timeout(services(request).settings.body_timeout):
+        return await read_body(request, limit)
+
+
+WRITE_ERRORS = {
+    400: "the client went away before sending the body",
+    413: "body too large",
+    422: "a bad name in the path, or a malformed body or parameter; `fields` says which",
+    503: "not committed (a writer restarting, the database unavailable, or no answer in"
+    " time); send the same request again",
+}
+
+
+def strategy_changed(merged: dict[str, Any]) -> StrategyChanged:
+    """The answer about one book."""
+    (book,) = merged["changes"]
+    return StrategyChanged(
+        book.user, book.strategy, book.instruments, book.change, merged["sequence"], book.kept_open
+    )
+
+
+@documented(
+    Doc(
+        "Take up a strategy, or change its instruments",
+        StrategyChanged,
+        path=BookPath,
+        body=Instruments,
+        description="`change` is `taken_up`, `changed` or `unchanged` (nothing written, and"
+        " `sequence` null). Orders with a greater `sequence` are decided with the change."
+        " `kept_open`: open positions whose instrument left the list (a SELL closes them).",
+        errors=WRITE_ERRORS,
+    )
+)
+async def put_strategy(request: Request) -> Response:
+    """PUT /users/{user}/strategies/{strategy}."""
+
+    async def decide(running: Services) -> Response:
+        user, strategy = path_names(request, "user", "strategy")
+        listed = instruments(await body(request, MAX_BODY))
+        k = running.desk.partitions
+        wanted = ChangeRequest(
+            Scope.BOOK, {user: {strategy: listed}}, user, strategy, partition(strategy, k), k
+        )
+        return JSONResponse(strategy_changed(await changed(running, [wanted])))
+
+    return await write(request, decide)
+
+
+@documented(
+    Doc(
+        "Drop a strategy",
+        StrategyChanged,
+        path=BookPath,
+        description="`change` is `dropped`; open positions stay (`kept_open`) and a SELL"
+        " still closes them.",
+        errors={**WRITE_ERRORS, 404: "the user does not trade this strategy"},
+    )
+)
+async def delete_strategy(request: Request) -> Response:
+    """DELETE /users/{user}/strategies/{strategy}."""
+
+    async def decide(running: Services) -> Response:
+        user, strategy = path_names(request, "user", "strategy")
+        k = running.desk.partitions
+        dropped = ChangeRequest(Scope.BOOK, {}, user, strategy, partition(strategy, k), k)
+        merged = await changed(running, [dropped])
+        if not merged["changes"]:
+            return error(
+                404, "the user does not trade this strategy", fields={"strategy": strategy}
+            )
+        return JSONResponse(strategy_changed(merged))
+
+    return await write(request, decide)
+
+
+@documented(
+    Doc(
+        "Drop every strategy of a user",
+        UserDropped,
+        path=UserPath,
+        description="Open positions stay (`kept_open` of each) and a SELL still closes them.",
+        errors={**WRITE_ERRORS, 404: "the user trades no strategy"},
+    )
+)
+async def delete_user(request: Request) -> Response:
+    """DELETE /users/{user}."""
+
+    async def decide(running: Services) -> Response:
+        (user,) = path_names(request, "user")
+        merged = await changed(running, split(running, ChangeRequest(Scope.USER, {}, user)))
+        if not merged["changes"]:
+            return error(404, "the user trades no strategy", fields={"user": user})
+        return JSONResponse(UserDropped(user, merged["changes"], merged["sequence"]))
+
+    return await write(request, decide)
+
+
+@documented(
+    Doc(
+        "Apply a whole profile document, as the start-up import does",
+        ProfilesApplied,
+        ProfilesQuery,
+        body=ProfilesDocument,
+        description="The document has the profile file's shape. Books it lists are taken up"
+        " or changed, books it does not list are dropped (open positions kept); `changes`"
+        " lists what differs, `unchanged` counts the rest. With several writer processes a"
+        " document is applied per writer partition: `sequence` is the last written.",
+        errors={**WRITE_ERRORS, 413: f"body over {PROFILES_BODY // 2**20} MiB"},
+    )
+)
+async def post_profiles(request: Request) -> Response:
+    """POST /profiles."""
+
+    async def decide(running: Services) -> Response:
+        dry = dry_run(request.query_params)
+        raw = await body(request, PROFILES_BODY)
+        try:
+            document = profile_files.parse(raw)
+        except profile_files.ProfileError as bad:
+            raise Invalid("not a profile document", {"body": str(bad)[:500]}) from None
+        merged = await changed(
+            running, split(running, ChangeRequest(Scope.ALL, document, dry_run=dry))
+        )
+        return JSONResponse(
+            ProfilesApplied(dry, merged["changes"], merged["unchanged"], merged["sequence"])
+        )
+
+    return await write(request, decide)
 
 
 def routes() -> list[BaseRoute]:
-    """This module's endpoints."""
-    return []
+    """This module's endpoints: the reads of ledger.http.user_reads, and the changes."""
+    return [
+        *user_reads.routes(),
+        NamedRoute("/users/{user}", delete_user, methods=["DELETE"], name="drop_user"),
+        NamedRoute(
+            "/users/{user}/strategies/{strategy}", put_strategy, methods=["PUT"], name="take_up"
+        ),
+        NamedRoute(
+            "/users/{user}/strategies/{strategy}", delete_strategy, methods=["DELETE"], name="drop"
+        ),
+        NamedRoute("/profiles", post_profiles, methods=["POST"], name="profiles"),
+    ]

@@ -68,9 +68,11 @@ def budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     sizes: list[int] = []
     apply = LedgerView.apply
 
-    def counted(view: LedgerView, orders: Sequence[PlacedOrder], tracking: Tracking) -> None:
+    def counted(
+        view: LedgerView, orders: Sequence[PlacedOrder], tracking: Tracking, *books: Any
+    ) -> None:
         sizes.append(decisions(orders))
-        apply(view, orders, tracking)
+        apply(view, orders, tracking, *books)  # books: the roster rows of the same batch
 
     monkeypatch.setattr(LedgerView, "apply", counted)
     yield sizes

@@ -1,0 +1,113 @@
+"""A change of users' strategies: its differences from the books held, applied in memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ledger.domain import Book
+from ledger.user_answers import BookChange, Change, ChangeRequest, Scope
+from ledger.wire import partition
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
+
+Key = tuple[str, str]  # (user, strategy)
+
+
+@dataclass
+class Decided:
+    """What a change request does: its book changes, and the aggregates holding their events."""
+
+    changes: list[BookChange] = field(default_factory=list)
+    unchanged: int = 0
+    aggregates: list[Any] = field(default_factory=list)  # in the order their events are stored
+    read: list[tuple[Book, int]] = field(default_factory=list)  # books read, at that version
+
+
+def owned(request: ChangeRequest, strategy: str) -> bool:
+    """Whether a strategy is in the request's writer partition."""
+    return request.partitions == 1 or (partition(strategy, request.partitions) == request.partition)
+
+
+def wanted(request: ChangeRequest) -> dict[Key, list[str]]:
+    """The books the request wants, in its scope and partition; instruments deduplicated."""
+    found: dict[Key, list[str]] = {}
+    for user, strategies in request.profiles.items():
+        if request.scope is not Scope.ALL and user != request.user:
+            continue
+        for strategy, instruments in strategies.items():
+            if request.scope is Scope.BOOK and strategy != request.strategy:
+                continue
+            if owned(request, strategy):
+                found[user, strategy] = list(dict.fromkeys(instruments))
+    return found
+
+
+def in_scope(ledger: Ledger, request: ChangeRequest) -> list[Key]:
+    """The books the ledger has in the request's scope and partition."""
+    if request.scope is Scope.BOOK:
+        keys = [(request.user, s) for s in ledger.strategies_of(request.user)]
+        return [k for k in keys if k[1] == request.strategy]
+    if request.scope is Scope.USER:
+        keys = [(request.user, s) for s in ledger.strategies_of(request.user)]
+    else:
+        keys = ledger.book_keys()
+    return [k for k in keys if owned(request, k[1])]
+
+
+def kept_open(book: Book, instruments: list[str], active: bool) -> list[str]:
+    """Open positions the book keeps although its list no longer has their instrument."""
+    return [i for i in book.open if not active or i not in instruments]
+
+
+def decide(ledger: Ledger, request: ChangeRequest) -> Decided:
+    """Compare the request with the books; unless a dry run, change the books in memory."""
+    decided = Decided()
+    wants = wanted(request)
+    held = in_scope(ledger, request)
+    known = set(held)
+    new_books: list[Book] = []
+    changed: list[Book] = []
+    for key, instruments in wants.items():
+        user, strategy = key
+        if key not in known:
+            decided.changes.append(BookChange(user, strategy, instruments, Change.TAKEN_UP, []))
+            if not request.dry_run:
+                new_books.append(Book(user=user, strategy=strategy, instruments=instruments))
+            continue
+        book = ledger.book(Book.create_id(user, strategy))
+        decided.read.append((book, book.version))
+        if book.active and set(book.instruments) == set(instruments):
+            decided.unchanged += 1
+            if request.scope is Scope.BOOK:
+                # The instruments as held: the same set, maybe in another order.
+                same = list(book.instruments)
+                open_ = kept_open(book, same, True)
+                decided.changes.append(BookChange(user, strategy, same, Change.UNCHANGED, open_))
+            continue
+        how = Change.CHANGED if book.active else Change.TAKEN_UP
+        decided.changes.append(
+            BookChange(user, strategy, instruments, how, kept_open(book, instruments, True))
+        )
+        if not request.dry_run:
+            book.change_instruments(instruments=instruments)
+            changed.append(book)
+    for key in held:
+        if key in wants:
+            continue
+        book = ledger.book(Book.create_id(*key))
+        decided.read.append((book, book.version))
+        if not book.active:
+            continue  # dropped before: nothing to do, and not counted
+        decided.changes.append(BookChange(*key, [], Change.DROPPED, kept_open(book, [], False)))
+        if not request.dry_run:
+            book.drop()
+            changed.append(book)
+    decided.aggregates = [*new_books, *changed]
+    if new_books:
+        roster = ledger.held_roster()
+        roster.add_books(books=[[b.user, b.strategy] for b in new_books])
+        decided.aggregates.append(roster)
+        ledger.took_up(new_books)
+    return decided

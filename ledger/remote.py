@@ -1,0 +1,85 @@
+"""`ledger users`, `subscribe` and `unsubscribe`: the users API of a running server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _path(*names: str) -> str:
+    # Every character of a name but the unreserved is encoded: a "/" in it stays in its segment.
+    return "/".join(quote(name, safe="") for name in names)
+
+
+def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
+    """One request; the answer's JSON on stdout (0), or the error on stderr (1)."""
+    token = os.environ.get("LEDGER_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(
+            method, args.url.rstrip("/") + path, json=body, headers=headers, timeout=30
+        )
+    except httpx.HTTPError as failure:
+        sys.stderr.write(f"ledger: {args.url} did not answer: {failure}\n")
+        return 1
+    try:
+        shown = json.dumps(response.json(), indent=2, ensure_ascii=False)
+    except ValueError:
+        shown = response.text
+    if response.status_code != 200:
+        sys.stderr.write(f"ledger: {response.status_code}: {shown}\n")
+        return 1
+    sys.stdout.write(shown + "\n")
+    return 0
+
+
+def users(args: argparse.Namespace) -> int:
+    """Print every user's strategies (or one user's, with open positions)."""
+    if args.user:
+        return call(args, "GET", "/users/" + _path(args.user))
+    return call(args, "GET", "/users" + ("?counts=true" if args.counts else ""))
+
+
+def subscribe(args: argparse.Namespace) -> int:
+    """Take up a strategy for a user, or change its instruments."""
+    body = {"instruments": args.instruments}
+    return call(args, "PUT", "/users/" + _path(args.user, "strategies", args.strategy), body)
+
+
+def unsubscribe(args: argparse.Namespace) -> int:
+    """Drop a strategy of a user (every strategy without STRATEGY)."""
+    if args.strategy is None:
+        return call(args, "DELETE", "/users/" + _path(args.user))
+    return call(args, "DELETE", "/users/" + _path(args.user, "strategies", args.strategy))
+
+
+def add_commands(sub: Any) -> Any:
+    """Register the commands on the `ledger` parser's sub-parsers; returns them."""
+    url = {"default": DEFAULT_URL, "help": f"the server (default {DEFAULT_URL})"}
+    p = sub.add_parser("users", help="print the users' strategies of a running server")
+    p.add_argument("user", nargs="?", help="only this user, with open positions")
+    p.add_argument("--counts", action="store_true", help="open positions of each user")
+    p.add_argument("--url", **url)
+    p.set_defaults(func=users)
+
+    p = sub.add_parser("subscribe", help="a user takes up a strategy, or changes its list")
+    p.add_argument("user")
+    p.add_argument("strategy")
+    p.add_argument("instruments", nargs="+", metavar="INSTRUMENT")
+    p.add_argument("--url", **url)
+    p.set_defaults(func=subscribe)
+
+    p = sub.add_parser("unsubscribe", help="a user drops a strategy (all, without STRATEGY)")
+    p.add_argument("user")
+    p.add_argument("strategy", nargs="?")
+    p.add_argument("--url", **url)
+    p.set_defaults(func=unsubscribe)
+    return sub

@@ -1,0 +1,133 @@
+"""The shapes of the users-and-strategies API: change requests, their answers, the live roster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+# Plain dataclasses as in ledger/answers.py: orjson renders them, TypeAdapter derives schemas.
+
+
+class Change(StrEnum):
+    """What a change did to one user's strategy."""
+
+    TAKEN_UP = "taken_up"
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    DROPPED = "dropped"
+
+
+class Scope(StrEnum):
+    """Which books a change request covers: the books outside keep what they have."""
+
+    BOOK = "book"  # one (user, strategy)
+    USER = "user"  # every strategy of one user
+    ALL = "all"  # every book: a whole profile document
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRequest:
+    """Set the books in scope to `profiles` (a book in scope but not in it is dropped)."""
+
+    scope: Scope
+    profiles: dict[str, dict[str, list[str]]]
+    user: str = ""  # the scope's user (BOOK, USER)
+    strategy: str = ""  # the scope's strategy (BOOK)
+    partition: int = 0  # only strategies of this writer partition are in scope
+    partitions: int = 1
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BookChange:
+    """One user's strategy after a change; `kept_open`: open positions no longer listed."""
+
+    user: str
+    strategy: str
+    instruments: list[str]  # empty when dropped
+    change: Change
+    kept_open: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeAnswer:
+    """A writer's answer to a change request; `sequence` is null when nothing was written."""
+
+    changes: list[BookChange]  # every book changed (for Scope.BOOK, unchanged too)
+    unchanged: int
+    sequence: int | None
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    """A change request's outcome, as the writer resolves it (beside OrderOutcome)."""
+
+    answer: ChangeAnswer
+    reused_id: bool = False  # never: a change has no ORDER_ID (the wire's flag stays clear)
+    stored: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyChanged:
+    """PUT and DELETE /users/{user}/strategies/{strategy}: the strategy after the change."""
+
+    user: str
+    strategy: str
+    instruments: list[str]
+    change: Change
+    sequence: int | None  # null when nothing was written (unchanged)
+    kept_open: list[str]  # instruments with an open position that the list no longer has
+
+
+@dataclass(frozen=True, slots=True)
+class UserDropped:
+    """DELETE /users/{user}: every strategy the user dropped."""
+
+    user: str
+    dropped: list[BookChange]
+    sequence: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilesApplied:
+    """POST /profiles: the differences applied (or, with dry_run, that would be)."""
+
+    dry_run: bool
+    changes: list[BookChange]  # taken up, changed and dropped; not the unchanged
+    unchanged: int
+    sequence: int | None  # the last written (one per writer partition); null if none
+
+
+@dataclass(frozen=True, slots=True)
+class UserSummary:
+    """A user's strategies (as in the profile file) and open positions."""
+
+    strategies: dict[str, list[str]]
+    open_positions: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """GET /users/{user}."""
+
+    user: str
+    strategies: dict[str, list[str]]
+    open_positions: int  # in every strategy, dropped ones included
+
+
+@dataclass(frozen=True, slots=True)
+class StrategySummary:
+    """A strategy's users with their instruments, and its open positions."""
+
+    users: dict[str, list[str]]
+    open_positions: int
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyState:
+    """GET /strategies/{strategy}."""
+
+    strategy: str
+    users: dict[str, list[str]]
+    open_positions: int  # of every user, those who dropped it included
