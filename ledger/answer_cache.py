@@ -10,9 +10,10 @@ ANSWER_CACHE_SIZE = 100_000
 # An answer's size grows with its strategy's users: one decision each (plus one for the
 # order). Measured with tracemalloc (tests/unit/test_answer_cache.py does it again): a
 # rejection whose user name is a string of its own costs ~270 bytes, an acceptance ~85, and
-# names shared with the books less. 350,000 decisions at 270 bytes is ~95 MB: 35 answers of
-# a 10,000-user strategy, or ~16,000 of a 20-user one, which covers retries for minutes.
-DECISION_BUDGET = 350_000
+# names shared with the books less. 100,000 decisions at 270 bytes is ~27 MB: 10 answers of
+# a 10,000-user strategy, or ~4,500 of a 20-user one (seconds of full load), which covers a
+# client's prompt retry; an older ORDER_ID is answered from the store (one read).
+DECISION_BUDGET = 100_000
 
 
 def _decisions(answer: OrderAnswer) -> int:

@@ -10,8 +10,8 @@ the workers first (they answer what is in flight), then the writers, then the pr
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -108,6 +109,22 @@ def _wait_for(path: Path, child: Child, timeout: float) -> None:
         time.sleep(0.05)  # polling another process's start-up
 
 
+def _import(env: dict[str, str], settings: Settings) -> int:
+    with Ledger(env=env) as ledger:
+        import_profiles(ledger, settings)
+        return ledger.last_sequence()
+
+
+def _import_in_child(env: dict[str, str], settings: Settings) -> int:
+    """Import the profile file in a forked child; the store's last sequence after it.
+
+    The import loads every book: in the supervisor, which lives as long as the service, that
+    memory would stay taken (CPython keeps freed small objects' arenas). A child returns it.
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
+        return child.submit(_import, env, settings).result()
+
+
 def serve(settings: Settings, workers: int, writers: int) -> int:
     """Run the service as processes until SIGTERM; 0 after a clean stop."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # taken with sigtimedwait below
@@ -116,12 +133,7 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
     database = Database.open(settings)
     children: list[Child] = []
     try:
-        with Ledger(env=database.eventsourcing_env()) as ledger:
-            import_profiles(ledger, settings)
-            top = ledger.last_sequence()
-        # The supervisor serves nothing: let go of the books the import loaded.
-        del ledger
-        gc.collect()
+        top = _import_in_child(database.eventsourcing_env(), settings)
         # The read tables exist before any child starts: CREATE TABLE IF NOT EXISTS races.
         open_view(database.eventsourcing_env()).datastore.close()
         env = child_env(settings)
