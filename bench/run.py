@@ -1,6 +1,6 @@
 """`make bench`: every figure in one run on one machine, so the ratios hold on a noisy machine.
 
-    PYTHONPATH=. .venv/bin/python bench/run.py [--only http,workers0,fanout,replay_and_restart,memory]
+    PYTHONPATH=. .venv/bin/python bench/run.py [--only http,workers0,fanout,replay_and_restart,memory,users]
 
 Every HTTP figure is compared with the hello-world ceiling (bench/ceiling.py) measured in the
 same run. For each ledger run under load it also records the events stored per order, the CPU
@@ -503,6 +503,10 @@ class Bench:
         with server as proc:
             self.results["restart"] = {"events": events, "seconds": proc.startup}
 
+    def run_users(self) -> None:
+        """Issue 13's scale: users changed while orders flow (see users_step)."""
+        users_step(self)
+
     def run_memory(self) -> None:
         """RSS of all the server's processes with 10,000 users x 9 strategies, at start and
         after orders fanned out to them (answers cached, projection caught up)."""
@@ -557,6 +561,89 @@ class Bench:
         }
 
 
+def percentile(values: list[float], share: float) -> float:
+    """The value below which `share` of the values lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+def users_step(bench: Bench) -> None:
+    """10,000 users x 9 strategies: PUT latency while orders flow, GET /strategies/{s}."""
+    rng = random.Random(4)
+    profiles = {
+        f"user-{n:05d}": {
+            s: rng.sample(bench.instruments, rng.randint(1, 10)) for s in bench.strategies
+        }
+        for n in range(bench.args.memory_users)
+    }
+    schema, profile = bench.schema(profiles)
+    port, server = bench.serve(schema, profile)
+    url = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
+    flowed = [0]
+
+    def orders() -> None:  # a steady flow of small orders on a strategy of its own
+        with httpx.Client(timeout=60) as client:
+            n = 0
+            while not stop.is_set():
+                body = {
+                    "STRATEGY": "FLOW",
+                    "INSTRUMENT": "ACC",
+                    "POSITION": "BUY",
+                    "ORDER_ID": f"flow-{n}",
+                }
+                client.post(f"{url}/order", json=body)
+                n += 1
+                flowed[0] = n
+
+    with server, httpx.Client(timeout=60) as client:
+        # Books are loaded on first use (~0.5 s for 10,000): the figures are for a warm server.
+        for strategy in bench.strategies:
+            user = next(iter(profiles))
+            body = {"instruments": profiles[user][strategy]}  # unchanged: writes nothing
+            client.put(f"{url}/users/{user}/strategies/{strategy}", json=body)
+        flows = [threading.Thread(target=orders) for _ in range(4)]
+        for flow in flows:
+            flow.start()
+        puts: list[float] = []
+        started = time.monotonic()
+        try:
+            for n in range(bench.args.users_puts):
+                user = f"user-{rng.randrange(bench.args.memory_users):05d}"
+                strategy = bench.strategies[n % len(bench.strategies)]
+                instruments = rng.sample(bench.instruments, rng.randint(1, 10))
+                t0 = time.perf_counter()
+                answer = client.put(
+                    f"{url}/users/{user}/strategies/{strategy}", json={"instruments": instruments}
+                )
+                puts.append((time.perf_counter() - t0) * 1e3)
+                if answer.status_code != 200:
+                    raise SystemExit(f"PUT: {answer.status_code} {answer.text[:300]}")
+        finally:
+            stop.set()
+            for flow in flows:
+                flow.join()
+        elapsed = time.monotonic() - started
+        gets: list[float] = []
+        for n in range(bench.args.users_gets):
+            t0 = time.perf_counter()
+            answer = client.get(f"{url}/strategies/{bench.strategies[n % len(bench.strategies)]}")
+            gets.append((time.perf_counter() - t0) * 1e3)
+            if answer.status_code != 200:
+                raise SystemExit(f"GET: {answer.status_code} {answer.text[:300]}")
+    bench.results["users"] = {
+        "users": len(profiles),
+        "books": len(profiles) * len(bench.strategies),
+        "puts": len(puts),
+        "put_p50_ms": statistics.median(puts),
+        "put_p99_ms": percentile(puts, 0.99),
+        "orders_per_s_meanwhile": flowed[0] / elapsed,
+        "get_strategy_p50_ms": statistics.median(gets),
+        "get_strategy_max_ms": max(gets),
+        "get_strategy_bytes": len(answer.content),
+    }
+
+
 # (label, section, key, op, target); a callable key computes the value from the results.
 TARGETS: list[tuple[str, str, Any, str, float]] = [
     ("21-user profile orders/s vs ceiling", "ledger_21x4", "ratio_to_ceiling", ">=", 0.25),
@@ -574,6 +661,8 @@ TARGETS: list[tuple[str, str, Any, str, float]] = [
     ("replay (events/s)", "replay", "events_per_s", ">=", 50_000),
     ("restart to healthy with 1M events (s)", "restart", "seconds", "<=", 3),
     ("RSS, 10,000 users x 9 strategies (MB)", "memory", "rss_mb", "<=", 500),
+    ("PUT p99 while orders flow, 10,000 users (ms)", "users", "put_p99_ms", "<=", 50),
+    ("GET /strategies/{s}, 10,000 users, median (ms)", "users", "get_strategy_p50_ms", "<=", 100),
 ]
 
 
@@ -670,11 +759,13 @@ def main() -> None:
     parser.add_argument("--memory-users", type=int, default=10_000)
     parser.add_argument("--memory-orders", type=int, default=36)
     parser.add_argument("--memory-seconds", type=float, default=90, help="at most, for those")
+    parser.add_argument("--users-puts", type=int, default=300, help="PUTs timed in the users step")
+    parser.add_argument("--users-gets", type=int, default=27, help="GET /strategies/{s} timed")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument(
         "--only",
-        default="http,workers0,fanout,replay_and_restart,memory",
-        help="comma-separated steps: http, workers0, fanout, replay_and_restart, memory",
+        default="http,workers0,fanout,replay_and_restart,memory,users",
+        help="comma-separated steps: http, workers0, fanout, replay_and_restart, memory, users",
     )
     args = parser.parse_args()
     if args.quick:  # smaller defaults; options given explicitly still win

@@ -9,7 +9,9 @@ connections by closing the longest-idle one, and bounds requests in flight inste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import weakref
 from typing import Any, ClassVar
 
@@ -62,6 +64,23 @@ _IDLE: weakref.WeakKeyDictionary[ServerState, dict[GuardedHttpToolsProtocol, Non
 )
 
 
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """Send small writes at once (TCP_NODELAY) on a TCP connection.
+
+    A response is two writes (head, then body). On the socket the workers inherit from the
+    supervisor (opened by uvicorn as AF_UNIX), the event loop leaves Nagle's algorithm on:
+    the body waited for the ACK of the head, which a keep-alive client delays by 40 ms, so
+    every request on a reused connection took >= 40 ms (measured: 48 ms a POST /order, then
+    2-5 ms with this).
+    """
+    sock = transport.get_extra_info("socket")
+    # Not by its family: uvicorn opens an inherited fd as AF_UNIX whatever it is, so the
+    # socket says AF_UNIX even for TCP; a real Unix socket refuses the option, harmlessly.
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a request-head timeout and idle-first eviction."""
 
@@ -88,6 +107,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Accept, closing the longest-idle connection when full; start the head timer."""
         super().connection_made(transport)
+        no_delay(transport)
         while len(self.connections) > self.max_connections and self._idle:
             next(iter(self._idle)).drop()
         if len(self.connections) > self.max_connections:

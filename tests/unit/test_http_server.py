@@ -61,3 +61,28 @@ def test_uvicorn_config_refuses_what_it_sets_itself(key: str) -> None:
 def test_limits_must_be_positive(limits: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="positive"):
         uvicorn_config(Starlette(), **limits)  # type: ignore[arg-type]
+
+
+def test_connections_send_small_writes_at_once() -> None:
+    import socket
+    from types import SimpleNamespace
+
+    from ledger.overrides.uvicorn_http import no_delay
+    from ledger.supervisor import _listen
+
+    listener = _listen("127.0.0.1", 0)
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        accepted, _ = listener.accept()
+        with accepted:
+            # Inherited from the listening socket, before any protocol runs.
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        plain = socket.create_connection(listener.getsockname())
+        server_side, _ = listener.accept()
+        with plain, server_side:
+            server_side.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            no_delay(SimpleNamespace(get_extra_info=lambda name: server_side))  # type: ignore[arg-type]
+            assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert client.fileno() > 0
+    left, right = socket.socketpair()  # a Unix socket refuses the option: no error
+    with left, right:
+        no_delay(SimpleNamespace(get_extra_info=lambda name: left))  # type: ignore[arg-type]
