@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal, NotRequired, Self
 
 from typing_extensions import TypeAliasType, TypedDict
 
-from ledger.domain import Order, Outcome, Position, Reason, Rejection
+from ledger.amounts import canonical
+from ledger.domain import Order, Outcome, Position, Reason, Rejection, order_numbers
+from ledger.user_answers import Entry
 
 # Plain dataclasses, not pydantic models: orjson serialises them natively, which matters on
 # the write path (one answer per order); pydantic's TypeAdapter still derives their schemas.
@@ -27,10 +30,13 @@ class OrderAnswer:
     accepted_for: list[str]
     rejected_for: list[Rejection]
     reason: Reason | None
+    quantity: int  # 1 when not given (and for a SELL without one: it closed what was open)
+    price: str | None  # an exact decimal, as a string; null when not given
 
     @classmethod
     def of(cls, order: Order | Any, sequence: int | None, **more: Any) -> Self:
         """The answer recorded by an Order (or its Placed event), at its place in the store."""
+        quantity, price, _ = order_numbers(order)
         return cls(
             RESPONSE=Outcome.of(order.accepted_for),
             order_id=order.order_id,
@@ -41,12 +47,21 @@ class OrderAnswer:
             accepted_for=list(order.accepted_for),
             rejected_for=list(order.rejected_for),
             reason=Reason(order.reason) if order.reason else None,
+            quantity=quantity,
+            price=price,
             **more,
         )
 
-    def is_for(self, strategy: str, instrument: str, position: Position) -> bool:
+    def is_for(self, request: OrderRequest) -> bool:
         """Whether a request with this answer's ORDER_ID asked for the same order."""
-        return (self.strategy, self.instrument, self.position) == (strategy, instrument, position)
+        price = None if request.price is None else canonical(request.price)
+        return (self.strategy, self.instrument, self.position, self.quantity, self.price) == (
+            request.strategy,
+            request.instrument,
+            request.position,
+            request.quantity,
+            price,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +73,15 @@ class OrderRequest:
     position: Position
     order_id: str | None = None
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    quantity: int = 1
+    price: Decimal | None = None
+    # Whether QUANTITY was given: a SELL without one closes whatever quantity is open.
+    quantity_given: bool = False
+
+    @property
+    def asked_quantity(self) -> int | None:
+        """The quantity the rules check: None when none was given (a quantity not 1 counts)."""
+        return self.quantity if self.quantity_given or self.quantity != 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +109,8 @@ class OpenPosition:
     instrument: str
     order_id: str
     opened_at: datetime
+    quantity: str  # booked: the BUY's quantity times the user's multiplier, an exact decimal
+    entry_price: str | None  # the BUY's price; null when it gave none
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +124,10 @@ class Trade:
     sell_order_id: str
     opened_at: datetime
     closed_at: datetime
+    quantity: str  # the position's booked quantity: a SELL closes it whole
+    entry_price: str | None  # the BUY's price
+    exit_price: str | None  # the SELL's price
+    realised_pnl: str | None  # (exit - entry) x quantity, exact; null when a price is unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +140,10 @@ class PositionChange:
     order_id: str
     action: Literal["opened", "closed"]
     at: datetime
+    quantity: str  # booked (opened) or closed, an exact decimal
+    price: str | None  # the entry price when opened, the exit price when closed
+    entry_price: str | None = None  # closed only
+    realised_pnl: str | None = None  # closed only: (exit - entry) x quantity
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +161,50 @@ class Positions:
     """Open positions, in (user, strategy, instrument) order."""
 
     positions: list[OpenPosition]
+
+
+@dataclass(frozen=True, slots=True)
+class PnlLine:
+    """Realised P&L of a set of closed trades."""
+
+    realised_pnl: str  # an exact decimal, the sum over priced trades; "0" when none is priced
+    trades: int
+    winners: int  # realised_pnl > 0
+    losers: int  # realised_pnl < 0
+    unpriced: int  # entry or exit price unknown: counted here, not in the sum, winners, losers
+
+
+@dataclass(frozen=True, slots=True)
+class UserPnl:
+    """One user's realised P&L (the fields of PnlLine)."""
+
+    user: str
+    realised_pnl: str
+    trades: int
+    winners: int
+    losers: int
+    unpriced: int
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyPnl:
+    """One strategy's realised P&L, all its users together (the fields of PnlLine)."""
+
+    strategy: str
+    realised_pnl: str
+    trades: int
+    winners: int
+    losers: int
+    unpriced: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pnl:
+    """Realised P&L of the closed trades, per user, per strategy and in all (GET /pnl)."""
+
+    by_user: list[UserPnl]
+    by_strategy: list[StrategyPnl]
+    total: PnlLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,4 +285,5 @@ class ErrorBody(TypedDict):
 
 
 # Named, so the OpenAPI document calls it Profiles: {"User": {"STRATEGY": ["INSTRUMENT", ...]}}.
-Profiles = TypeAliasType("Profiles", dict[str, dict[str, list[str]]])
+# A strategy with a multiplier other than 1 is {"instruments": [...], "multiplier": "3"}.
+Profiles = TypeAliasType("Profiles", dict[str, dict[str, Entry]])

@@ -23,6 +23,7 @@ from ledger.snapshots import save_snapshots
 from ledger.store.mapper import LedgerMapper
 from ledger.store.recorder import LedgerRecorder
 from ledger.store.transcoder import OrjsonTranscoder
+from ledger.user_answers import entry
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +163,14 @@ class Ledger(Application[UUID]):
         """Every book the ledger knows, in roster order."""
         return [self._book(book_id) for ids in self._index().values() for book_id in ids]
 
-    def profiles(self) -> dict[str, dict[str, list[str]]]:
+    def profiles(self) -> Profiles:
         """The profiles as the ledger knows them, shaped like user_profile.json."""
-        result: dict[str, dict[str, list[str]]] = {}
+        result: Profiles = {}
         for book in self.books():
             if book.active:
-                result.setdefault(book.user, {})[book.strategy] = list(book.instruments)
+                result.setdefault(book.user, {})[book.strategy] = entry(
+                    book.instruments, book.multiplier
+                )
         return result
 
     def import_profiles(self, profiles: Profiles, file_digest: str | None = None) -> ImportReport:

@@ -10,9 +10,11 @@ from uuid import UUID
 from eventsourcing.application import ProcessingEvent
 
 from ledger import changes
+from ledger.amounts import canonical
 from ledger.answers import OrderAnswer, OrderOutcome, OrderRequest
-from ledger.domain import Book, Order, Roster, decide
+from ledger.domain import Book, Order, Roster
 from ledger.overrides import storage as overrides
+from ledger.rules import decide, multipliers
 from ledger.snapshots import due_snapshots, put_snapshots
 from ledger.user_answers import ChangeAnswer, ChangeOutcome, ChangeRequest
 
@@ -104,8 +106,15 @@ def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -
             if request.strategy not in read:
                 read[request.strategy] = [(b, b.version) for b in books]
             versions = [b.version for b in books]
+            price = None if request.price is None else canonical(request.price)
             accepted, rejected, reason = decide(
-                books, order_id, request.instrument, request.position, request.received_at
+                books,
+                order_id,
+                request.instrument,
+                request.position,
+                request.received_at,
+                request.asked_quantity,
+                price,
             )
             for book, version in zip(books, versions, strict=True):
                 if book.version != version:
@@ -119,6 +128,9 @@ def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -
                 accepted_for=accepted,
                 rejected_for=rejected,
                 reason=reason,
+                quantity=request.quantity,
+                price=price,
+                multipliers=multipliers(books, accepted),
             )
             out.orders.append(order)
         out.flush()
@@ -159,7 +171,7 @@ def commit(ledger: Ledger, prepared: Prepared) -> list[Outcome]:
             continue
         assert request.order_id is not None
         answer = known[request.order_id]
-        reused = not answer.is_for(request.strategy, request.instrument, request.position)
+        reused = not answer.is_for(request)
         # Only the first request of an ORDER_ID within a batch stored it.
         stored = orders.pop(request.order_id, None) is not None
         outcomes.append(OrderOutcome(answer, reused_id=reused, stored=stored))

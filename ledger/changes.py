@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ledger.amounts import ONE
 from ledger.domain import Book
-from ledger.user_answers import BookChange, Change, ChangeRequest, Scope
+from ledger.user_answers import BookChange, Change, ChangeRequest, Scope, parts
 from ledger.wire import partition
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
 
 Key = tuple[str, str]  # (user, strategy)
+Wanted = tuple[list[str], str]  # (instruments, multiplier)
 
 
 @dataclass
@@ -30,17 +32,18 @@ def owned(request: ChangeRequest, strategy: str) -> bool:
     return request.partitions == 1 or (partition(strategy, request.partitions) == request.partition)
 
 
-def wanted(request: ChangeRequest) -> dict[Key, list[str]]:
+def wanted(request: ChangeRequest) -> dict[Key, Wanted]:
     """The books the request wants, in its scope and partition; instruments deduplicated."""
-    found: dict[Key, list[str]] = {}
+    found: dict[Key, Wanted] = {}
     for user, strategies in request.profiles.items():
         if request.scope is not Scope.ALL and user != request.user:
             continue
-        for strategy, instruments in strategies.items():
+        for strategy, value in strategies.items():
             if request.scope is Scope.BOOK and strategy != request.strategy:
                 continue
             if owned(request, strategy):
-                found[user, strategy] = list(dict.fromkeys(instruments))
+                instruments, multiplier = parts(value)
+                found[user, strategy] = (list(dict.fromkeys(instruments)), multiplier)
     return found
 
 
@@ -69,29 +72,37 @@ def decide(ledger: Ledger, request: ChangeRequest) -> Decided:
     known = set(held)
     new_books: list[Book] = []
     changed: list[Book] = []
-    for key, instruments in wants.items():
+    for key, (instruments, multiplier) in wants.items():
         user, strategy = key
         if key not in known:
-            decided.changes.append(BookChange(user, strategy, instruments, Change.TAKEN_UP, []))
+            decided.changes.append(
+                BookChange(user, strategy, instruments, Change.TAKEN_UP, [], multiplier)
+            )
             if not request.dry_run:
-                new_books.append(Book(user=user, strategy=strategy, instruments=instruments))
+                new_books.append(
+                    Book(
+                        user=user, strategy=strategy, instruments=instruments, multiplier=multiplier
+                    )
+                )
             continue
         book = ledger.book(Book.create_id(user, strategy))
         decided.read.append((book, book.version))
-        if book.active and set(book.instruments) == set(instruments):
+        same_set = set(book.instruments) == set(instruments)
+        if book.active and same_set and book.multiplier == multiplier:
             decided.unchanged += 1
             if request.scope is Scope.BOOK:
                 # The instruments as held: the same set, maybe in another order.
                 same = list(book.instruments)
                 open_ = kept_open(book, same, True)
-                decided.changes.append(BookChange(user, strategy, same, Change.UNCHANGED, open_))
+                decided.changes.append(
+                    BookChange(user, strategy, same, Change.UNCHANGED, open_, multiplier)
+                )
             continue
         how = Change.CHANGED if book.active else Change.TAKEN_UP
-        decided.changes.append(
-            BookChange(user, strategy, instruments, how, kept_open(book, instruments, True))
-        )
+        open_ = kept_open(book, instruments, True)
+        decided.changes.append(BookChange(user, strategy, instruments, how, open_, multiplier))
         if not request.dry_run:
-            book.change_instruments(instruments=instruments)
+            book.change_instruments(instruments=instruments, multiplier=multiplier)
             changed.append(book)
     for key in held:
         if key in wants:
@@ -100,7 +111,9 @@ def decide(ledger: Ledger, request: ChangeRequest) -> Decided:
         decided.read.append((book, book.version))
         if not book.active:
             continue  # dropped before: nothing to do, and not counted
-        decided.changes.append(BookChange(*key, [], Change.DROPPED, kept_open(book, [], False)))
+        decided.changes.append(
+            BookChange(*key, [], Change.DROPPED, kept_open(book, [], False), ONE)
+        )
         if not request.dry_run:
             book.drop()
             changed.append(book)

@@ -2,63 +2,36 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
-from typing_extensions import TypedDict
 
+from ledger.amounts import ONE, booked, order_numbers
 from ledger.overrides.aggregates import new_aggregate
+from ledger.rules import Lot, OrderRefused, Outcome, Position, Reason, Rejection, decide
 
-# Fixed namespace so that ids are the same in every process and after every restart.
+# Importable from here too; the aggregates stay in this module: their stored events name it.
+__all__ = [
+    "NAMESPACE",
+    "SEP",
+    "Book",
+    "Order",
+    "OrderRefused",
+    "Outcome",
+    "Position",
+    "Reason",
+    "Rejection",
+    "Roster",
+    "decide",
+    "order_numbers",
+]
+
 NAMESPACE = UUID("6f1c8a52-3b0e-4f4e-9a51-2c7d3e8b9a10")
 SEP = "\x1f"  # unit separator: cannot occur in a valid name (control characters are refused)
-
-
-class Position(StrEnum):
-    """The side of an order."""
-
-    BUY = "BUY"
-    SELL = "SELL"
-
-
-class Reason(StrEnum):
-    """Why an order was not booked."""
-
-    INSTRUMENT_NOT_IN_STRATEGY = "INSTRUMENT_NOT_IN_STRATEGY"
-    ALREADY_OPEN = "ALREADY_OPEN"
-    NO_OPEN_POSITION = "NO_OPEN_POSITION"
-    UNKNOWN_STRATEGY = "UNKNOWN_STRATEGY"
-
-
-class Outcome(StrEnum):
-    """The answer to an order: booked for at least one user, or for nobody."""
-
-    ACCEPTED = "ACCEPTED"
-    REJECTED = "REJECTED"
-
-    @classmethod
-    def of(cls, accepted_for: list[str]) -> Outcome:
-        """ACCEPTED when booked for at least one user."""
-        return cls.ACCEPTED if accepted_for else cls.REJECTED
-
-
-class Rejection(TypedDict):
-    """One user the order was not booked for, and why."""
-
-    user: str
-    reason: Reason
-
-
-class OrderRefused(Exception):
-    """An order is not valid for one book."""
-
-    def __init__(self, reason: Reason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
 
 
 class Book(Aggregate):
@@ -69,13 +42,27 @@ class Book(Aggregate):
         """Deterministic id, so any process finds the same book."""
         return uuid5(NAMESPACE, f"book{SEP}{user}{SEP}{strategy}")
 
+    # Version 2 added multiplier and sizes; a snapshot of version 1 is upcast on load. The
+    # defaults of the @event methods replay the events stored before quantities.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before quantities: every open position is 1 at an unknown price."""
+        state["multiplier"] = ONE
+        state["sizes"] = {i: Lot(order_quantity=1, quantity=ONE, price=None) for i in state["open"]}
+
     @event("StrategyTakenUp")
-    def __init__(self, user: str, strategy: str, instruments: list[str]) -> None:
-        self.user = user
-        self.strategy = strategy
-        self.instruments = list(instruments)
+    def __init__(
+        self, user: str, strategy: str, instruments: list[str], multiplier: str = ONE
+    ) -> None:
+        self.user = sys.intern(user)  # interned: 90,000 books in memory repeat few names
+        self.strategy = sys.intern(strategy)
+        self.instruments = [sys.intern(i) for i in instruments]
         self.active = True
         self.open: dict[str, str] = {}  # instrument -> id of the BUY order that opened it
+        self.multiplier = multiplier  # an exact decimal: booked quantity = quantity x this
+        self.sizes: dict[str, Lot] = {}  # instrument -> the size of its open position
 
     @property
     def concerned(self) -> bool:
@@ -89,29 +76,43 @@ class Book(Aggregate):
         if instrument in self.open:
             raise OrderRefused(Reason.ALREADY_OPEN)
 
-    def check_sell(self, instrument: str) -> None:
-        """A SELL needs an open position; it may close one whose instrument left the list."""
+    def check_sell(self, instrument: str, quantity: int | None = None) -> None:
+        """A SELL needs an open position (of the BUY's quantity, when it gives one)."""
         if instrument in self.open:
+            # It may close a position whose instrument left the list; never only part of one.
+            lot = self.sizes.get(instrument)
+            if quantity is not None and quantity != (lot["order_quantity"] if lot else 1):
+                raise OrderRefused(Reason.QUANTITY_MISMATCH)
             return
         if not self.active or instrument not in self.instruments:
             raise OrderRefused(Reason.INSTRUMENT_NOT_IN_STRATEGY)
         raise OrderRefused(Reason.NO_OPEN_POSITION)
 
-    def check(self, instrument: str, position: Position) -> None:
+    def check(self, instrument: str, position: Position, quantity: int | None = None) -> None:
         """Raise OrderRefused when the order is not valid for this book."""
         if position is Position.BUY:
             self.check_buy(instrument)
         else:
-            self.check_sell(instrument)
+            self.check_sell(instrument, quantity)
 
-    def book(self, order_id: str, instrument: str, position: Position, at: datetime) -> None:
-        """Book a valid order, or raise OrderRefused and change nothing."""
-        self.check(instrument, position)
+    def book(
+        self,
+        order_id: str,
+        instrument: str,
+        position: Position,
+        at: datetime,
+        quantity: int | None = None,
+        price: str | None = None,
+    ) -> None:
+        """Book a valid order, or raise OrderRefused; quantity None: BUY 1, SELL what is open."""
+        self.check(instrument, position, quantity)
         # The hot path: the very events open_position() and close_position() trigger, built
         # here because eventsourcing's generic @event dispatch costs ~9-13 µs an event and
         # this ~2.5 (bench/events.py). Each change below is the body of its @event method,
         # which is what replays the stored event.
         if position is Position.BUY:
+            size = quantity or 1
+            lot = Lot(order_quantity=size, quantity=booked(size, self.multiplier), price=price)
             opened = _POSITION_OPENED(
                 originator_id=self.id,
                 originator_version=self.version + 1,
@@ -119,10 +120,15 @@ class Book(Aggregate):
                 instrument=instrument,
                 order_id=order_id,
                 at=at,
+                quantity=lot["quantity"],
+                order_quantity=size,
+                price=price,
             )
             self.open[instrument] = order_id
+            self.sizes[instrument] = lot
             self._happened(opened)
         else:
+            held = self.sizes.pop(instrument, None)
             closed = _POSITION_CLOSED(
                 originator_id=self.id,
                 originator_version=self.version + 1,
@@ -131,6 +137,9 @@ class Book(Aggregate):
                 order_id=order_id,
                 buy_order_id=self.open[instrument],
                 at=at,
+                quantity=held["quantity"] if held else ONE,
+                price=price,
+                entry_price=held["price"] if held else None,
             )
             del self.open[instrument]
             self._happened(closed)
@@ -142,18 +151,36 @@ class Book(Aggregate):
         self.pending_events.append(new_event)
 
     @event("PositionOpened")
-    def open_position(self, instrument: str, order_id: str, at: datetime) -> None:
-        self.open[instrument] = order_id  # book() makes the same change
+    def open_position(
+        self,
+        instrument: str,
+        order_id: str,
+        at: datetime,
+        quantity: str = ONE,
+        order_quantity: int = 1,
+        price: str | None = None,
+    ) -> None:
+        self.open[instrument] = order_id  # book() makes the same changes
+        self.sizes[instrument] = Lot(order_quantity=order_quantity, quantity=quantity, price=price)
 
     @event("PositionClosed")
     def close_position(
-        self, instrument: str, order_id: str, buy_order_id: str, at: datetime
+        self,
+        instrument: str,
+        order_id: str,
+        buy_order_id: str,
+        at: datetime,
+        quantity: str = ONE,
+        price: str | None = None,
+        entry_price: str | None = None,
     ) -> None:
-        del self.open[instrument]  # book() makes the same change
+        del self.open[instrument]  # book() makes the same changes
+        self.sizes.pop(instrument, None)
 
     @event("InstrumentsChanged")
-    def change_instruments(self, instruments: list[str]) -> None:
-        self.instruments = list(instruments)
+    def change_instruments(self, instruments: list[str], multiplier: str = ONE) -> None:
+        self.instruments = [sys.intern(i) for i in instruments]
+        self.multiplier = multiplier
         self.active = True
 
     @event("StrategyDropped")
@@ -209,6 +236,9 @@ class Order(Aggregate):
         accepted_for: list[str],
         rejected_for: list[Rejection],
         reason: str | None,
+        quantity: int = 1,
+        price: str | None = None,
+        multipliers: dict[str, str] | None = None,
     ) -> None:
         self.order_id = order_id
         self.strategy = strategy
@@ -218,6 +248,9 @@ class Order(Aggregate):
         self.accepted_for = accepted_for
         self.rejected_for = rejected_for
         self.reason = reason
+        self.quantity = quantity  # 1 for a SELL that gave none (it closed what was open)
+        self.price = price  # an exact decimal; None: not given
+        self.multipliers = multipliers  # accepted users whose multiplier is not 1; else None
 
     @classmethod
     def place(
@@ -230,6 +263,9 @@ class Order(Aggregate):
         accepted_for: list[str],
         rejected_for: list[Rejection],
         reason: str | None,
+        quantity: int = 1,
+        price: str | None = None,
+        multipliers: dict[str, str] | None = None,
     ) -> Order:
         """Order(...) without eventsourcing's generic dispatch: the same Placed event."""
         fields: dict[str, Any] = {
@@ -241,6 +277,9 @@ class Order(Aggregate):
             "accepted_for": accepted_for,
             "rejected_for": rejected_for,
             "reason": reason,
+            "quantity": quantity,
+            "price": price,
+            "multipliers": multipliers,
         }
         placed = _PLACED(
             originator_id=cls.create_id(order_id),
@@ -259,22 +298,3 @@ class Order(Aggregate):
 
 
 _PLACED: type[Any] = vars(Order)["Placed"]  # as for Book, so that Order.place() builds it
-
-
-def decide(
-    books: list[Book], order_id: str, instrument: str, position: Position, at: datetime
-) -> tuple[list[str], list[Rejection], Reason | None]:
-    """Book the order in every concerned book; return (accepted_for, rejected_for, reason)."""
-    concerned = [b for b in books if b.concerned]
-    if not concerned:
-        return [], [], Reason.UNKNOWN_STRATEGY
-    accepted: list[str] = []
-    rejected: list[Rejection] = []
-    for book in concerned:
-        try:
-            book.book(order_id, instrument, position, at)
-        except OrderRefused as refused:
-            rejected.append({"user": book.user, "reason": refused.reason})
-        else:
-            accepted.append(book.user)
-    return accepted, rejected, None

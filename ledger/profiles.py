@@ -7,10 +7,15 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ledger import amounts
 from ledger.names import MAX_NAME, name_problem
+from ledger.user_answers import Entry, entry
+
+Document = dict[str, dict[str, Entry]]
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +64,18 @@ def _read_json(path: Path) -> object:
         msg = f"cannot read {where}: {type(error).__name__}: {_one_line(error)}"
         raise ProfileError(msg) from None
     try:
-        return json.loads(text, object_pairs_hook=_Object)
+        return _loads(text)
     except RecursionError:
         msg = f"cannot read {where}: JSON nested too deeply"
         raise ProfileError(msg) from None
     except ValueError as error:
         msg = f"cannot read {where}: {_one_line(error)}"
         raise ProfileError(msg) from None
+
+
+def _loads(text: str | bytes) -> Any:
+    # Decimals, not floats: a multiplier is kept exactly as written.
+    return json.loads(text, object_pairs_hook=_Object, parse_float=Decimal)
 
 
 def _one_line(error: BaseException) -> str:
@@ -156,13 +166,33 @@ def _check_name(value: object, where: str) -> str:
     raise ProfileError(msg)
 
 
-def validate(data: object, where: str = "profiles") -> dict[str, dict[str, list[str]]]:
-    """Check the shape {"User": {"STRATEGY": ["INSTR", ...]}} and return it as plain dicts."""
+def _scaled(value: object, at_strategy: str) -> tuple[object, str]:
+    """A book's (instruments, multiplier): the list form, or the object form with a multiplier."""
+    if not isinstance(value, dict):
+        return value, amounts.ONE
+    _refuse_duplicates(value, at_strategy, "key")
+    unknown = [key for key in value if key not in ("instruments", "multiplier")]
+    if unknown:
+        msg = f"{at_strategy}: unexpected key {_show(unknown[0])} (instruments, multiplier)"
+        raise ProfileError(msg)
+    try:
+        multiplier = amounts.decimal(value.get("multiplier", 1))
+    except amounts.AmountError as bad:
+        msg = f"{at_strategy}: multiplier {bad}"
+        raise ProfileError(msg) from None
+    return value.get("instruments"), multiplier
+
+
+def validate(data: object, where: str = "profiles") -> Document:
+    """Check the shape {"User": {"STRATEGY": ["INSTR", ...]}} and return it as plain dicts.
+
+    A strategy may be {"instruments": [...], "multiplier": 3}; with multiplier 1 it is a list.
+    """
     if not isinstance(data, dict):
         msg = f'{where}: expected {{"User": {{"STRATEGY": ["INSTRUMENT", ...]}}}}'
         raise ProfileError(msg)
     _refuse_duplicates(data, where, "user")
-    profiles: dict[str, dict[str, list[str]]] = {}
+    profiles: Document = {}
     for user, strategies in data.items():
         _check_name(user, where)
         at_user = f"{where}: user {user!r}"
@@ -171,9 +201,10 @@ def validate(data: object, where: str = "profiles") -> dict[str, dict[str, list[
             raise ProfileError(msg)
         _refuse_duplicates(strategies, at_user, "strategy")
         profiles[user] = {}
-        for strategy, instruments in strategies.items():
+        for strategy, value in strategies.items():
             _check_name(strategy, at_user)
             at_strategy = f"{where}: {user!r}/{strategy!r}"
+            instruments, multiplier = _scaled(value, at_strategy)
             if not isinstance(instruments, list):
                 msg = f"{at_strategy} must be a list of instruments"
                 raise ProfileError(msg)
@@ -186,28 +217,28 @@ def validate(data: object, where: str = "profiles") -> dict[str, dict[str, list[
                     at_strategy,
                     ", ".join(map(repr, repeated)),
                 )
-            profiles[user][strategy] = kept
+            profiles[user][strategy] = entry(kept, multiplier)
         _warn_case(list(strategies), at_user, "strategies")
     _warn_case(list(profiles), where, "users")
     return profiles
 
 
-def parse(raw: bytes, where: str = "body") -> dict[str, dict[str, list[str]]]:
+def parse(raw: bytes, where: str = "body") -> Document:
     """Check a profile document given as JSON bytes; any problem is a one-line ProfileError."""
     try:
-        data = json.loads(raw, object_pairs_hook=_Object)
+        data = _loads(raw)
     except (ValueError, RecursionError) as error:
         msg = f"{where}: not JSON: {_one_line(error)}"
         raise ProfileError(msg) from None
     return validate(data, where)
 
 
-def load(path: Path) -> dict[str, dict[str, list[str]]]:
+def load(path: Path) -> Document:
     """Read and check a user_profile.json file; any problem is a one-line ProfileError."""
     return validate(_read_json(path), _where(path))
 
 
-def write(path: Path, profiles: Mapping[str, Mapping[str, list[str]]]) -> None:
+def write(path: Path, profiles: Mapping[str, Mapping[str, Entry]]) -> None:
     """Write profiles in the original file's shape, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 RECONNECT = 1.0  # seconds between attempts while the server is away
 
 
+def size(quantity: Any, price: Any) -> str:
+    """ " 5 @ 12.5", " 5", " @ 12.5" or "" (quantity 1 at no price: what the producer sends)."""
+    text = f" {quantity}" if quantity not in (None, 1, "1") else ""
+    return text + (f" @ {price}" if price is not None else "")
+
+
 def line(kind: str, sequence: str, data: dict[str, Any]) -> str:
     """One readable line for one event."""
     if kind == "order":
@@ -28,12 +34,15 @@ def line(kind: str, sequence: str, data: dict[str, Any]) -> str:
         tail = f"; refused {refused}" if refused else ""
         return (
             f"#{sequence} order {data['RESPONSE']}{why} {data['order_id']}: {data['position']}"
+            f"{size(data.get('quantity'), data.get('price'))}"
             f" {data['strategy']} {data['instrument']} for {accepted}{tail}"
         )
     if kind == "position":
+        pnl = data.get("realised_pnl")
         return (
             f"#{sequence} position {data['action']}: {data['user']} {data['strategy']}"
-            f" {data['instrument']} (order {data['order_id']})"
+            f" {data['instrument']}{size(data.get('quantity'), data.get('price'))}"
+            f" (order {data['order_id']})" + (f" P&L {pnl}" if pnl is not None else "")
         )
     if kind == "profile":
         listed = ", ".join(data["instruments"])

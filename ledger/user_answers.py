@@ -5,7 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from typing_extensions import TypedDict
+
+from ledger.amounts import ONE
+
 # Plain dataclasses as in ledger/answers.py: orjson renders them, TypeAdapter derives schemas.
+
+
+class Scaled(TypedDict):
+    """A user's strategy whose booked quantities are the orders' times `multiplier`."""
+
+    instruments: list[str]
+    multiplier: str  # an exact decimal, never "1" (that is the plain list)
+
+
+# One book in a profile document: its instruments, or the object form when scaled.
+Entry = list[str] | Scaled
+
+
+def entry(instruments: list[str], multiplier: str) -> Entry:
+    """A book's document form: the list when its multiplier is 1, else the object form."""
+    if multiplier == ONE:
+        return list(instruments)
+    return Scaled(instruments=list(instruments), multiplier=multiplier)
+
+
+def parts(value: Entry) -> tuple[list[str], str]:
+    """A document form's (instruments, multiplier)."""
+    if isinstance(value, list):
+        return value, ONE
+    return value["instruments"], value["multiplier"]
 
 
 class Change(StrEnum):
@@ -30,7 +59,7 @@ class ChangeRequest:
     """Set the books in scope to `profiles` (a book in scope but not in it is dropped)."""
 
     scope: Scope
-    profiles: dict[str, dict[str, list[str]]]
+    profiles: dict[str, dict[str, Entry]]
     user: str = ""  # the scope's user (BOOK, USER)
     strategy: str = ""  # the scope's strategy (BOOK)
     partition: int = 0  # only strategies of this writer partition are in scope
@@ -47,6 +76,7 @@ class BookChange:
     instruments: list[str]  # empty when dropped
     change: Change
     kept_open: list[str]
+    multiplier: str = ONE  # booked quantity = order quantity x this ("1" when dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +108,7 @@ class StrategyChanged:
     change: Change
     sequence: int | None  # null when nothing was written (unchanged)
     kept_open: list[str]  # instruments with an open position that the list no longer has
+    multiplier: str  # an exact decimal: a user's booked quantity is the order's times this
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +134,7 @@ class ProfilesApplied:
 class UserSummary:
     """A user's strategies (as in the profile file) and open positions."""
 
-    strategies: dict[str, list[str]]
+    strategies: dict[str, Entry]
     open_positions: int
 
 
@@ -112,7 +143,7 @@ class UserState:
     """GET /users/{user}."""
 
     user: str
-    strategies: dict[str, list[str]]
+    strategies: dict[str, Entry]
     open_positions: int  # in every strategy, dropped ones included
 
 
@@ -120,7 +151,7 @@ class UserState:
 class StrategySummary:
     """A strategy's users with their instruments, and its open positions."""
 
-    users: dict[str, list[str]]
+    users: dict[str, Entry]
     open_positions: int
 
 
@@ -129,5 +160,5 @@ class StrategyState:
     """GET /strategies/{strategy}."""
 
     strategy: str
-    users: dict[str, list[str]]
+    users: dict[str, Entry]
     open_positions: int  # of every user, those who dropped it included

@@ -14,10 +14,12 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
 
+from ledger.amounts import canonical
 from ledger.answers import OrderOutcome, OrderRequest
 from ledger.domain import Position
 from ledger.user_answers import ChangeOutcome, ChangeRequest, Scope
@@ -77,7 +79,14 @@ def encode_orders(batch: list[tuple[int, Request]]) -> bytes:
         ORDERS,
         orjson.dumps(
             [
-                [n, r.strategy, r.instrument, r.position.value, r.order_id, r.received_at]
+                [
+                    *(n, r.strategy, r.instrument, r.position.value, r.order_id, r.received_at),
+                    *(
+                        r.quantity,
+                        None if r.price is None else canonical(r.price),
+                        r.quantity_given,
+                    ),
+                ]
                 if isinstance(r, OrderRequest)
                 else {"n": n, **{name: getattr(r, name) for name in r.__slots__}}
                 for n, r in batch
@@ -90,8 +99,18 @@ def _decoded(item: Any) -> tuple[int, Request]:
     if isinstance(item, dict):
         n = item.pop("n")
         return n, ChangeRequest(**{**item, "scope": Scope(item["scope"])})
-    n, s, i, p, o, at = item
-    return n, OrderRequest(s, i, Position(p), o, datetime.fromisoformat(at))
+    n, s, i, p, o, at, quantity, price, given = item
+    # The price as its string: a Decimal, exactly as parsed, on both sides.
+    return n, OrderRequest(
+        s,
+        i,
+        Position(p),
+        o,
+        datetime.fromisoformat(at),
+        quantity,
+        None if price is None else Decimal(price),
+        given,
+    )
 
 
 def decode_orders(payload: bytes) -> list[tuple[int, Request]]:

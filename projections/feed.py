@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
@@ -11,8 +12,10 @@ import orjson
 from eventsourcing.utils import get_topic
 from sse_starlette import ServerSentEvent
 
+from ledger.amounts import closed_numbers, opened_numbers
 from ledger.answers import LoggedOrder, PositionChange, ProfileChange
 from ledger.domain import Book, Order, Roster
+from projections.fold import decimal, pnl, text
 
 Kind = Literal["order", "position", "profile"]
 KINDS: tuple[Kind, ...] = ("order", "position", "profile")
@@ -108,14 +111,7 @@ class Feed:
                 )
             case _OPENED() | _CLOSED():
                 user, strategy = self.owner(domain_event.originator_id)
-                change = PositionChange(
-                    user=user,
-                    strategy=strategy,
-                    instrument=domain_event.instrument,
-                    order_id=domain_event.order_id,
-                    action="opened" if isinstance(domain_event, _OPENED) else "closed",
-                    at=domain_event.at,
-                )
+                change = position_change(domain_event, user, strategy)
                 return StreamEvent(
                     sequence,
                     "position",
@@ -159,6 +155,29 @@ class Feed:
             strategy,
             None,
         )
+
+
+def position_change(event: Any, user: str, strategy: str) -> PositionChange:
+    """A PositionOpened or PositionClosed event as the stream shows it, with its numbers."""
+    entry: str | None = None
+    realised: str | None = None
+    if isinstance(event, _OPENED):
+        quantity, _, price = opened_numbers(event)
+    else:
+        quantity, price, entry = closed_numbers(event)
+        realised = text(pnl(decimal(entry), decimal(price), Decimal(quantity)))
+    return PositionChange(
+        user=user,
+        strategy=strategy,
+        instrument=event.instrument,
+        order_id=event.order_id,
+        action="opened" if isinstance(event, _OPENED) else "closed",
+        at=event.at,
+        quantity=quantity,
+        price=price,
+        entry_price=entry,
+        realised_pnl=realised,
+    )
 
 
 def logged_order(placed: Any, sequence: int) -> LoggedOrder:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
-from eventsourcing.application import Application
 from psycopg.sql import SQL, Composable
 
 from ledger.answers import (
@@ -18,8 +18,7 @@ from ledger.answers import (
     TradesPage,
 )
 from ledger.domain import Outcome, Position, Reason
-from projections.fold import Key, Opened, fold
-from projections.replay import placed_pages
+from projections.fold import Key, text
 from projections.views import Cancellation, LedgerView
 
 DEFAULT_LIMIT = 100
@@ -44,17 +43,17 @@ class Filters:
         return all(w is None or w == v for w, v in zip(wanted, key, strict=True))
 
 
-def _where(conditions: list[Composable]) -> Composable:
+def where_clause(conditions: list[Composable]) -> Composable:
     return SQL(" WHERE ") + SQL(" AND ").join(conditions) if conditions else SQL("")
 
 
-def _equal(pairs: tuple[tuple[str, str | None], ...]) -> tuple[list[Composable], list[Any]]:
+def equal(pairs: tuple[tuple[str, str | None], ...]) -> tuple[list[Composable], list[Any]]:
     """`column = value` conditions for the filters that were given."""
     given = [(column, value) for column, value in pairs if value is not None]
     return [SQL(column + " = %s") for column, _ in given], [value for _, value in given]
 
 
-def _book_filters(filters: Filters) -> tuple[tuple[str, str | None], ...]:
+def book_filters(filters: Filters) -> tuple[tuple[str, str | None], ...]:
     return (
         ("user_name", filters.user),
         ("strategy", filters.strategy),
@@ -86,10 +85,17 @@ def _page(
     if after is not None:
         conditions = [*conditions, beyond]
         params = [*params, after]
-    statement = SQL("SELECT * FROM {0}").format(view.tables[table]) + _where(conditions) + order_by
+    statement = (
+        SQL("SELECT * FROM {0}").format(view.tables[table]) + where_clause(conditions) + order_by
+    )
     rows = view.query(statement, [*params, limit + 1], cancellation)
     more = len(rows) > limit
     return rows[:limit], (str(rows[limit - 1][key]) if more else None)
+
+
+def _text(value: Decimal) -> str:
+    """A decimal that is never null, in the ledger's spelling."""
+    return text(value) or "0"
 
 
 def _key(row: dict[str, Any]) -> Key:
@@ -108,6 +114,8 @@ def logged_order(row: dict[str, Any]) -> LoggedOrder:
         accepted_for=row["accepted_for"],
         rejected_for=row["rejected_for"],
         reason=Reason(row["reason"]) if row["reason"] else None,
+        quantity=row["quantity"],
+        price=row["price"],
         received_at=row["received_at"],
     )
 
@@ -116,16 +124,20 @@ def positions(
     view: LedgerView, filters: Filters, cancellation: Cancellation | None = None
 ) -> Positions:
     """Open positions, in (user, strategy, instrument) order."""
-    conditions, params = _equal(_book_filters(filters))
+    conditions, params = equal(book_filters(filters))
     statement = (
         SQL("SELECT * FROM {0}").format(view.tables["positions"])
-        + _where(conditions)
+        + where_clause(conditions)
         + SQL(" ORDER BY user_name, strategy, instrument")
     )
     return Positions(
         [
             OpenPosition(
-                r["user_name"], r["strategy"], r["instrument"], r["order_id"], r["opened_at"]
+                *_key(r),
+                r["order_id"],
+                r["opened_at"],
+                _text(r["quantity"]),
+                text(r["entry_price"]),
             )
             for r in view.query(statement, params, cancellation)
         ]
@@ -145,7 +157,8 @@ def orders(
 # a 10,000-user order is never decoded into Python objects and encoded again.
 _ORDER_JSON_COLUMNS = SQL(
     "SELECT sequence, order_id, strategy, instrument, position, received_at, response,"
-    " accepted_for::text AS accepted_for, rejected_for::text AS rejected_for, reason FROM {0}"
+    " accepted_for::text AS accepted_for, rejected_for::text AS rejected_for, reason, quantity,"
+    " price FROM {0}"
 )
 
 
@@ -162,13 +175,15 @@ def _order_json(row: dict[str, Any]) -> bytes:
             "accepted_for": orjson.Fragment(row["accepted_for"]),
             "rejected_for": orjson.Fragment(row["rejected_for"]),
             "reason": row["reason"] or None,
+            "quantity": row["quantity"],
+            "price": row["price"],
             "received_at": row["received_at"],
         }
     )
 
 
 def _order_conditions(filters: Filters) -> tuple[list[Composable], list[Any]]:
-    conditions, params = _equal(
+    conditions, params = equal(
         (
             ("strategy", filters.strategy),
             ("instrument", filters.instrument),
@@ -201,7 +216,9 @@ def orders_json(
     if after is not None:
         conditions.append(beyond)
         params.append(after)
-    statement = _ORDER_JSON_COLUMNS.format(view.tables["orders"]) + _where(conditions) + order_by
+    statement = (
+        _ORDER_JSON_COLUMNS.format(view.tables["orders"]) + where_clause(conditions) + order_by
+    )
     budget = PAGE_BYTES
     parts: list[bytes] = [b'{"orders":[']
     size = 0
@@ -254,7 +271,7 @@ def trades(
 ) -> TradesPage:
     """A page of closed trades in the order they closed (or newest first), and the next
     page's cursor."""
-    where = _equal(_book_filters(filters))
+    where = equal(book_filters(filters))
     rows, cursor = _page(view, "trades", "id", where, limit, after, cancellation, newest_first)
     return TradesPage(
         [
@@ -264,29 +281,12 @@ def trades(
                 r["sell_order_id"],
                 r["opened_at"],
                 r["closed_at"],
+                _text(r["quantity"]),
+                text(r["entry_price"]),
+                text(r["exit_price"]),
+                text(r["realised_pnl"]),
             )
             for r in rows
         ],
         cursor,
-    )
-
-
-def positions_as_of(
-    app: Application[Any],
-    sequence: int,
-    filters: Filters,
-    cancellation: Cancellation | None = None,
-) -> Positions:
-    """The open positions right after `sequence`, folded from the stored events."""
-    open_: dict[Key, Opened] = {}
-    for page in placed_pages(app, sequence, 5000):
-        if cancellation is not None:
-            cancellation.check()  # an abandoned fold stops at the next page
-        fold(page, open_)
-    return Positions(
-        [
-            OpenPosition(*key, opened.order_id, opened.at)
-            for key, opened in sorted(open_.items())
-            if filters.matches(key)
-        ]
     )

@@ -13,7 +13,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
+from ledger.amounts import multiplier_of
 from ledger.domain import Book
+from ledger.user_answers import Entry, entry
 
 TABLE = "view_books"
 TAKEN_UP: Any = Book.StrategyTakenUp  # type: ignore[attr-defined]
@@ -54,9 +56,14 @@ def create_statements(schema: str, positions: Composable) -> list[Composed]:
 class _Row:
     user: str | None
     strategy: str | None
-    instruments: list[str] | None
+    instruments: Entry | None
     active: bool
     sequence: int
+
+
+def _entry(domain_event: Any) -> Entry:
+    # The profile file's form: the list, or {"instruments", "multiplier"} when not 1.
+    return entry(list(domain_event.instruments), multiplier_of(domain_event))
 
 
 class BookRows:
@@ -76,7 +83,7 @@ class BookRows:
             self.rows[book_id] = _Row(
                 domain_event.user,
                 domain_event.strategy,
-                list(domain_event.instruments),
+                _entry(domain_event),
                 True,
                 sequence,
             )
@@ -84,7 +91,7 @@ class BookRows:
             if row is None:
                 self.rows[book_id] = row = _Row(None, None, None, True, sequence)
             row.instruments, row.active, row.sequence = (
-                list(domain_event.instruments),
+                _entry(domain_event),
                 True,
                 sequence,
             )

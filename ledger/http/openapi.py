@@ -94,6 +94,7 @@ def _operation(route: Route, doc: Doc, c: Components) -> dict[str, Any]:
         operation["parameters"] = parameters
     if doc.body is not None:
         schema = doc.body.model_json_schema(ref_template=REF)
+        c.schemas.update(schema.pop("$defs", {}))  # a body's nested models, as components
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": schema}},

@@ -55,6 +55,14 @@ class PositionsQuery(BookQuery):
     as_of: Sequence | None = Field(None, description="positions right after this sequence")
 
 
+class PnlQuery(BookQuery):
+    """GET /pnl."""
+
+    as_of: Sequence | None = Field(
+        None, description="the trades closed up to this sequence (folded from the events)"
+    )
+
+
 class PageQuery(BookQuery):
     """A paginated read."""
 

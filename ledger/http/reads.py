@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ledger.answers import DecisionsPage, LoggedOrder, OrdersPage, Positions, TradesPage
+from ledger.answers import DecisionsPage, LoggedOrder, OrdersPage, Pnl, Positions, TradesPage
 from ledger.bootstrap import Services
 from ledger.http.lanes import POLLS, READS, RETRY_AFTER, Busy, PiecesResponse
 from ledger.http.queries import (
@@ -22,6 +22,7 @@ from ledger.http.queries import (
     BadQuery,
     DecisionsQuery,
     OrdersQuery,
+    PnlQuery,
     PositionsQuery,
     Query,
     TradesQuery,
@@ -32,6 +33,7 @@ from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from ledger.names import valid_name
 from projections import decisions as decision_pages
+from projections import pnl as pnl_reads
 from projections import queries
 
 Reader = Callable[[Services, Any, Request], Awaitable[Any]]
@@ -135,7 +137,16 @@ async def positions(running: Services, query: PositionsQuery, request: Request) 
     if query.as_of is None:
         return await READS.run(partial(queries.positions, running.view, query.filters()))
     return await READS.run(
-        partial(queries.positions_as_of, running.ledger, query.as_of, query.filters())
+        partial(pnl_reads.positions_as_of, running.ledger, query.as_of, query.filters())
+    )
+
+
+async def pnl(running: Services, query: PnlQuery, request: Request) -> Any:
+    """Realised P&L now, or as of a past sequence (folded from the events)."""
+    if query.as_of is None:
+        return await READS.run(partial(pnl_reads.pnl, running.view, query.filters()))
+    return await READS.run(
+        partial(pnl_reads.pnl_as_of, running.ledger, query.as_of, query.filters())
     )
 
 
@@ -189,6 +200,13 @@ ORDERS_DOC = (
     " fanned out to many users is cut short with a `next` cursor. Each order carries its"
     " whole decision lists; `/decisions` pages one order's decisions."
 )
+PNL_DOC = (
+    "Realised P&L of the closed trades: (exit price - entry price) x the booked quantity, summed"
+    " exactly, per user, per strategy and in all, as decimal strings. `winners` made more than"
+    " 0, `losers` less. A trade whose BUY or SELL gave no price counts in `trades` and"
+    " `unpriced`, never in `realised_pnl`, `winners` or `losers`. The filters select trades;"
+    " `as_of` folds the stored events up to that sequence, as `/positions` does."
+)
 DECISIONS_DOC = (
     "One order's decisions, a page at a time: the users it was booked for (in the answer's"
     " `accepted_for` order), then those it was refused for (`rejected_for` order), with the"
@@ -241,6 +259,11 @@ def routes() -> list[Route]:
                     errors={404: "unknown order, or min_sequence beyond the store"},
                 ),
             ),
+            methods=["GET"],
+        ),
+        Route(
+            "/pnl",
+            endpoint(pnl, Doc("Realised P&L", Pnl, PnlQuery, description=PNL_DOC)),
             methods=["GET"],
         ),
         Route(

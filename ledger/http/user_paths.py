@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
 from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, WithJsonSchema
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from ledger import amounts
 from ledger.http.queries import Query
 from ledger.names import PATTERN, Name, name_problem
 
@@ -82,6 +84,17 @@ class Instruments(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     instruments: list[Name] = Field(description="instrument names; repeats are dropped")
+    multiplier: Annotated[
+        Decimal | None,
+        WithJsonSchema({"anyOf": [amounts.POSITIVE_DECIMAL, {"type": "null"}]}),
+    ] = Field(
+        None,
+        gt=0,
+        max_digits=amounts.INTEGER_DIGITS + amounts.FRACTION_DIGITS,
+        decimal_places=amounts.FRACTION_DIGITS,
+        description="a user's booked quantity is the order's times this (default 1); a JSON"
+        " number (read exactly) or a string",
+    )
 
 
 def _names_only(schema: dict[str, Any]) -> None:
@@ -92,7 +105,18 @@ def _names_only(schema: dict[str, Any]) -> None:
         level["propertyNames"] = {**level.get("propertyNames", {}), "pattern": PATTERN}
 
 
-class ProfilesDocument(RootModel[dict[Name, dict[Name, list[Name]]]]):
+class ScaledStrategy(BaseModel):
+    """A strategy with a multiplier: its instruments, and the booked quantity's factor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instruments: list[Name]
+    multiplier: Annotated[Decimal, WithJsonSchema(amounts.POSITIVE_DECIMAL)] = Field(
+        gt=0, description="a JSON number or a string; default 1"
+    )
+
+
+class ProfilesDocument(RootModel[dict[Name, dict[Name, list[Name] | ScaledStrategy]]]):
     """POST /profiles: a whole profile document, the file's shape (parsed by ledger.profiles)."""
 
     model_config = ConfigDict(json_schema_extra=_names_only)
@@ -114,12 +138,19 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def instruments(raw: bytes) -> list[str]:
-    """The instruments of a PUT body, first of each kept; Invalid names what is wrong."""
+def instruments(raw: bytes) -> tuple[list[str], str]:
+    """The instruments (first of each kept) and multiplier of a PUT body; Invalid if wrong."""
     try:
-        data = json.loads(raw, object_pairs_hook=_pairs)
+        data = json.loads(raw, object_pairs_hook=_pairs, parse_float=Decimal)
     except (ValueError, RecursionError) as bad:
         raise Invalid("body is not valid JSON", {"body": str(bad)[:200]}) from None
+    multiplier = amounts.ONE
+    if isinstance(data, dict) and data.get("multiplier") is not None:
+        try:
+            multiplier = amounts.decimal(data["multiplier"])
+        except amounts.AmountError as bad:
+            raise Invalid("malformed body", {"multiplier": str(bad)}) from None
+        data = {**data, "multiplier": Decimal(multiplier)}
     try:
         body = Instruments.model_validate(data)
     except ValidationError as bad:
@@ -128,7 +159,7 @@ def instruments(raw: bytes) -> list[str]:
             where = ".".join(str(part) for part in item["loc"]) or "body"
             fields.setdefault(where[:64], item["msg"])
         raise Invalid("malformed body", fields) from None
-    return list(dict.fromkeys(body.instruments))
+    return list(dict.fromkeys(body.instruments)), multiplier
 
 
 def dry_run(params: QueryParams) -> bool:

@@ -39,6 +39,7 @@ from ledger.user_answers import (
     Scope,
     StrategyChanged,
     UserDropped,
+    entry,
 )
 from ledger.wire import WriterUnavailable, partition
 
@@ -121,7 +122,13 @@ def strategy_changed(merged: dict[str, Any]) -> StrategyChanged:
     """The answer about one book."""
     (book,) = merged["changes"]
     return StrategyChanged(
-        book.user, book.strategy, book.instruments, book.change, merged["sequence"], book.kept_open
+        book.user,
+        book.strategy,
+        book.instruments,
+        book.change,
+        merged["sequence"],
+        book.kept_open,
+        book.multiplier,
     )
 
 
@@ -132,7 +139,8 @@ def strategy_changed(merged: dict[str, Any]) -> StrategyChanged:
         path=BookPath,
         body=Instruments,
         description="`change` is `taken_up`, `changed` or `unchanged` (nothing written, and"
-        " `sequence` null). Orders with a greater `sequence` are decided with the change."
+        " `sequence` null); a new `multiplier` is a change too. Orders with a greater"
+        " `sequence` are decided with the change."
         " `kept_open`: open positions whose instrument left the list (a SELL closes them).",
         errors=WRITE_ERRORS,
     )
@@ -142,10 +150,15 @@ async def put_strategy(request: Request) -> Response:
 
     async def decide(running: Services) -> Response:
         user, strategy = path_names(request, "user", "strategy")
-        listed = instruments(await body(request, MAX_BODY))
+        listed, multiplier = instruments(await body(request, MAX_BODY))
         k = running.desk.partitions
         wanted = ChangeRequest(
-            Scope.BOOK, {user: {strategy: listed}}, user, strategy, partition(strategy, k), k
+            Scope.BOOK,
+            {user: {strategy: entry(listed, multiplier)}},
+            user,
+            strategy,
+            partition(strategy, k),
+            k,
         )
         return JSONResponse(strategy_changed(await changed(running, [wanted])))
 

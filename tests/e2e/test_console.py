@@ -19,8 +19,11 @@ SOON = 2_000  # ms from a committed order to the page showing it
 NETWORK = re.compile(r"^Failed to load resource: net::ERR_")  # a server that is away
 
 
-def place(server: Server, strategy: str, instrument: str, side: str, order_id: str) -> Any:
+def place(
+    server: Server, strategy: str, instrument: str, side: str, order_id: str, **more: Any
+) -> Any:
     body = {"STRATEGY": strategy, "INSTRUMENT": instrument, "POSITION": side, "ORDER_ID": order_id}
+    body.update(more)
     response = server.post(body)
     assert response.status_code == 200, response.text
     return response.json()
@@ -95,6 +98,34 @@ def test_an_order_shows_in_the_tape_and_the_positions_as_it_commits(
     decisions = row(page, "live-buy").locator(".decisions")
     expect(decisions).to_contain_text("Holland Proctor: ACCEPTED")
     expect(decisions).to_contain_text("Kamryn Li: REJECTED INSTRUMENT_NOT_IN_STRATEGY")
+    clean(visit)
+
+
+def test_a_closed_trade_with_prices_shows_its_pnl(
+    embedded_server: Server, browse: Callable[[Server], Visit]
+) -> None:
+    visit = browse(embedded_server)
+    page = open_console(visit, embedded_server)
+    expect(page.locator("#pnl")).to_contain_text("No closed trades.")
+    place(embedded_server, "STRATEGY_B", "MINDA", "BUY", "pnl-buy", QUANTITY=10, PRICE="100")
+    expect(row(page, "pnl-buy")).to_contain_text("BUY 10 MINDA", timeout=SOON)
+    expect(row(page, "pnl-buy")).to_contain_text("@ 100")
+    held = page.locator('#positions tr[data-order-id="pnl-buy"]')
+    expect(held).to_contain_text("10", timeout=SOON)
+    expect(held).to_contain_text("100")
+    place(embedded_server, "STRATEGY_B", "MINDA", "SELL", "pnl-sell", PRICE="101.55")
+    # (101.55 - 100) x 10, exact: the trade and the panel, per user and per strategy.
+    expect(page.locator('#trades tr[data-order-id="pnl-sell"]')).to_contain_text(
+        "+15.5", timeout=SOON
+    )
+    holland = page.locator('#pnl tr[data-user="Holland Proctor"]')
+    expect(holland).to_contain_text("+15.5", timeout=SOON)
+    expect(page.locator('#pnl tr[data-strategy="STRATEGY_B"]')).to_contain_text("+15.5")
+    expect(page.locator("#pnl .pnl-total")).to_contain_text("1 won, 0 lost")
+    # Opened again, the panel is read from GET /pnl.
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE)
+    expect(page.locator('#pnl tr[data-user="Holland Proctor"]')).to_contain_text("+15.5")
     clean(visit)
 
 

@@ -23,25 +23,28 @@ from tests.e2e.sse import Event, Listener, orders_of
 from tests.support import TOKEN, Server, example_server, get_all
 
 
-def order(strategy: str, instrument: str, position: str, order_id: str) -> dict[str, str]:
+def order(
+    strategy: str, instrument: str, position: str, order_id: str, **more: Any
+) -> dict[str, Any]:
     return {
         "STRATEGY": strategy,
         "INSTRUMENT": instrument,
         "POSITION": position,
         "ORDER_ID": order_id,
+        **more,
     }
 
 
 WORKED = [
-    order("STRATEGY_B", "ACC", "BUY", "s-1"),  # Holland Proctor and Kamryn Li
+    order("STRATEGY_B", "ACC", "BUY", "s-1", QUANTITY=2, PRICE="10.5"),  # Holland and Kamryn
     order("STRATEGY_A", "INFY", "BUY", "s-2"),  # Holland Proctor
     order("STRATEGY_D", "NTPC", "BUY", "s-3"),  # Kamryn Li
-    order("STRATEGY_B", "ACC", "SELL", "s-4"),  # both close
+    order("STRATEGY_B", "ACC", "SELL", "s-4", PRICE="11.25"),  # both close
     order("STRATEGY_B", "MINDA", "SELL", "s-5"),  # refused: nothing open
 ]
 
 
-def post_all(server: Server, orders: list[dict[str, str]], **kw: Any) -> list[dict[str, Any]]:
+def post_all(server: Server, orders: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
     answers = []
     for body in orders:
         response = httpx.post(f"{server.url}/order", json=body, timeout=30, **kw)
@@ -74,6 +77,21 @@ def test_live_events_carry_the_answers_in_store_order(embedded_server: Server) -
         ("Holland Proctor", "ACC", "closed"),
         ("Kamryn Li", "ACC", "closed"),
     ]
+    # With their numbers: (11.25 - 10.5) x 2 realised on each close; s-2 gave no price.
+    numbers = [
+        (d["quantity"], d["price"], d["entry_price"], d["realised_pnl"])
+        for k, _, d in events
+        if k == "position"
+    ]
+    assert numbers == [
+        ("2", "10.5", None, None),
+        ("2", "10.5", None, None),
+        ("1", None, None, None),
+        ("1", None, None, None),
+        ("2", "11.25", "10.5", "1.5"),
+        ("2", "11.25", "10.5", "1.5"),
+    ]
+    assert [(d["quantity"], d["price"]) for d, _ in placed][:1] == [(2, "10.5")]
     # Each position event comes before the order that made it, as in the store.
     by_order = {d["order_id"]: n for k, n, d in events if k == "order"}
     assert all(n < by_order[d["order_id"]] for k, n, d in events if k == "position")

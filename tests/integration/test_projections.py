@@ -21,7 +21,7 @@ from ledger.domain import Position
 from ledger.overrides.storage import BatchingProjectionRunner
 from ledger.settings import Settings
 from ledger.store.database import Database
-from projections import queries
+from projections import pnl, queries
 from projections.fold import Key, Opened, PlacedOrder, fold
 from projections.projection import LedgerProjection
 from projections.replay import replay
@@ -117,7 +117,7 @@ def test_incremental_equals_rebuilt_equals_model(
 ) -> None:
     requests = [OrderRequest(s, i, Position(p)) for s, i, p in orders]
     cut = int(len(requests) * split)
-    answers: list[dict[str, Any]] = []
+    answers: list[OrderAnswer] = []
     with fresh_store(database_url) as database, Ledger(env=database.eventsourcing_env()) as ledger:
         env = database.eventsourcing_env()
         ledger.import_profiles(EXAMPLE_PROFILES)
@@ -127,7 +127,7 @@ def test_incremental_equals_rebuilt_equals_model(
             with runner(env, batching=batching) as run:
                 for start in range(0, len(part), batch):
                     outcomes = ledger.place_orders(part[start : start + batch])
-                    answers.extend(o.answer for o in outcomes)
+                    answers.extend(o.answer for o in outcomes if isinstance(o.answer, OrderAnswer))
                 run.wait(ledger.last_sequence(), timeout=30)
         view = open_view(env)
         live = snapshot(view)
@@ -161,9 +161,9 @@ def test_positions_as_of_a_past_sequence(ledger: Ledger) -> None:
     sell = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.SELL, "s")])[0]
     everything = queries.Filters()
     assert buy.answer.sequence is not None and sell.answer.sequence is not None
-    at_buy = queries.positions_as_of(ledger, buy.answer.sequence, everything).positions
+    at_buy = pnl.positions_as_of(ledger, buy.answer.sequence, everything).positions
     assert [(p.user, p.order_id) for p in at_buy] == [("Holland Proctor", "b")]
-    assert not queries.positions_as_of(ledger, sell.answer.sequence, everything).positions
-    assert not queries.positions_as_of(ledger, buy.answer.sequence - 1, everything).positions
+    assert not pnl.positions_as_of(ledger, sell.answer.sequence, everything).positions
+    assert not pnl.positions_as_of(ledger, buy.answer.sequence - 1, everything).positions
     other_user = queries.Filters(user="Kamryn Li")
-    assert not queries.positions_as_of(ledger, buy.answer.sequence, other_user).positions
+    assert not pnl.positions_as_of(ledger, buy.answer.sequence, other_user).positions

@@ -23,7 +23,7 @@ from ledger.http import lanes, reads
 from ledger.http.app import create_app
 from ledger.settings import Settings
 from ledger.store.database import Database
-from projections import queries
+from projections import pnl, queries
 from projections.views import Cancellation, ReadCancelled
 
 USERS = 2000  # half trade X, half Y: every order is decided for 2,000 users
@@ -154,7 +154,7 @@ def test_health_stays_true_and_reads_shed_load(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fold = SlowFold(2.0)
-    monkeypatch.setattr(queries, "positions_as_of", fold)
+    monkeypatch.setattr(pnl, "positions_as_of", fold)
     with ThreadPoolExecutor(24) as pool:
         asked = [pool.submit(client.get, "/positions?as_of=0") for _ in range(24)]
         time.sleep(0.3)  # every read is admitted or refused by now
@@ -179,7 +179,7 @@ def test_a_read_that_times_out_stops_working(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fold = SlowFold(30.0)
-    monkeypatch.setattr(queries, "positions_as_of", fold)
+    monkeypatch.setattr(pnl, "positions_as_of", fold)
     monkeypatch.setattr(reads, "WAIT_LIMIT", 0.0)  # the read's whole budget: 3 s
     response = client.get("/positions?as_of=0")
     assert response.status_code == 503

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -16,16 +17,21 @@ from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Book, Position
 from ledger.store.mapper import LedgerMapper
+from ledger.user_answers import entry
 
 USERS = ["Holland Proctor", "Kamryn Li", "Zoë Ångström", "李雷"]
 STRATEGIES = ["STRATEGY_A", "STRATEGY_B", "Стратегия"]
 INSTRUMENTS = ["ACC", "MINDA", "NTPC", 'L&T "q" \\ 😀']
 
+instruments = st.lists(st.sampled_from(INSTRUMENTS), min_size=1, max_size=4)
 profiles = st.dictionaries(
     st.sampled_from(USERS),
     st.dictionaries(
         st.sampled_from(STRATEGIES),
-        st.lists(st.sampled_from(INSTRUMENTS), min_size=1, max_size=4),
+        instruments
+        | st.builds(
+            entry, instruments, st.sampled_from(["1", "3", "0.5", "123456789012.12345678"])
+        ),
         max_size=3,
     ),
     max_size=4,
@@ -37,6 +43,9 @@ orders = st.lists(
         st.sampled_from(INSTRUMENTS),
         st.sampled_from(list(Position)),
         st.none() | st.sampled_from(["sig-1", "sig-2", "sig-é"]),
+        quantity=st.integers(1, 2) | st.just(10**9),
+        price=st.none() | st.sampled_from([Decimal("0.1"), Decimal("101.25"), Decimal(7)]),
+        quantity_given=st.booleans(),
     ),
     min_size=1,
     max_size=12,
@@ -92,7 +101,18 @@ def test_plain_eventsourcing_reads_what_the_ledger_writes(
                 rebuilt.active,
                 rebuilt.open,
                 rebuilt.version,
-            ) == (book.user, book.strategy, book.instruments, book.active, book.open, book.version)
+                rebuilt.sizes,
+                rebuilt.multiplier,
+            ) == (
+                book.user,
+                book.strategy,
+                book.instruments,
+                book.active,
+                book.open,
+                book.version,
+                book.sizes,
+                book.multiplier,
+            )
 
         top = plain.recorder.max_notification_id() or 0
         stored = plain.recorder.select_notifications(start=1, limit=top + 1)

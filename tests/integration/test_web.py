@@ -60,8 +60,11 @@ def test_answer_has_every_field(client: TestClient) -> None:
         "accepted_for",
         "rejected_for",
         "reason",
+        "quantity",
+        "price",
     }
     assert answer["order_id"] == "k1"
+    assert (answer["quantity"], answer["price"]) == (1, None)
     assert answer["rejected_for"] == [{"user": "Kamryn Li", "reason": "INSTRUMENT_NOT_IN_STRATEGY"}]
 
 

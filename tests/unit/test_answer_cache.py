@@ -28,6 +28,8 @@ def answer(order_id: str, accepted: int = 1, rejected: int = 0) -> OrderAnswer:
             for n in range(rejected)
         ],
         reason=None,
+        quantity=1,
+        price=None,
     )
 
 

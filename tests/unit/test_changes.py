@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 from ledger import changes
+from ledger.answers import OrderRequest
+from ledger.domain import Position
 from ledger.profile_import import digest
-from ledger.user_answers import ChangeRequest, Scope
+from ledger.user_answers import ChangeRequest, Entry, Scaled, Scope
 from ledger.wire import decode_orders, encode_orders, partition
 
-DOCUMENT = {
+DOCUMENT: dict[str, dict[str, Entry]] = {
     "U": {"S1": ["A", "B", "A"], "S2": ["C"]},
     "V": {"S1": ["A"]},
 }
@@ -15,11 +20,20 @@ DOCUMENT = {
 
 def test_the_wanted_books_follow_the_scope_and_drop_repeats() -> None:
     everything = changes.wanted(ChangeRequest(Scope.ALL, DOCUMENT))
-    assert everything == {("U", "S1"): ["A", "B"], ("U", "S2"): ["C"], ("V", "S1"): ["A"]}
+    assert everything == {
+        ("U", "S1"): (["A", "B"], "1"),
+        ("U", "S2"): (["C"], "1"),
+        ("V", "S1"): (["A"], "1"),
+    }
     user = changes.wanted(ChangeRequest(Scope.USER, DOCUMENT, user="U"))
     assert set(user) == {("U", "S1"), ("U", "S2")}
     book = changes.wanted(ChangeRequest(Scope.BOOK, DOCUMENT, user="U", strategy="S2"))
-    assert book == {("U", "S2"): ["C"]}
+    assert book == {("U", "S2"): (["C"], "1")}
+
+
+def test_a_scaled_book_is_wanted_with_its_multiplier() -> None:
+    scaled = {"U": {"S1": Scaled(instruments=["A", "A"], multiplier="2.5")}}
+    assert changes.wanted(ChangeRequest(Scope.ALL, scaled)) == {("U", "S1"): (["A"], "2.5")}
 
 
 def test_each_partition_wants_only_its_strategies() -> None:
@@ -43,5 +57,15 @@ def test_the_digest_is_of_the_content_not_its_layout() -> None:
 def test_a_change_travels_the_wire_unchanged() -> None:
     request = ChangeRequest(Scope.BOOK, {"Zoë": {"Стратегия": ["L&T"]}}, "Zoë", "Стратегия", 1, 3)
     dropped = ChangeRequest(Scope.USER, {}, "U", dry_run=True)
-    payload = encode_orders([(7, request), (8, dropped)])[5:]  # past the length and the kind
-    assert decode_orders(payload) == [(7, request), (8, dropped)]
+    scaled = ChangeRequest(Scope.ALL, {"U": {"S": Scaled(instruments=["A"], multiplier="0.5")}})
+    payload = encode_orders([(7, request), (8, dropped), (9, scaled)])[5:]  # past length, kind
+    assert decode_orders(payload) == [(7, request), (8, dropped), (9, scaled)]
+
+
+def test_an_order_travels_the_wire_with_its_quantity_and_exact_price() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    sized = OrderRequest("S", "ACC", Position.SELL, "o1", at, 7, Decimal("0.1"), True)
+    plain = OrderRequest("S", "ACC", Position.BUY, None, at)
+    payload = encode_orders([(1, sized), (2, plain)])[5:]
+    assert decode_orders(payload) == [(1, sized), (2, plain)]
+    assert str(decode_orders(payload)[0][1].price) == "0.1"

@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger.amounts import booked
 from ledger.domain import Book, Order, OrderRefused, Position, Reason
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -26,34 +27,70 @@ def without_timestamps(obj: Any) -> dict[str, Any]:
 
 
 def by_decorators(
-    book: Book, order_id: str, instrument: str, position: Position, at: datetime
+    book: Book,
+    order_id: str,
+    instrument: str,
+    position: Position,
+    at: datetime,
+    quantity: int | None,
+    price: str | None,
 ) -> None:
     """The generic path that Book.book() took before: the @event methods themselves."""
-    book.check(instrument, position)
+    book.check(instrument, position, quantity)
     if position is Position.BUY:
-        book.open_position(instrument=instrument, order_id=order_id, at=at)
-    else:
-        book.close_position(
-            instrument=instrument, order_id=order_id, buy_order_id=book.open[instrument], at=at
+        book.open_position(
+            instrument=instrument,
+            order_id=order_id,
+            at=at,
+            quantity=booked(quantity or 1, book.multiplier),
+            order_quantity=quantity or 1,
+            price=price,
         )
+    else:
+        lot = book.sizes[instrument]
+        book.close_position(
+            instrument=instrument,
+            order_id=order_id,
+            buy_order_id=book.open[instrument],
+            at=at,
+            quantity=lot["quantity"],
+            price=price,
+            entry_price=lot["price"],
+        )
+
+
+PRICES = st.none() | st.sampled_from(["0.1", "101.25", "999999999999.99999999"])
 
 
 @given(
     orders=st.lists(
-        st.tuples(st.sampled_from([*INSTRUMENTS, "NTPC"]), st.sampled_from(list(Position))),
+        st.tuples(
+            st.sampled_from([*INSTRUMENTS, "NTPC"]),
+            st.sampled_from(list(Position)),
+            st.none() | st.integers(1, 3) | st.integers(1, 10**9),
+            PRICES,
+        ),
         max_size=20,
-    )
+    ),
+    multiplier=st.sampled_from(["1", "3", "0.00000001", "123456789012.5"]),
 )
 def test_book_makes_the_events_the_decorated_methods_make(
-    orders: list[tuple[str, Position]],
+    orders: list[tuple[str, Position, int | None, str | None]], multiplier: str
 ) -> None:
-    fast = Book(user="Holland Proctor", strategy="STRATEGY_B", instruments=INSTRUMENTS)
-    generic = Book(user="Holland Proctor", strategy="STRATEGY_B", instruments=INSTRUMENTS)
-    for n, (instrument, position) in enumerate(orders):
+    fast, generic = (
+        Book(
+            user="Holland Proctor",
+            strategy="STRATEGY_B",
+            instruments=INSTRUMENTS,
+            multiplier=multiplier,
+        )
+        for _ in range(2)
+    )
+    for n, (instrument, position, quantity, price) in enumerate(orders):
         outcomes = []
         for book, place in ((fast, Book.book), (generic, by_decorators)):
             try:
-                place(book, str(n), instrument, position, AT)
+                place(book, str(n), instrument, position, AT, quantity, price)
                 outcomes.append(None)
             except OrderRefused as refused:
                 outcomes.append(refused.reason)
@@ -73,7 +110,14 @@ def test_book_makes_the_events_the_decorated_methods_make(
     assert replayed == fast
 
 
-def test_order_place_makes_what_order_makes() -> None:
+@given(
+    quantity=st.integers(1, 10**9),
+    price=PRICES,
+    multipliers=st.none() | st.just({"Holland Proctor": "2.5"}),
+)
+def test_order_place_makes_what_order_makes(
+    quantity: int, price: str | None, multipliers: dict[str, str] | None
+) -> None:
     fields: dict[str, Any] = {
         "order_id": "sig-1",
         "strategy": "STRATEGY_B",
@@ -83,6 +127,9 @@ def test_order_place_makes_what_order_makes() -> None:
         "accepted_for": ["Holland Proctor"],
         "rejected_for": [{"user": "Kamryn Li", "reason": Reason.INSTRUMENT_NOT_IN_STRATEGY}],
         "reason": None,
+        "quantity": quantity,
+        "price": price,
+        "multipliers": multipliers,
     }
     fast, generic = Order.place(**fields), Order(**fields)
     assert type(fast) is Order

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+from uuid import uuid4
 
 import orjson
 import pytest
 
+from ledger.answers import PositionChange
+from ledger.domain import Book
 from ledger.tail import line
 from projections import hub
-from projections.feed import StreamEvent, StreamFilter, frame
+from projections.feed import StreamEvent, StreamFilter, frame, position_change
 from projections.hub import Subscriber
 
+AT = datetime(2026, 1, 2, tzinfo=UTC)
+CLOSED: Any = Book.PositionClosed  # type: ignore[attr-defined]
 ORDER = StreamEvent(9, "order", b"x", frozenset({"Ann", "Bo"}), "S_A", "ACC")
 POSITION = StreamEvent(7, "position", b"x", frozenset({"Ann"}), "S_A", "ACC")
 PROFILE = StreamEvent(3, "profile", b"x", frozenset({"Cy"}), "S_B", None)
@@ -83,6 +91,33 @@ def test_tail_lines_are_readable() -> None:
     assert line("position", "7", {**position, "action": "opened"}) == (
         "#7 position opened: Ann S_A ACC (order o-1)"
     )
+    sized = {**order, "quantity": 5, "price": "12.5"}
+    assert line("order", "10", sized).startswith("#10 order ACCEPTED o-1: BUY 5 @ 12.5 S_A ACC")
+    closed = {
+        **position,
+        "action": "closed",
+        "quantity": "2.5",
+        "price": "11",
+        "realised_pnl": "1.25",
+    }
+    assert line("position", "11", closed) == (
+        "#11 position closed: Ann S_A ACC 2.5 @ 11 (order o-1) P&L 1.25"
+    )
     profile = {"user": "Cy", "strategy": "S_B", "change": "dropped", "instruments": []}
     assert line("profile", "3", profile) == "#3 profile dropped: Cy S_B"
     assert line("other", "1", {"k": 1}) == "#1 other: " + orjson.dumps({"k": 1}).decode()
+
+
+def test_position_events_carry_their_numbers_and_old_ones_the_defaults() -> None:
+    closed = CLOSED(
+        originator_id=uuid4(), originator_version=2, timestamp=CLOSED.create_timestamp(),
+        instrument="ACC", order_id="s", buy_order_id="b", at=AT, quantity="2.5",
+        price="10.1", entry_price="10.5",
+    )  # fmt: skip
+    change = position_change(closed, "Ann", "S_A")
+    assert (change.action, change.quantity, change.price) == ("closed", "2.5", "10.1")
+    assert (change.entry_price, change.realised_pnl) == ("10.5", "-1")  # -0.4 x 2.5
+    old = SimpleNamespace(instrument="ACC", order_id="b", at=AT)  # stored before quantities
+    assert position_change(old, "Ann", "S_A") == PositionChange(
+        "Ann", "S_A", "ACC", "b", "closed", AT, "1", None, None, None
+    )

@@ -4,22 +4,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
 from itertools import pairwise
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger.amounts import canonical
 from ledger.domain import Position, Reason, Rejection
-from projections.fold import BrokenRule, Closed, Key, Opened, PlacedOrder, fold
+from projections.fold import BrokenRule, Closed, Key, Opened, PlacedOrder, fold, text
 
 USERS = ("u0", "u1", "u2")
 STRATEGIES = ("S1", "S2")
 INSTRUMENTS = ("I1", "I2", "I3")
 START = datetime(2025, 1, 2, 9, 15, tzinfo=UTC)
 
-# A trade as the model sees it: (key, BUY order id, BUY sequence, SELL order id, SELL sequence).
-Trade = tuple[Key, str, int, str, int]
+# A trade as the model sees it: (key, BUY order id, BUY sequence, SELL order id, SELL sequence,
+# booked quantity, entry price, exit price, realised P&L), the numbers as exact Fractions.
+Trade = tuple[Key, str, int, str, int, Fraction, Fraction | None, Fraction | None, Fraction | None]
+# An open position as the model sees it: (BUY order id, its sequence, booked quantity, price).
+Open = tuple[str, int, Fraction, Fraction | None]
+
+
+def amounts(most: str) -> st.SearchStrategy[str]:
+    """Exact decimals as the write side spells them: up to 12 digits, a point and 8 more."""
+    return st.decimals(Decimal("0.00000001"), Decimal(most), places=8).map(canonical)
+
+
+PRICES = st.none() | st.sampled_from(["100", "101.5", "99.25"]) | amounts("999999999999.99999999")
+MULTIPLIERS = st.sampled_from(["1", "1", "2", "0.5", "3.25"]) | amounts("1000")
+QUANTITIES = st.sampled_from([1, 1, 2, 7]) | st.integers(1, 10**9)
 
 
 @dataclass
@@ -27,7 +44,7 @@ class Stream:
     """Orders as the ledger would have decided them, and what the model says they leave."""
 
     orders: list[PlacedOrder]
-    open_: dict[Key, tuple[str, int]]  # key -> (BUY order id, its sequence)
+    open_: dict[Key, Open]
     trades: list[Trade]
 
 
@@ -42,6 +59,8 @@ WANTED = st.lists(
         st.sampled_from([Position.BUY.value, Position.SELL.value]),
         # Events that are not orders (profiles, books) sit between orders in the store.
         st.integers(min_value=1, max_value=3),
+        QUANTITIES,
+        PRICES,
     ),
     max_size=30,
 )
@@ -51,12 +70,13 @@ WANTED = st.lists(
 def streams(draw: st.DrawFn) -> Stream:
     """A few users with random instrument lists, and random orders decided for them."""
     books = {book: instruments for book, instruments in draw(BOOKS).items() if instruments}
+    multiplier = {book: draw(MULTIPLIERS) for book in books}
     wanted = draw(WANTED)
-    open_: dict[Key, tuple[str, int]] = {}
+    open_: dict[Key, Open] = {}
     trades: list[Trade] = []
     orders: list[PlacedOrder] = []
     sequence = 0
-    for n, (strategy, instrument, position, gap) in enumerate(wanted):
+    for n, (strategy, instrument, position, gap, quantity, price) in enumerate(wanted):
         sequence += gap
         order_id = f"o{n}"
         accepted: list[str] = []
@@ -72,11 +92,16 @@ def streams(draw: st.DrawFn) -> Stream:
                     rejected.append({"user": user, "reason": Reason.ALREADY_OPEN})
                 else:
                     accepted.append(user)
-                    open_[key] = (order_id, sequence)
+                    booked = quantity * Fraction(multiplier[user, strategy])
+                    open_[key] = (order_id, sequence, booked, fraction(price))
             elif key in open_:
                 accepted.append(user)
-                buy_id, buy_sequence = open_.pop(key)
-                trades.append((key, buy_id, buy_sequence, order_id, sequence))
+                buy_id, buy_sequence, booked, entry = open_.pop(key)
+                exit_ = fraction(price)
+                pnl = None if entry is None or exit_ is None else (exit_ - entry) * booked
+                trades.append(
+                    (key, buy_id, buy_sequence, order_id, sequence, booked, entry, exit_, pnl)
+                )
             else:
                 rejected.append({"user": user, "reason": Reason.NO_OPEN_POSITION})
         concerned = accepted or rejected
@@ -91,19 +116,35 @@ def streams(draw: st.DrawFn) -> Stream:
                 accepted_for=accepted,
                 rejected_for=rejected,
                 reason=None if concerned else Reason.UNKNOWN_STRATEGY.value,
+                quantity=quantity,
+                price=price,
+                multipliers={
+                    user: m for (user, s), m in multiplier.items() if s == strategy and m != "1"
+                },
             )
         )
     return Stream(orders, open_, trades)
 
 
+def fraction(value: str | Decimal | None) -> Fraction | None:
+    """The model's numbers: Fractions, exact whatever the Decimal context."""
+    return None if value is None else Fraction(value)
+
+
 def _trades(closed: list[Closed]) -> list[Trade]:
     return [
-        (c.key, c.buy.order_id, c.buy.sequence, c.sell.order_id, c.sell.sequence) for c in closed
-    ]
+        (c.key, c.buy.order_id, c.buy.sequence, c.sell.order_id, c.sell.sequence,
+         Fraction(c.quantity), fraction(c.buy.price), fraction(c.sell.price),
+         fraction(c.realised_pnl))
+        for c in closed
+    ]  # fmt: skip
 
 
-def _open(open_: dict[Key, Opened]) -> dict[Key, tuple[str, int]]:
-    return {key: (opened.order_id, opened.sequence) for key, opened in open_.items()}
+def _open(open_: dict[Key, Opened]) -> dict[Key, Open]:
+    return {
+        key: (o.order_id, o.sequence, Fraction(o.quantity), fraction(o.price))
+        for key, o in open_.items()
+    }
 
 
 def _chunks(orders: list[PlacedOrder], cuts: list[int]) -> list[list[PlacedOrder]]:
@@ -123,6 +164,12 @@ def test_fold_agrees_with_the_model(stream: Stream, cuts: list[int]) -> None:
     assert sells == sorted(sells)
     for opened in open_.values():
         assert opened.at == START + timedelta(seconds=opened.sequence)
+    # Shown as the write side spells its decimals: no exponent, no trailing zeros.
+    for c in closed:
+        for value in (c.quantity, c.buy.price, c.sell.price, c.realised_pnl):
+            shown = text(value)
+            assert shown is None or (shown == canonical(Decimal(shown)) and "E" not in shown)
+            assert (shown is None) == (value is None) and fraction(shown) == fraction(value)
 
     # The projection folds a page at a time into the same open positions.
     in_chunks: dict[Key, Opened] = {}
@@ -167,3 +214,15 @@ def test_orders_that_break_the_rule_raise(stream: Stream, user: str) -> None:
             after = dict(open_)
             assert fold([refused], after) == []
             assert after == open_
+
+
+def test_events_stored_before_quantities_read_as_one_at_an_unknown_price() -> None:
+    old = SimpleNamespace(
+        order_id="o", strategy="S1", instrument="I1", position="BUY", received_at=START,
+        accepted_for=["u0"], rejected_for=[], reason=None,
+    )  # fmt: skip
+    placed = PlacedOrder.from_event(old, 7)
+    assert (placed.quantity, placed.price, placed.multipliers) == (1, None, {})
+    open_: dict[Key, Opened] = {}
+    fold([placed], open_)
+    assert (open_["u0", "S1", "I1"].quantity, open_["u0", "S1", "I1"].price) == (Decimal(1), None)

@@ -49,6 +49,8 @@ def answer(order_id: str, strategy: str = "STRATEGY_B", instrument: str = "MINDA
         accepted_for=["Holland Proctor"],
         rejected_for=[{"user": "Kamryn Li", "reason": Reason.INSTRUMENT_NOT_IN_STRATEGY}],
         reason=None,
+        quantity=1,
+        price=None,
     )
 
 

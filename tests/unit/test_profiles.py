@@ -234,3 +234,47 @@ def test_generate_ignores_duplicates_and_bounds_the_count() -> None:
     for count in (0, 3):
         with pytest.raises(ProfileError, match="between 1 and 2"):
             profiles.generate(["A", "A", "B"], ["S"], ["I"], count, random.Random(0))
+
+
+def test_a_multiplier_is_the_object_form_exactly(tmp_path: Path) -> None:
+    text = (
+        '{"U": {"A": {"instruments": ["ACC", "ACC"], "multiplier": 0.1},'
+        ' "B": {"instruments": ["INFY"], "multiplier": "2.50"},'
+        ' "C": {"instruments": ["NTPC"], "multiplier": 1},'
+        ' "D": {"instruments": ["L&T"]}, "E": ["ACC"]}}'
+    )
+    assert profiles.load(write_text(tmp_path, text)) == {
+        "U": {
+            "A": {"instruments": ["ACC"], "multiplier": "0.1"},
+            "B": {"instruments": ["INFY"], "multiplier": "2.5"},
+            "C": ["NTPC"],  # multiplier 1 is the list form
+            "D": ["L&T"],
+            "E": ["ACC"],
+        }
+    }
+    assert profiles.parse(text.encode()) == profiles.load(write_text(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('{"instruments": ["ACC"], "multiplier": 0}', "multiplier must be greater than 0"),
+        ('{"instruments": ["ACC"], "multiplier": -2}', "multiplier must be greater than 0"),
+        ('{"instruments": ["ACC"], "multiplier": "x"}', "multiplier must be a decimal"),
+        ('{"instruments": ["ACC"], "multiplier": true}', "multiplier must be a decimal"),
+        ('{"instruments": ["ACC"], "multiplier": 0.000000001}', "8 digits after"),
+        ('{"instruments": ["ACC"], "multiplier": 1e13}', "12 digits before"),
+        ('{"instruments": ["ACC"], "weight": 2}', "unexpected key 'weight'"),
+        ('{"multiplier": 2}', "must be a list of instruments"),
+        ('{"instruments": ["ACC"], "multiplier": 2, "multiplier": 3}', "given more than once"),
+    ],
+)
+def test_a_bad_multiplier_is_one_line_naming_the_book(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    with pytest.raises(ProfileError) as refused:
+        profiles.load(write_text(tmp_path, '{"U": {"A": ' + value + "}}"))
+    message = str(refused.value)
+    assert "'U'/'A'" in message
+    assert expected in message
+    assert "\n" not in message

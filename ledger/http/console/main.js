@@ -4,6 +4,7 @@ import { HttpError, Unauthorized, getJSON, hasToken, headers, query, readAt, set
 import { Rate } from "./chart.js";
 import { el } from "./dom.js";
 import { Positions, Trades, renderUsers } from "./panels.js";
+import { PnlPanel } from "./pnl.js";
 import { EventStream } from "./sse.js";
 import { Tape } from "./tape.js";
 import { ticket } from "./ticket.js";
@@ -14,11 +15,12 @@ const HEALTH_EVERY = 2000; // ms
 const RETRY_LOAD = 2000; // ms before loading again when the server did not answer
 const LATEST = 100; // orders and trades loaded on opening
 
-const state = { generation: 0, stream: null, retry: null, store: null, lastId: null, lag: null };
+const state = { generation: 0, stream: null, retry: null, store: null, lastId: null, lag: null, closing: new Set() };
 const tape = new Tape($("tape"), $("tape-empty"), () => needToken());
 const positions = new Positions($("positions"));
 const trades = new Trades($("trades"));
 const rate = new Rate($("chart"));
+const pnl = new PnlPanel($("pnl"), () => needToken());
 
 function filters() {
   const search = new URLSearchParams(location.search);
@@ -87,10 +89,16 @@ function onEvent(type, data, id) {
   if (id !== null && /^\d+$/.test(id)) state.lastId = Number(id);
   if (type === "order") {
     if (tape.add(data)) rate.record(data);
+    if (state.closing.delete(data.order_id)) pnl.closed(data.sequence);
     updateHeader();
   } else if (type === "position") {
     const trade = positions.apply(data);
-    if (trade) trades.add(trade);
+    if (trade) {
+      trades.add(trade);
+      // The trades table is written with the SELL's order event, which follows: the P&L is
+      // read at that order's sequence.
+      state.closing.add(data.order_id);
+    }
   } else if (type === "profile") {
     refreshUsers();
   }
@@ -120,6 +128,7 @@ async function reload() {
   if (state.stream) state.stream.stop();
   state.stream = null;
   tape.clear();
+  state.closing.clear();
   positions.load([]);
   trades.clear();
   rate.clear();
@@ -144,6 +153,7 @@ async function reload() {
     for (const order of orders.orders) if (tape.add(order)) rate.record(order);
     positions.load(open.positions);
     trades.load(closed.trades);
+    pnl.load(current, top);
     state.lastId = top;
     updateHeader();
     follow(generation, current, top);

@@ -1,6 +1,7 @@
 // Open positions (by user and strategy), closed trades and users, kept up to date by events.
 
 import { el, table, timeOf } from "./dom.js";
+import { signed } from "./pnl.js";
 
 const MAX_TRADES = 200;
 
@@ -49,7 +50,7 @@ export class Positions {
     const before = this.open.get(key);
     this.schedule();
     if (event.action === "opened") {
-      this.open.set(key, { ...event, opened_at: event.at });
+      this.open.set(key, { ...event, opened_at: event.at, entry_price: event.price });
       return null;
     }
     this.open.delete(key);
@@ -61,6 +62,10 @@ export class Positions {
       sell_order_id: event.order_id,
       opened_at: before ? before.opened_at : null,
       closed_at: event.at,
+      quantity: event.quantity,
+      entry_price: event.entry_price,
+      exit_price: event.price,
+      realised_pnl: event.realised_pnl,
     };
   }
 
@@ -81,6 +86,8 @@ export class Positions {
               { "data-order-id": p.order_id, "data-user": p.user },
               i === 0 ? el("th", { scope: "rowgroup", rowspan: String(rows.length) }, strategy) : null,
               el("td", {}, p.instrument),
+              el("td", { class: "num" }, p.quantity ?? "1"),
+              el("td", { class: "num" }, p.entry_price ?? "–"),
               el("td", {}, el("code", {}, p.order_id)),
               el("td", {}, timeOf(p.opened_at)),
             ),
@@ -90,7 +97,7 @@ export class Positions {
       const head = el(
         "thead",
         {},
-        el("tr", {}, ...["Strategy", "Instrument", "Order", "Opened"].map((h) => el("th", { scope: "col" }, h))),
+        el("tr", {}, ...["Strategy", "Instrument", "Qty", "Price", "Order", "Opened"].map((h) => el("th", { scope: "col" }, h))),
       );
       return el("section", { class: "group", "data-user": user }, el("h3", {}, user), el("table", {}, head, ...bodies));
     });
@@ -139,11 +146,15 @@ export class Trades {
         { "data-order-id": t.sell_order_id, "data-user": t.user },
         el("td", {}, t.user),
         el("td", {}, `${t.strategy} ${t.instrument}`),
+        el("td", { class: "num" }, t.quantity ?? "1"),
+        el("td", { class: "num" }, `${t.entry_price ?? "?"} → ${t.exit_price ?? "?"}`),
+        el("td", { class: "num" }, signed(t.realised_pnl)),
         el("td", {}, el("code", {}, t.buy_order_id), " → ", el("code", {}, t.sell_order_id)),
         el("td", {}, timeOf(t.closed_at)),
       ),
     );
-    this.root.replaceChildren(table(["User", "Book", "Buy → sell", "Closed"], rows));
+    const headings = ["User", "Book", "Qty", "Price in → out", "P&L", "Buy → sell", "Closed"];
+    this.root.replaceChildren(table(headings, rows));
   }
 }
 

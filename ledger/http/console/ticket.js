@@ -29,6 +29,9 @@ export function ticket(form, output, onAuth) {
       POSITION: fields.POSITION.value,
       ORDER_ID: fields.ORDER_ID.value.trim() || newOrderId(),
     };
+    // Sent only when filled in; PRICE as a string, so no digit is lost to a float.
+    if (fields.QUANTITY.value.trim()) order.QUANTITY = Number(fields.QUANTITY.value);
+    if (fields.PRICE.value.trim()) order.PRICE = fields.PRICE.value.trim();
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     output.className = "answer";

@@ -1,0 +1,162 @@
+"""The read tables' SQL: their columns, their upgrade in place, and a batch's set-based writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from psycopg.sql import SQL, Composable, Composed
+
+from ledger.domain import Outcome, Position
+from projections.fold import Closed, Key, Opened, PlacedOrder, fold
+
+UNIT_SEPARATOR = "\x1f"  # joins user names for one array column; never in a valid name
+
+CREATE = (
+    "CREATE TABLE IF NOT EXISTS {orders} ("
+    " sequence bigint PRIMARY KEY, order_id text NOT NULL UNIQUE,"
+    " strategy text NOT NULL, instrument text NOT NULL, position text NOT NULL,"
+    " received_at timestamptz NOT NULL, response text NOT NULL,"
+    " accepted_for jsonb NOT NULL, rejected_for jsonb NOT NULL, reason text,"
+    " users text[] NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS view_orders_strategy ON {orders} (strategy, sequence)",
+    "CREATE INDEX IF NOT EXISTS view_orders_instr ON {orders} (instrument, sequence)",
+    "CREATE INDEX IF NOT EXISTS view_orders_users ON {orders} USING gin (users)",
+    "CREATE TABLE IF NOT EXISTS {positions} ("
+    " user_name text NOT NULL, strategy text NOT NULL, instrument text NOT NULL,"
+    " order_id text NOT NULL, opened_at timestamptz NOT NULL,"
+    " sequence bigint NOT NULL, PRIMARY KEY (user_name, strategy, instrument))",
+    "CREATE TABLE IF NOT EXISTS {trades} ("
+    " id bigserial PRIMARY KEY, user_name text NOT NULL, strategy text NOT NULL,"
+    " instrument text NOT NULL, buy_order_id text NOT NULL,"
+    " sell_order_id text NOT NULL, opened_at timestamptz NOT NULL,"
+    " closed_at timestamptz NOT NULL, buy_sequence bigint NOT NULL,"
+    " sell_sequence bigint NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS view_trades_user ON {trades} (user_name, id)",
+    # Quantities and prices (issue 14). Only ever added here, after the tables, so a new store
+    # and an upgraded one have the same columns in the same order; rows from before read as
+    # quantity 1 and unknown prices. Exact NUMERIC throughout (an order's price is kept as the
+    # text it was answered with: the log is the answers). `ledger replay` fills them in.
+    "ALTER TABLE {orders} ADD COLUMN IF NOT EXISTS quantity bigint NOT NULL DEFAULT 1,"
+    " ADD COLUMN IF NOT EXISTS price text",
+    "ALTER TABLE {positions} ADD COLUMN IF NOT EXISTS quantity numeric NOT NULL DEFAULT 1,"
+    " ADD COLUMN IF NOT EXISTS entry_price numeric",
+    "ALTER TABLE {trades} ADD COLUMN IF NOT EXISTS quantity numeric NOT NULL DEFAULT 1,"
+    " ADD COLUMN IF NOT EXISTS entry_price numeric, ADD COLUMN IF NOT EXISTS exit_price numeric,"
+    # The one SQL statement of the P&L rule (projections/fold.py has the same): null when a
+    # price is unknown.
+    " ADD COLUMN IF NOT EXISTS realised_pnl numeric"
+    " GENERATED ALWAYS AS ((exit_price - entry_price) * quantity) STORED",
+)
+
+# Set-based statements: a batch of any size costs the same few round trips.
+INSERT_ORDERS = (
+    "INSERT INTO {orders} (sequence, order_id, strategy, instrument, position, received_at,"
+    " response, accepted_for, rejected_for, reason, users, quantity, price)"
+    " SELECT s, o, st, i, p, r, resp, a::jsonb, rj::jsonb, re, string_to_array(u, %b), q, pr"
+    " FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::bigint[], %b::text[]) AS t(s, o, st, i, p, r, resp, a, rj, re, u, q, pr)"
+)
+# A batch's trades, in fold order. A trade whose BUY came before the batch has no BUY
+# columns: its open position is taken out of the table and completes it.
+CLOSE_POSITIONS = (
+    "WITH t AS MATERIALIZED (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[],"
+    " %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::bigint[],"
+    " %b::bigint[], %b::numeric[], %b::numeric[], %b::numeric[])"
+    " WITH ORDINALITY AS t(u, s, i, b, x, o, c, bs, ss, q, ep, xp, n)),"
+    " gone AS (DELETE FROM {positions} AS p USING t WHERE t.b IS NULL AND p.user_name = t.u"
+    " AND p.strategy = t.s AND p.instrument = t.i"
+    " RETURNING p.user_name, p.strategy, p.instrument, p.order_id, p.opened_at,"
+    " p.sequence, p.quantity, p.entry_price)"
+    " INSERT INTO {trades} (user_name, strategy, instrument, buy_order_id, sell_order_id,"
+    " opened_at, closed_at, buy_sequence, sell_sequence, quantity, entry_price, exit_price)"
+    " SELECT t.u, t.s, t.i, coalesce(t.b, g.order_id), t.x, coalesce(t.o, g.opened_at),"
+    " t.c, coalesce(t.bs, g.sequence), t.ss,"
+    " CASE WHEN t.b IS NULL THEN g.quantity ELSE t.q END,"
+    " CASE WHEN t.b IS NULL THEN g.entry_price ELSE t.ep END, t.xp"
+    " FROM t LEFT JOIN gone AS g ON t.b IS NULL"
+    " AND g.user_name = t.u AND g.strategy = t.s AND g.instrument = t.i ORDER BY t.n"
+)
+OPEN_POSITIONS = (
+    "INSERT INTO {positions} (user_name, strategy, instrument, order_id, opened_at, sequence,"
+    " quantity, entry_price)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::timestamptz[], %b::bigint[], %b::numeric[], %b::numeric[])"
+)
+
+
+def statements(tables: dict[str, Composable], *texts: str) -> list[Composed]:
+    """The statements with the schema's table names filled in."""
+    return [SQL(text).format(**tables) for text in texts]
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column, for unnest()."""
+    return [[row[n] for row in rows] for n in range(width)] if rows else [[]] * width
+
+
+# Stands for a position opened before the batch: the table holds its BUY.
+_BEFORE = Opened("", datetime.min.replace(tzinfo=UTC), 0)
+
+
+def _trade_row(c: Closed) -> tuple[Any, ...]:
+    """A trade's columns; one whose BUY came before the batch leaves the BUY's to the table."""
+    if c.buy is _BEFORE:
+        return (*c.key, None, c.sell.order_id, None, c.sell.at, None, c.sell.sequence, None, None,
+                c.sell.price)  # fmt: skip
+    buy, sell = c.buy, c.sell
+    return (*c.key, buy.order_id, sell.order_id, buy.at, sell.at, buy.sequence, sell.sequence,
+            c.quantity, buy.price, sell.price)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """A batch's statement parameters, folded and encoded before its transaction opens."""
+
+    trades: list[list[Any]] | None
+    positions: list[list[Any]] | None
+    orders: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, orders: Sequence[PlacedOrder]) -> Writes:
+        """Fold the orders in sequence order and encode every row they write."""
+        # A position the batch closes before opening it was opened earlier, and is in the
+        # table: it enters the fold as _BEFORE and the closing statement fetches its BUY.
+        first: dict[Key, bool] = {}
+        for order in orders:
+            buy = order.position == Position.BUY
+            for user in order.accepted_for:
+                first.setdefault((user, order.strategy, order.instrument), buy)
+        open_: dict[Key, Opened] = {key: _BEFORE for key, buy in first.items() if not buy}
+        closed = fold(orders, open_)
+        trade_rows = [_trade_row(c) for c in closed]
+        open_rows = [
+            (*key, o.order_id, o.at, o.sequence, o.quantity, o.price) for key, o in open_.items()
+        ]
+        return cls(
+            _columns(trade_rows, 12) if trade_rows else None,
+            _columns(open_rows, 8) if open_rows else None,
+            (
+                UNIT_SEPARATOR,
+                [o.sequence for o in orders],
+                [o.order_id for o in orders],
+                [o.strategy for o in orders],
+                [o.instrument for o in orders],
+                [o.position for o in orders],
+                [o.received_at for o in orders],
+                [Outcome.of(o.accepted_for).value for o in orders],
+                [orjson.dumps(o.accepted_for).decode() for o in orders],
+                [orjson.dumps(o.rejected_for).decode() for o in orders],
+                [o.reason for o in orders],
+                [
+                    UNIT_SEPARATOR.join(o.accepted_for + [r["user"] for r in o.rejected_for])
+                    for o in orders
+                ],
+                [o.quantity for o in orders],
+                [o.price for o in orders],
+            ),
+        )
