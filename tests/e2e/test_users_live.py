@@ -14,7 +14,7 @@ import pytest
 from ledger.cli import main
 from ledger.wire import partition
 from tests.roster_model import check
-from tests.support import EXAMPLE_PROFILES, Server
+from tests.support import EXAMPLE_PROFILES, Server, free_port
 
 
 @pytest.fixture
@@ -97,3 +97,47 @@ def test_many_clients_agree_with_the_model_across_writers(two_writers: Server) -
         thread.join()
     assert not failures, failures
     assert check(EXAMPLE_PROFILES, answers) > 200
+
+
+def test_two_server_processes_changing_one_user_lose_no_change(
+    embedded_server: Server,
+) -> None:
+    first = embedded_server
+    args = list(first.args)  # the same embedded database (same data directory)
+    args[args.index("--port") + 1] = str(free_port())
+    second = Server(args, first.env, first.log.with_name("second.log"))
+    second.start()
+    try:
+        answers: list[dict[str, Any]] = []
+        lists = [["ACC"], ["INFY", "ACC"], ["NTPC"], ["GRASIM", "MINDA"]]
+
+        def change(server: Server, prefix: str) -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                for n in range(12):
+                    # A book of its own (the roster grows through both) and one both change.
+                    own = client.put(
+                        f"/users/Same/strategies/{prefix}{n}", json={"instruments": ["I"]}
+                    )
+                    shared = client.put(
+                        "/users/Same/strategies/SHARED", json={"instruments": lists[n % 4]}
+                    )
+                    assert own.status_code == shared.status_code == 200, (own.text, shared.text)
+                    answers.extend([own.json(), shared.json()])
+
+        threads = [
+            threading.Thread(target=change, args=(s, p)) for s, p in ((first, "A"), (second, "B"))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        written = [a for a in answers if a["sequence"] is not None]
+        assert len({a["sequence"] for a in written}) == len(written)  # one event each
+        last = max((a for a in written if a["strategy"] == "SHARED"), key=lambda a: a["sequence"])
+        wanted = {f"{p}{n}": ["I"] for p in "AB" for n in range(12)}
+        wanted["SHARED"] = last["instruments"]
+        for server in (first, second):
+            strategies = httpx.get(f"{server.url}/users/Same", timeout=30).json()["strategies"]
+            assert strategies == wanted
+    finally:
+        second.stop()
