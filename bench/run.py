@@ -503,6 +503,15 @@ class Bench:
         with server as proc:
             self.results["restart"] = {"events": events, "seconds": proc.startup}
 
+    def many_users(self, rng: random.Random) -> dict[str, dict[str, list[str]]]:
+        """--memory-users users (10,000), each trading all 9 strategies with 1-10 instruments."""
+        return {
+            f"user-{n:05d}": {
+                s: rng.sample(self.instruments, rng.randint(1, 10)) for s in self.strategies
+            }
+            for n in range(self.args.memory_users)
+        }
+
     def run_users(self) -> None:
         """Issue 13's scale: users changed while orders flow (see users_step)."""
         users_step(self)
@@ -510,13 +519,7 @@ class Bench:
     def run_memory(self) -> None:
         """RSS of all the server's processes with 10,000 users x 9 strategies, at start and
         after orders fanned out to them (answers cached, projection caught up)."""
-        rng = random.Random(3)
-        profiles = {
-            f"user-{n:05d}": {
-                s: rng.sample(self.instruments, rng.randint(1, 10)) for s in self.strategies
-            }
-            for n in range(self.args.memory_users)
-        }
+        profiles = self.many_users(random.Random(3))
         schema, profile = self.schema(profiles)
         port, server = self.serve(schema, profile)
         url = f"http://127.0.0.1:{port}"
@@ -570,12 +573,7 @@ def percentile(values: list[float], share: float) -> float:
 def users_step(bench: Bench) -> None:
     """10,000 users x 9 strategies: PUT latency while orders flow, GET /strategies/{s}."""
     rng = random.Random(4)
-    profiles = {
-        f"user-{n:05d}": {
-            s: rng.sample(bench.instruments, rng.randint(1, 10)) for s in bench.strategies
-        }
-        for n in range(bench.args.memory_users)
-    }
+    profiles = bench.many_users(rng)
     schema, profile = bench.schema(profiles)
     port, server = bench.serve(schema, profile)
     url = f"http://127.0.0.1:{port}"
