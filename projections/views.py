@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -92,6 +93,8 @@ class LedgerView(PostgresTrackingRecorder):
         }
         t = self.tables
         self.sql_create_statements.extend(writes.statements(t, *writes.CREATE))
+        self._create_indexes = writes.index_statements(t)
+        self.sql_create_statements.extend(self._create_indexes)
         self.sql_create_statements.extend(roster.create_statements(schema, t["positions"]))
         self.books = roster.table(schema)
         self._upsert_books = roster.upsert(schema)
@@ -108,7 +111,12 @@ class LedgerView(PostgresTrackingRecorder):
         """Apply orders (and book changes) in sequence order, and the position read, at once."""
         # Folding and encoding run before the transaction opens: PostgreSQL ends a session
         # left idle in a transaction (5 s), and a batch's Python work grows with its fan-out.
-        batch = Writes.of(orders) if orders else None
+        self.write(Writes.of(orders) if orders else None, tracking, books)
+
+    def write(
+        self, batch: Writes | None, tracking: Tracking, books: roster.BookRows | None = None
+    ) -> None:
+        """Write a batch folded beforehand (and book changes) with its tracking record."""
         with self.datastore.transaction(commit=True) as curs:
             if books:
                 roster.write(curs, self._upsert_books, books)
@@ -139,6 +147,24 @@ class LedgerView(PostgresTrackingRecorder):
                 ),
                 (application_name,),
             )
+
+    def drop_read_indexes(self) -> None:
+        """Drop the indexes only reads use (a replay builds them again at its end)."""
+        with self.datastore.transaction(commit=True) as curs:
+            for statement in writes.drop_index_statements(self.datastore.schema):
+                curs.execute(statement)
+
+    def create_read_indexes(self) -> None:
+        """Build the indexes only reads use, where missing, side by side."""
+        # One connection each: PostgreSQL builds each index on one core, the GIN one longest.
+        with ThreadPoolExecutor(len(self._create_indexes)) as pool:
+            for done in [pool.submit(self._create, s) for s in self._create_indexes]:
+                done.result()
+
+    def _create(self, statement: Composed) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SET LOCAL maintenance_work_mem = '256MB'")  # GIN builds in memory
+            curs.execute(statement)
 
     def query(
         self,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from psycopg.sql import SQL, Composable, Composed
+from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from ledger.domain import Outcome, Position
 from projections.fold import Closed, Key, Opened, PlacedOrder, fold
@@ -22,9 +22,6 @@ CREATE = (
     " received_at timestamptz NOT NULL, response text NOT NULL,"
     " accepted_for jsonb NOT NULL, rejected_for jsonb NOT NULL, reason text,"
     " users text[] NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS view_orders_strategy ON {orders} (strategy, sequence)",
-    "CREATE INDEX IF NOT EXISTS view_orders_instr ON {orders} (instrument, sequence)",
-    "CREATE INDEX IF NOT EXISTS view_orders_users ON {orders} USING gin (users)",
     "CREATE TABLE IF NOT EXISTS {positions} ("
     " user_name text NOT NULL, strategy text NOT NULL, instrument text NOT NULL,"
     " order_id text NOT NULL, opened_at timestamptz NOT NULL,"
@@ -35,7 +32,6 @@ CREATE = (
     " sell_order_id text NOT NULL, opened_at timestamptz NOT NULL,"
     " closed_at timestamptz NOT NULL, buy_sequence bigint NOT NULL,"
     " sell_sequence bigint NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS view_trades_user ON {trades} (user_name, id)",
     # Quantities and prices (issue 14). Only ever added here, after the tables, so a new store
     # and an upgraded one have the same columns in the same order; rows from before read as
     # quantity 1 and unknown prices. Exact NUMERIC throughout (an order's price is kept as the
@@ -52,21 +48,49 @@ CREATE = (
     " GENERATED ALWAYS AS ((exit_price - entry_price) * quantity) STORED",
 )
 
-# Set-based statements: a batch of any size costs the same few round trips.
+# The indexes only reads use (by name). A replay drops them and builds each once at its end:
+# keeping them up to date row by row cost it a fifth of its time.
+READ_INDEXES = {
+    "view_orders_strategy": "CREATE INDEX IF NOT EXISTS {name} ON {orders} (strategy, sequence)",
+    "view_orders_instr": "CREATE INDEX IF NOT EXISTS {name} ON {orders} (instrument, sequence)",
+    "view_orders_users": "CREATE INDEX IF NOT EXISTS {name} ON {orders} USING gin (users)",
+    "view_trades_user": "CREATE INDEX IF NOT EXISTS {name} ON {trades} (user_name, id)",
+}
+
+# Set-based statements: a batch of any size costs the same few round trips. Each column
+# travels as one text, its values joined by COLUMN_SEPARATOR (NULL written as NULL_MARK), and
+# is split by string_to_array: psycopg dumps a list parameter element by element in Python,
+# which cost the projection more CPU than all its folding. Names cannot hold control
+# characters (ledger.names), JSON texts escape them, the other values are numbers and times.
+COLUMN_SEPARATOR = "\x1e"
+NULL_MARK = "\x1d"
+
+
+# A column parameter, as an array of each type the statements name as {bigint}, {text}...
+COLUMNS = {
+    kind: SQL("string_to_array(%s, chr(30), chr(29))::{0}[]").format(SQL(kind))
+    for kind in ("bigint", "text", "timestamptz", "numeric")
+}
+
+
 INSERT_ORDERS = (
     "INSERT INTO {orders} (sequence, order_id, strategy, instrument, position, received_at,"
     " response, accepted_for, rejected_for, reason, users, quantity, price)"
-    " SELECT s, o, st, i, p, r, resp, a::jsonb, rj::jsonb, re, string_to_array(u, %b), q, pr"
-    " FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[],"
-    " %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
-    " %b::bigint[], %b::text[]) AS t(s, o, st, i, p, r, resp, a, rj, re, u, q, pr)"
+    " SELECT s, o, st, i, p, r, resp, a::jsonb, rj::jsonb, re,"
+    # One order's users are joined by UNIT_SEPARATOR; an order for nobody has none (and a
+    # column of one empty text splits into no element at all: unnest pads it with NULL).
+    " coalesce(string_to_array(u, chr(31)), '{{}}'), q, pr"
+    " FROM unnest({bigint}, {text}, {text}, {text}, {text},"
+    " {timestamptz}, {text}, {text}, {text}, {text},"
+    " {text}, {bigint}, {text})"
+    " AS t(s, o, st, i, p, r, resp, a, rj, re, u, q, pr)"
 )
 # A batch's trades, in fold order. A trade whose BUY came before the batch has no BUY
 # columns: its open position is taken out of the table and completes it.
 CLOSE_POSITIONS = (
-    "WITH t AS MATERIALIZED (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[],"
-    " %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::bigint[],"
-    " %b::bigint[], %b::numeric[], %b::numeric[], %b::numeric[])"
+    "WITH t AS MATERIALIZED (SELECT * FROM unnest({text}, {text}, {text},"
+    " {text}, {text}, {timestamptz}, {timestamptz}, {bigint},"
+    " {bigint}, {numeric}, {numeric}, {numeric})"
     " WITH ORDINALITY AS t(u, s, i, b, x, o, c, bs, ss, q, ep, xp, n)),"
     " gone AS (DELETE FROM {positions} AS p USING t WHERE t.b IS NULL AND p.user_name = t.u"
     " AND p.strategy = t.s AND p.instrument = t.i"
@@ -83,20 +107,50 @@ CLOSE_POSITIONS = (
 )
 OPEN_POSITIONS = (
     "INSERT INTO {positions} (user_name, strategy, instrument, order_id, opened_at, sequence,"
-    " quantity, entry_price)"
-    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
-    " %b::timestamptz[], %b::bigint[], %b::numeric[], %b::numeric[])"
+    " quantity, entry_price) SELECT * FROM unnest({text}, {text}, {text},"
+    " {text}, {timestamptz}, {bigint}, {numeric}, {numeric})"
 )
 
 
+def _text(value: Any) -> str:
+    """One value of a column parameter."""
+    if type(value) is str:
+        return value
+    if value is None:
+        return NULL_MARK
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # an int or an exact Decimal
+
+
+def _joined(values: Iterable[Any]) -> str:
+    """A column parameter: the values' texts joined."""
+    return COLUMN_SEPARATOR.join(map(_text, values))
+
+
 def statements(tables: dict[str, Composable], *texts: str) -> list[Composed]:
-    """The statements with the schema's table names filled in."""
-    return [SQL(text).format(**tables) for text in texts]
+    """The statements with the schema's table names and column parameters filled in."""
+    return [SQL(text).format(**tables, **COLUMNS) for text in texts]
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as one list per column, for unnest()."""
-    return [[row[n] for row in rows] for n in range(width)] if rows else [[]] * width
+def index_statements(tables: dict[str, Composable]) -> list[Composed]:
+    """The read indexes' CREATE statements."""
+    return [
+        SQL(text).format(name=Identifier(name), **tables) for name, text in READ_INDEXES.items()
+    ]
+
+
+def drop_index_statements(schema: str) -> list[Composed]:
+    """The read indexes' DROP statements."""
+    return [
+        SQL("DROP INDEX IF EXISTS {0}.{1}").format(Identifier(schema), Identifier(name))
+        for name in READ_INDEXES
+    ]
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[str]:
+    """Rows as one column parameter per column."""
+    return [_joined(row[n] for row in rows) for n in range(width)]
 
 
 # Stands for a position opened before the batch: the table holds its BUY.
@@ -117,9 +171,10 @@ def _trade_row(c: Closed) -> tuple[Any, ...]:
 class Writes:
     """A batch's statement parameters, folded and encoded before its transaction opens."""
 
-    trades: list[list[Any]] | None
-    positions: list[list[Any]] | None
-    orders: tuple[Any, ...]
+    trades: list[str] | None
+    positions: list[str] | None
+    orders: tuple[str, ...]
+    decisions: int  # users the orders were decided for: what the batch costs
 
     @classmethod
     def of(cls, orders: Sequence[PlacedOrder]) -> Writes:
@@ -141,22 +196,24 @@ class Writes:
             _columns(trade_rows, 12) if trade_rows else None,
             _columns(open_rows, 8) if open_rows else None,
             (
-                UNIT_SEPARATOR,
-                [o.sequence for o in orders],
-                [o.order_id for o in orders],
-                [o.strategy for o in orders],
-                [o.instrument for o in orders],
-                [o.position for o in orders],
-                [o.received_at for o in orders],
-                [Outcome.of(o.accepted_for).value for o in orders],
-                [orjson.dumps(o.accepted_for).decode() for o in orders],
-                [orjson.dumps(o.rejected_for).decode() for o in orders],
-                [o.reason for o in orders],
-                [
-                    UNIT_SEPARATOR.join(o.accepted_for + [r["user"] for r in o.rejected_for])
-                    for o in orders
-                ],
-                [o.quantity for o in orders],
-                [o.price for o in orders],
+                _joined(o.sequence for o in orders),
+                COLUMN_SEPARATOR.join([o.order_id for o in orders]),
+                COLUMN_SEPARATOR.join([o.strategy for o in orders]),
+                COLUMN_SEPARATOR.join([o.instrument for o in orders]),
+                _joined(o.position for o in orders),
+                _joined(o.received_at for o in orders),
+                COLUMN_SEPARATOR.join([Outcome.of(o.accepted_for).value for o in orders]),
+                COLUMN_SEPARATOR.join([orjson.dumps(o.accepted_for).decode() for o in orders]),
+                COLUMN_SEPARATOR.join([orjson.dumps(o.rejected_for).decode() for o in orders]),
+                _joined(o.reason for o in orders),
+                COLUMN_SEPARATOR.join(
+                    [
+                        UNIT_SEPARATOR.join(o.accepted_for + [r["user"] for r in o.rejected_for])
+                        for o in orders
+                    ]
+                ),
+                _joined(o.quantity for o in orders),
+                _joined(o.price for o in orders),
             ),
+            sum(len(o.accepted_for) + len(o.rejected_for) for o in orders),
         )

@@ -54,6 +54,11 @@ class LedgerMapper(Mapper[UUID]):
         self._datetime_tag = _name_if(self._types.get(datetime), DatetimeAsISO)
         self._uuid_tag = _name_if(self._types.get(UUID), UUIDAsHex)
 
+    @property
+    def datetime_tag(self) -> str | None:
+        """The tag of a datetime in stored state when plain JSON and the stock transcoding."""
+        return self._datetime_tag if self._fast else None
+
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         """The stock StoredEvent, its state written by orjson when every value allows."""
         if not self._fast:

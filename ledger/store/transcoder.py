@@ -20,6 +20,24 @@ class OrjsonTranscoder(JSONTranscoder):
     """
 
     def decode(self, data: bytes) -> Any:
+        decoded = orjson.loads(data)
+        # An event's tags are nearly all top-level values (its timestamp, a datetime field):
+        # untag those, and walk the whole value (lists of decisions, say) only when the bytes
+        # hold more tags than were found. A tag's key is always the bytes "_type_" (json never
+        # escapes them, and a quote inside a string is escaped), so the count never falls
+        # short; a string or key that merely reads "_type_" only costs the walk.
+        tags = data.count(b'"_type_"')
+        if tags == 0:
+            return decoded
+        if type(decoded) is dict:
+            for key, value in decoded.items():
+                if type(value) is dict and len(value) == 2 and "_type_" in value:
+                    data_ = value.get("_data_")
+                    if type(data_) in _LEAVES:
+                        decoded[key] = self._untag(value)
+                        tags -= 1
+            if tags == 0:
+                return decoded
         return self._untag(orjson.loads(data))
 
     def _untag(self, o: Any) -> Any:

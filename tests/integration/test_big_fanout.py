@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from eventsourcing.persistence import Tracking
 from psycopg import sql
 
 from ledger.answers import OrderRequest
@@ -15,11 +14,11 @@ from ledger.application import Ledger
 from ledger.domain import Position
 from ledger.overrides.storage import BatchingProjectionRunner
 from ledger.store.database import Database
-from projections.fold import PlacedOrder
 from projections.projection import LedgerProjection
 from projections.replay import replay
 from projections.runner import open_view
 from projections.views import LedgerView
+from projections.writes import Writes
 
 USERS = 5_000
 ORDERS = 100
@@ -28,11 +27,6 @@ STRATEGY = "STRATEGY_FAN"
 # left idle while Python works: the fix must leave no gap near it.
 IDLE_TIMEOUT = "1"
 BUDGET = 50_000  # decisions per view transaction here: 10 orders of 5,000
-
-
-def decisions(orders: Sequence[PlacedOrder]) -> int:
-    """The decisions the orders carry."""
-    return sum(len(o.accepted_for) + len(o.rejected_for) for o in orders)
 
 
 @pytest.fixture
@@ -66,15 +60,13 @@ def budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     monkeypatch.setattr("projections.replay.DECISION_BUDGET", BUDGET)
     monkeypatch.setattr(LedgerProjection, "budget", BUDGET)
     sizes: list[int] = []
-    apply = LedgerView.apply
+    write = LedgerView.write
 
-    def counted(
-        view: LedgerView, orders: Sequence[PlacedOrder], tracking: Tracking, *books: Any
-    ) -> None:
-        sizes.append(decisions(orders))
-        apply(view, orders, tracking, *books)  # books: the roster rows of the same batch
+    def counted(view: LedgerView, batch: Writes | None, *args: Any) -> None:
+        sizes.append(0 if batch is None else batch.decisions)
+        write(view, batch, *args)  # the tracking record, the roster rows of the same batch
 
-    monkeypatch.setattr(LedgerView, "apply", counted)
+    monkeypatch.setattr(LedgerView, "write", counted)
     yield sizes
 
 

@@ -29,20 +29,30 @@ leaves = (
     | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text()
+    | st.sampled_from(["_type_", "_data_", '"_type_"'])  # read like a tag's bytes
     | st.datetimes(timezones=st.just(UTC))
     | st.uuids()
     | st.decimals(allow_nan=False, allow_infinity=False)
 )
+keys = st.text() | st.sampled_from(["_type_", "_data_"])
+
+
+def untagged(d: dict[str, Any]) -> bool:
+    """Not shaped like a tag: eventsourcing's own transcoder cannot store such a dict."""
+    return not (len(d) == 2 and "_type_" in d and "_data_" in d)
+
+
 values = st.recursive(
     leaves,
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+        st.lists(children, max_size=4)
+        | st.dictionaries(keys, children, max_size=4).filter(untagged)
     ),
     max_leaves=20,
 )
 
 
-@given(state=st.dictionaries(st.text(), values, max_size=6))
+@given(state=st.dictionaries(keys, values, max_size=6).filter(untagged))
 def test_round_trip_equals_the_stdlib_transcoder(state: dict[str, Any]) -> None:
     stored = ORJSON.encode(state)
     assert ORJSON.decode(stored) == STDLIB.decode(stored) == state
