@@ -17,6 +17,7 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.application import Ledger
 from ledger.store.mapper import LedgerMapper
+from ledger.store.transcoder import tags_in
 from projections import roster
 from projections.fold import PlacedOrder
 from projections.projection import PLACED_TOPIC
@@ -67,10 +68,9 @@ def placed_decoder(mapper: Any) -> Callable[[Notification], PlacedOrder]:
 
     def fast(notification: Notification) -> PlacedOrder:
         # The event object is skipped: the state's fields are taken as they are. Only when
-        # its two datetimes are its only tagged values (a tag's key is always the bytes
-        # "_type_", see OrjsonTranscoder); anything else goes the stock way.
+        # its two datetimes are its only tagged values; anything else goes the stock way.
         data = notification.state
-        if data.count(b'"_type_"') != 2:
+        if tags_in(data) != 2:
             return slow(notification)
         state = orjson.loads(data)
         received = state["received_at"]

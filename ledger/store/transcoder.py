@@ -10,6 +10,13 @@ from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredEr
 _LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
+def tags_in(data: bytes) -> int:
+    """At least the number of tagged values in stored JSON (more if a text reads like a tag)."""
+    # A tag's key is always the bytes "_type_": json never escapes them, and a quote inside a
+    # string is escaped, so the count never falls short.
+    return data.count(b'"_type_"')
+
+
 class OrjsonTranscoder(JSONTranscoder):
     """Encodes as JSONTranscoder does; decodes with orjson, then restores tagged values.
 
@@ -23,10 +30,8 @@ class OrjsonTranscoder(JSONTranscoder):
         decoded = orjson.loads(data)
         # An event's tags are nearly all top-level values (its timestamp, a datetime field):
         # untag those, and walk the whole value (lists of decisions, say) only when the bytes
-        # hold more tags than were found. A tag's key is always the bytes "_type_" (json never
-        # escapes them, and a quote inside a string is escaped), so the count never falls
-        # short; a string or key that merely reads "_type_" only costs the walk.
-        tags = data.count(b'"_type_"')
+        # hold more tags than were found; a text that merely reads "_type_" only costs the walk.
+        tags = tags_in(data)
         if tags == 0:
             return decoded
         if type(decoded) is dict:
