@@ -87,7 +87,16 @@ def wrk(
     url: str, seconds: float, connections: int, strategies: list[str] | None = None
 ) -> dict[str, float]:
     """Run wrk with random orders; parse its figures, and the CPU wrk itself used."""
-    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", "orders.lua", url]
+    args = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "-s",
+        "orders.lua",
+        url,
+    ]
     args += ["--", ",".join(strategies or []), uuid.uuid4().hex[:8]]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(args, cwd=BENCH, capture_output=True, text=True, check=True).stdout

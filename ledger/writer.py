@@ -14,7 +14,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger import faults
-from ledger.answers import OrderOutcome
+from ledger.answers import OrderOutcome, OrderRequest
 from ledger.application import Ledger
 from ledger.batch import Outcome, Prepared, Request
 from ledger.logs import order_line
@@ -55,6 +55,7 @@ class Writer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
         self._decider = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-decide")
         self._conflicted: list[_Pending] | None = None
+        self._held: list[_Pending] = []  # retries of ORDER_IDs committing (see _hold_retries)
         self._failure: tuple[str, float] | None = None  # the last commit failure, and when
 
     @property
@@ -65,7 +66,7 @@ class Writer:
     @property
     def queued(self) -> int:
         """Orders waiting for the next batch."""
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._held)
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -84,8 +85,11 @@ class Writer:
         if not task.cancelled() and task.exception() is not None:
             log.error("the writer stopped", exc_info=task.exception())
         failure = WriterUnavailable("the writer has stopped")
+        waiting: list[_Pending | None] = [*self._held]
+        self._held = []
         while not self._queue.empty():
-            pending = self._queue.get_nowait()
+            waiting.append(self._queue.get_nowait())
+        for pending in waiting:
             if pending is not None and not pending.future.done():
                 pending.future.set_exception(failure)
 
@@ -143,22 +147,29 @@ class Writer:
         # Pipelined: batch N+1 is decided while batch N commits. Commits stay in order; a
         # batch decided on top of one that failed to commit is decided again from the store.
         committing: asyncio.Task[bool] | None = None
+        in_flight: frozenset[str] = frozenset()  # the ORDER_IDs the committing batch stores
         getter: asyncio.Future[_Pending | None] | None = None
         try:
             while True:
                 if getter is None:
                     getter = asyncio.ensure_future(self._queue.get())
-                waiting: set[asyncio.Future[Any]] = {getter}
-                if committing is not None:
-                    waiting.add(committing)
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if committing is not None and committing in done:
-                    await self._settle(committing)
-                    committing = None
-                if getter not in done:
-                    continue
-                batch, stop = self._take(getter.result())
-                getter = None
+                if not (self._held and committing is None):
+                    waiting: set[asyncio.Future[Any]] = {getter}
+                    if committing is not None:
+                        waiting.add(committing)
+                    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if committing is not None and committing in done:
+                        await self._settle(committing)
+                        committing = None
+                    if getter not in done and not (self._held and committing is None):
+                        continue
+                batch, stop = self._take(getter.result()) if getter.done() else ([], False)
+                if getter.done():
+                    getter = None
+                batch = self._held + batch
+                self._held = []
+                if committing is not None and not stop:
+                    batch = self._hold_retries(batch, in_flight)
                 if batch:
                     prepared = await self._prepare(batch)
                     if committing is not None:
@@ -168,13 +179,32 @@ class Writer:
                             prepared = await self._prepare(batch)  # decided on lost state
                     if prepared is not None:
                         committing = asyncio.create_task(self._commit(batch, prepared))
-                if stop and self._queue.empty():
+                        in_flight = frozenset(prepared.orders)
+                if stop and self._queue.empty() and not self._held:
                     return
         finally:
             if getter is not None:
                 getter.cancel()
             if committing is not None:
                 await self._settle(committing)
+
+    def _hold_retries(self, batch: list[_Pending], in_flight: frozenset[str]) -> list[_Pending]:
+        """The batch without retries of ORDER_IDs still committing; those wait for the commit.
+
+        Decided now, a retry would store its ORDER_ID a second time: the conflict would reload
+        every book, slow enough for the next retry to arrive while the next order commits.
+        After the commit it is answered from what was stored, deciding nothing.
+        """
+        if not in_flight:
+            return batch
+        now: list[_Pending] = []
+        for pending in batch:
+            request = pending.request
+            if isinstance(request, OrderRequest) and request.order_id in in_flight:
+                self._held.append(pending)
+            else:
+                now.append(pending)
+        return now
 
     async def _settle(self, committing: asyncio.Task[bool]) -> bool:
         """Wait for a commit; after a failed one, the books in memory are not the store's.
