@@ -13,7 +13,7 @@ from typing import Literal
 
 import psutil
 
-from ledger import faults
+from ledger import faults, heap
 from ledger.application import Ledger
 from ledger.metrics import Metrics
 from ledger.profile_import import digest
@@ -161,6 +161,7 @@ class Services:
                 )
                 self._writer.start()
             if self.role != "all":
+                heap.settle()
                 log.info("%s %d ready", self.role, os.getpid())
                 return
             if settings.projections == "thread":
@@ -169,6 +170,7 @@ class Services:
                 self.projector = ProjectionProcess(database.url, child_env(settings))
             if self.projector is not None:
                 self.projector.start()
+            heap.settle()
             log.info("ledger ready at sequence %d", await asyncio.to_thread(ledger.last_sequence))
         except BaseException:
             await self.stop()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger import faults, logs, profiles, remote, tail
+from ledger import faults, heap, logs, profiles, remote, tail
 from ledger.domain import Outcome
 from ledger.producer import produce as run
 from ledger.producer import random_orders
@@ -173,6 +173,7 @@ def project(args: argparse.Namespace) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # threads started later inherit
         service = ProjectionService(database.eventsourcing_env(), database.url)
         service.start()
+        heap.settle()
         log.info("projections running; SIGTERM or Ctrl-C stops them")
         try:
             received = signal.sigwait(stop_signals)
