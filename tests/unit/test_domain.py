@@ -142,6 +142,18 @@ def test_quantity_price_and_multiplier_are_booked_exactly() -> None:
     assert (book.open, book.sizes) == ({}, {})
 
 
+def test_books_an_order_opens_alike_share_one_lot() -> None:
+    books = [Book(user=u, strategy="S", instruments=["ACC"]) for u in ("a", "b")]
+    other = Book(user="c", strategy="S", instruments=["ACC"], multiplier="2")
+    for book in [*books, other]:
+        book.book("b1", "ACC", Position.BUY, NOW, 3, "101.1")
+    a, b = books
+    assert a.sizes["ACC"] is b.sizes["ACC"]  # held once for thousands of followers
+    assert other.sizes["ACC"] == {"order_quantity": 3, "quantity": "6", "price": "101.1"}
+    a.book("s1", "ACC", Position.SELL, NOW, 3, "99")
+    assert b.sizes["ACC"] == {"order_quantity": 3, "quantity": "3", "price": "101.1"}
+
+
 def test_a_sell_without_quantity_closes_what_is_open() -> None:
     book = Book(user="u", strategy="S", instruments=["ACC"])
     book.book("b1", "ACC", Position.BUY, NOW, 40)
