@@ -160,8 +160,8 @@ class Services:
                     ledger, max_batch=settings.max_batch, metrics=self.metrics, on_failure=self.heal
                 )
                 self._writer.start()
+            heap.settle()  # what is built from here on is the running process's own
             if self.role != "all":
-                heap.settle()
                 log.info("%s %d ready", self.role, os.getpid())
                 return
             if settings.projections == "thread":
@@ -170,7 +170,6 @@ class Services:
                 self.projector = ProjectionProcess(database.url, child_env(settings))
             if self.projector is not None:
                 self.projector.start()
-            heap.settle()
             log.info("ledger ready at sequence %d", await asyncio.to_thread(ledger.last_sequence))
         except BaseException:
             await self.stop()

@@ -1,9 +1,11 @@
-"""The cyclic garbage collector's settings for a long-running process of the ledger."""
+"""The cyclic garbage collector's settings for the ledger's processes."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +18,21 @@ YOUNG_THRESHOLD = 20_000
 
 
 def settle() -> None:
-    """Freeze what start-up built and collect young objects less often."""
+    """Freeze what start-up built and collect young objects less often, from now on."""
     gc.collect()
     gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+    gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     log.debug("gc: %d objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold())
+
+
+@contextlib.contextmanager
+def fewer_collections(young: int) -> Iterator[None]:
+    """Within the block, what exists already is frozen and young objects wait for `young`."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(young, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()

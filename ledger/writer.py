@@ -161,13 +161,13 @@ class Writer:
                     if committing is not None and committing in done:
                         await self._settle(committing)
                         committing = None
-                    if getter not in done and not (self._held and committing is None):
+                    if getter not in done and not self._held:  # the commit ended
                         continue
-                batch, stop = self._take(getter.result()) if getter.done() else ([], False)
+                batch, self._held, stop = self._held, [], False
                 if getter.done():
+                    taken, stop = self._take(getter.result())
+                    batch += taken
                     getter = None
-                batch = self._held + batch
-                self._held = []
                 if committing is not None and not stop:
                     batch = self._hold_retries(batch, in_flight)
                 if batch:

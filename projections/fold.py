@@ -83,6 +83,11 @@ class PlacedOrder:
         return quantity if multiplier is None else EXACT.multiply(quantity, Decimal(multiplier))
 
 
+def decisions(order: PlacedOrder) -> int:
+    """How many users an order was decided for: what its share of a view write costs."""
+    return len(order.accepted_for) + len(order.rejected_for)
+
+
 @dataclass(frozen=True, slots=True)
 class Opened:
     """How a position was opened: its BUY order, the quantity booked and the entry price."""

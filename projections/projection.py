@@ -10,9 +10,9 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from ledger.domain import Book, Order, Roster
-from projections.fold import PlacedOrder
+from projections.fold import PlacedOrder, decisions
 from projections.roster import BookRows
-from projections.views import DECISION_BUDGET, LedgerView, decisions
+from projections.views import DECISION_BUDGET, LedgerView
 
 # Every event the ledger stores, and whether the projection reads it. A test checks that no
 # event class of the domain is missing here, so a new event is a decision, not an accident.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,14 +13,15 @@ from eventsourcing.persistence import Notification, Tracking
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
+from ledger import heap
 from ledger.application import Ledger
 from ledger.store.mapper import LedgerMapper
 from ledger.store.transcoder import tags_in
 from projections import roster
-from projections.fold import PlacedOrder
+from projections.fold import PlacedOrder, decisions
 from projections.projection import PLACED_TOPIC
 from projections.runner import open_view, projector_lock
-from projections.views import DECISION_BUDGET, decisions
+from projections.views import DECISION_BUDGET
 from projections.writes import Writes
 
 log = logging.getLogger(__name__)
@@ -181,22 +180,6 @@ def _folded(pages: Iterator[list[PlacedOrder]]) -> Iterator[tuple[int, int, Writ
         yield len(orders), orders[-1].sequence, Writes.of(orders)
 
 
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Run with the cyclic garbage collector seldom scanning what lives long."""
-    # A page holds ~10^5 containers for a while: with the default thresholds the collector
-    # walks them again and again (a quarter of replay's CPU, measured). Replay's values hold no
-    # cycles, and what it made before starts is frozen out of every scan.
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(100_000, threshold[1], threshold[2])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 def replay(
     env: Mapping[str, str],
     url: str,
@@ -204,7 +187,10 @@ def replay(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
     """Rebuild the read models from zero; returns (orders applied, events read)."""
-    with projector_lock(url, env) as lock_conn, _fewer_collections():
+    # A page holds ~10^5 containers for a while: with the default thresholds the collector
+    # walks them again and again (a quarter of replay's CPU, measured). Replay's values hold
+    # no cycles.
+    with projector_lock(url, env) as lock_conn, heap.fewer_collections(100_000):
         if lock_conn is None:
             msg = "a running server keeps the read models: stop it before replaying"
             raise RuntimeError(msg)

@@ -28,11 +28,6 @@ READ_STATEMENT_TIMEOUT_MS = 5000  # a read's statements give up here even if nob
 DECISION_BUDGET = 200_000
 
 
-def decisions(order: PlacedOrder) -> int:
-    """How many users an order was decided for: what its share of a view write costs."""
-    return len(order.accepted_for) + len(order.rejected_for)
-
-
 class ReadCancelled(Exception):
     """The reader went away (disconnected, or answered 503): the read stopped."""
 

@@ -11,7 +11,7 @@ import orjson
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from ledger.domain import Outcome, Position
-from projections.fold import Closed, Key, Opened, PlacedOrder, fold
+from projections.fold import Closed, Key, Opened, PlacedOrder, decisions, fold
 
 UNIT_SEPARATOR = "\x1f"  # joins user names for one array column; never in a valid name
 
@@ -215,5 +215,5 @@ class Writes:
                 _joined(o.quantity for o in orders),
                 _joined(o.price for o in orders),
             ),
-            sum(len(o.accepted_for) + len(o.rejected_for) for o in orders),
+            sum(map(decisions, orders)),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -19,33 +20,77 @@ from ledger.wire import WriterUnavailable
 from ledger.writer import Writer
 
 
+class TableHold:
+    """The events table held under the writers' lock by another connection, until released."""
+
+    def __init__(self, database: Database, ledger: Ledger) -> None:
+        self.url = database.url
+        self.events = sql.Identifier(database.schema, ledger.store.events_table_name)
+        self.locked, self.released = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        # A real wait: the lock writers take; the writer waits out its lock_timeout.
+        with psycopg.connect(self.url) as conn, conn.transaction():
+            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.events))
+            self.locked.set()
+            self.released.wait(timeout=60)
+
+    async def take(self) -> None:
+        """Hold the lock from now on."""
+        self.thread.start()
+        await asyncio.to_thread(self.locked.wait, 30)
+
+    async def until_a_commit_waits(self) -> None:
+        """Until a writer's commit waits on the lock."""
+        await asyncio.to_thread(until, self._a_commit_waits)
+
+    def _a_commit_waits(self) -> bool:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE %s",
+                ("%LOCK TABLE%",),
+            ).fetchone()
+        return bool(row and row[0])
+
+    def release(self) -> None:
+        """Let the lock go."""
+        self.released.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Poll a condition until it holds (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def hold(database: Database, ledger: Ledger) -> Iterator[TableHold]:
+    """A hold on the events table, released at the end whatever happened."""
+    table_hold = TableHold(database, ledger)
+    yield table_hold
+    table_hold.release()
+
+
 def test_a_batch_decided_on_a_failed_commit_is_decided_again(
-    ledger: Ledger, database: Database
+    ledger: Ledger, hold: TableHold
 ) -> None:
-    events = sql.Identifier(database.schema, ledger.store.events_table_name)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_table() -> None:
-        # A real failure: the lock writers take; the writer waits out its lock_timeout.
-        with psycopg.connect(database.url) as conn, conn.transaction():
-            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
-            locked.set()
-            release.wait(timeout=60)
-
     async def run() -> dict[str, Any]:
         writer = Writer(ledger)
         writer.start()
-        holder = threading.Thread(target=hold_the_table)
-        holder.start()
-        await asyncio.to_thread(locked.wait, 30)
+        await hold.take()
         buy = writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "p-buy"))
-        await asyncio.sleep(0.2)  # let the BUY's batch reach its commit (it waits on the lock)
+        await hold.until_a_commit_waits()  # the BUY's batch waits on the lock
         # Decided while the BUY commits: the SELL closes the position the BUY opened.
         sell = writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", Position.SELL, "p-sell"))
         with pytest.raises(WriterUnavailable):
             await buy  # the lock timeout: not committed
-        release.set()
-        holder.join()
+        hold.release()
         results = {"sell": await sell}
         again = writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "p-buy-2"))
         results["again"] = await again
@@ -63,47 +108,20 @@ def test_a_batch_decided_on_a_failed_commit_is_decided_again(
 
 
 def test_a_retry_while_its_order_commits_waits_for_that_commit(
-    ledger: Ledger, database: Database
+    ledger: Ledger, hold: TableHold
 ) -> None:
-    events = sql.Identifier(database.schema, ledger.store.events_table_name)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_table() -> None:
-        with psycopg.connect(database.url) as conn, conn.transaction():
-            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
-            locked.set()
-            release.wait(timeout=60)
-
-    def until(condition: Any) -> None:
-        deadline = time.monotonic() + 30
-        while not condition():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-
-    def commit_waits_on_the_lock() -> bool:
-        with psycopg.connect(database.url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE %s",
-                ("%LOCK TABLE%",),
-            ).fetchone()
-        return bool(row and row[0])
-
     book = ledger.strategy_books("STRATEGY_B")[0]
 
     async def run() -> tuple[Any, Any]:
         writer = Writer(ledger)
         writer.start()
-        holder = threading.Thread(target=hold_the_table)
-        holder.start()
-        await asyncio.to_thread(locked.wait, 30)
+        await hold.take()
         order = OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "r-1")
         first = writer.enqueue(order)
-        await asyncio.to_thread(until, commit_waits_on_the_lock)
+        await hold.until_a_commit_waits()
         retry = writer.enqueue(order)  # the client gave up waiting and sent it again
         await asyncio.to_thread(until, writer._queue.empty)  # the writer has taken it
-        release.set()
-        holder.join()
+        hold.release()
         answers = await first, await retry
         await writer.stop()
         return answers
