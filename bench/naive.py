@@ -21,6 +21,7 @@ from ledger.answers import OrderAnswer
 from ledger.domain import Book, Order, Position, Roster, decide
 from ledger.settings import Settings
 from ledger.store.database import Database
+from ledger.store.factory import STOCK
 
 
 class NaiveLedger(Application[UUID]):
@@ -86,6 +87,6 @@ if __name__ == "__main__":
     port, url, schema = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     database = Database.open(Settings(database_url=url, db_schema=schema))
     env = database.eventsourcing_env()
-    env.pop("APPLICATION_RECORDER_TOPIC")  # eventsourcing's own recorder, as the docs have it
+    env["PERSISTENCE_MODULE"] = STOCK  # eventsourcing's own recorders, as the docs have it
     env["POSTGRES_POOL_SIZE"] = "20"
     uvicorn.run(create_app(NaiveLedger(env=env)), host="127.0.0.1", port=port, log_level="warning")

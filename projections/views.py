@@ -17,6 +17,7 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from ledger import faults
 from ledger.overrides.storage import insert_tracking
+from ledger.store.schema import OneCreatorAtATime
 from projections import roster, writes
 from projections.fold import PlacedOrder
 from projections.writes import Writes
@@ -76,7 +77,7 @@ class Cancellation:
                 self._conn = None
 
 
-class LedgerView(PostgresTrackingRecorder):
+class LedgerView(OneCreatorAtATime, PostgresTrackingRecorder):
     """The three read tables; each update is written with its tracking record."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:

@@ -109,8 +109,7 @@ class Database:
         """The environment eventsourcing's Postgres factory reads."""
         info = self.conninfo()
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "APPLICATION_RECORDER_TOPIC": "ledger.store.recorder:LedgerRecorder",
+            "PERSISTENCE_MODULE": "ledger.store.factory:LedgerFactory",
             "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
             "POSTGRES_HOST": str(info.get("host") or "localhost"),
             "POSTGRES_PORT": str(info.get("port") or "5432"),

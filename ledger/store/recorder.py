@@ -13,13 +13,14 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger import faults
+from ledger.store.schema import OneCreatorAtATime
 
 
 class StaleRead(IntegrityError):
     """A book that a decision read has changed since it was loaded."""
 
 
-class LedgerRecorder(PostgresApplicationRecorder):
+class LedgerRecorder(OneCreatorAtATime, PostgresApplicationRecorder):
     """Checks the versions of the books a batch read, inside the insert's table lock."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

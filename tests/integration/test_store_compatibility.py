@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Book, Position
+from ledger.store.factory import STOCK
 from ledger.store.mapper import LedgerMapper
 from ledger.user_answers import entry
 
@@ -65,7 +66,7 @@ class PlainLedger(Application[UUID]):
 
 def plain_env(database: Any) -> dict[str, str]:
     env: dict[str, str] = database.eventsourcing_env()
-    del env["APPLICATION_RECORDER_TOPIC"]
+    env["PERSISTENCE_MODULE"] = STOCK
     return env
 
 
