@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 from ledger.bootstrap import Role, Services
 from ledger.http import console, docs, ops, orders, reads, stream, users
 from ledger.http.auth import BearerAuth
-from ledger.http.limits import HeaderLimit
+from ledger.http.limits import AnswerBudget, HeaderLimit
 from ledger.http.responses import error
 from ledger.settings import Settings
 
@@ -64,7 +64,7 @@ def create_app(
         finally:
             await running.stop()
 
-    middleware = [Middleware(HeaderLimit)]
+    middleware = [Middleware(HeaderLimit), Middleware(AnswerBudget)]
     if settings.api_token:
         middleware.append(Middleware(BearerAuth, token=settings.api_token))
     app = Starlette(

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from ledger.http.limits import AnswerBudget
 from tests.support import TOKEN
 
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
@@ -106,3 +107,8 @@ def test_oversized_headers_are_431_and_write_nothing(client: TestClient) -> None
     assert response.status_code == 431
     assert response.json()["error"]
     assert client.get("/health").json()["sequence"] == top
+
+
+def test_long_answers_go_through_the_answer_budget(client: TestClient) -> None:
+    app: Any = client.app
+    assert AnswerBudget in [m.cls for m in app.user_middleware]
