@@ -56,6 +56,16 @@ class StreamFilter:
     instruments: frozenset[str] | None = None
     kinds: frozenset[Kind] | None = None
 
+    @property
+    def everything(self) -> bool:
+        """Whether no filter is given."""
+        return (
+            self.users is None
+            and self.strategies is None
+            and self.instruments is None
+            and self.kinds is None
+        )
+
     def matches(self, event: StreamEvent) -> bool:
         """Whether the event passes every filter given."""
         return (

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ledger.application import Ledger
@@ -38,13 +38,23 @@ class Subscriber:
         self.closed = False
         self._abort = abort
 
-    def offer(self, event: StreamEvent) -> None:
-        """Queue the event if it is new and wanted; overflow disconnects."""
-        if self.overflowed or event.sequence <= self.cursor or not self.want.matches(event):
+    def offer(self, events: Sequence[StreamEvent]) -> None:
+        """Queue the events that are new and wanted; overflow disconnects."""
+        if self.overflowed:
             return
-        self.queue.append(event)
-        self.cursor = event.sequence
-        self.queued_bytes += len(event.frame)
+        cursor = self.cursor
+        if events and events[0].sequence <= cursor:
+            events = [event for event in events if event.sequence > cursor]
+        if not self.want.everything:
+            events = [event for event in events if self.want.matches(event)]
+        if not events:
+            return
+        # One call per subscriber per batch, not per event: with hundreds of subscribers the
+        # fan-out ran on the HTTP process's loop at ~1.5 us per event each (measured: 300
+        # streams cut a worker's orders from ~900/s to 33/s).
+        self.queue.extend(events)
+        self.cursor = events[-1].sequence
+        self.queued_bytes += sum(len(event.frame) for event in events)
         if self.queued_bytes > QUEUE_BYTES or len(self.queue) > QUEUE_EVENTS:
             self.overflowed = True
             self.queue.clear()
@@ -135,8 +145,7 @@ class Hub:
         """Subscribe after `cursor` (covered): what the ring holds now, then everything new."""
         assert self.covers(cursor)
         subscriber = Subscriber(want, cursor, abort)
-        for event in self.ring:
-            subscriber.offer(event)
+        subscriber.offer(list(self.ring))
         self.subscribers.add(subscriber)
         if self._idle is not None:
             self._idle.cancel()
@@ -181,8 +190,8 @@ class Hub:
                 gone = self.ring.popleft()
                 self.ring_bytes -= len(gone.frame)
                 self.floor = gone.sequence
-            for subscriber in self.subscribers:
-                subscriber.offer(event)
+        for subscriber in self.subscribers:
+            subscriber.offer(events)
         self.position = max(self.position, position)
 
     def _tail(self, stop: threading.Event, generation: int) -> None:

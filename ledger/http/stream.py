@@ -132,8 +132,10 @@ async def events(
             if subscriber.overflowed:
                 log.info("a stream subscriber fell behind; disconnected, it resumes by id")
                 return
-            for event in subscriber.take():
-                yield event.frame
+            # What queued since the last send goes out as one write, not one per event.
+            taken = subscriber.take()
+            if taken:
+                yield b"".join([event.frame for event in taken])
     finally:
         hub.leave(subscriber)
 

@@ -50,11 +50,22 @@ def test_a_subscriber_gets_new_matching_events_once() -> None:
     async def run() -> list[int]:
         subscriber = Subscriber(StreamFilter(kinds=frozenset({"order"})), 5, None)
         for event in (PROFILE, POSITION, ORDER, ORDER):
-            subscriber.offer(event)
+            subscriber.offer([event])
         assert subscriber.ready.is_set()
         return [e.sequence for e in subscriber.take()]
 
     assert asyncio.run(run()) == [9]
+
+
+def test_a_subscriber_takes_a_batch_after_its_cursor() -> None:
+    async def run() -> list[int]:
+        subscriber = Subscriber(StreamFilter(), POSITION.sequence, None)
+        subscriber.offer(sorted((PROFILE, POSITION, ORDER), key=lambda e: e.sequence))
+        subscriber.offer([ORDER])  # again: not new
+        return [e.sequence for e in subscriber.take()]
+
+    later = [e.sequence for e in (PROFILE, POSITION, ORDER) if e.sequence > POSITION.sequence]
+    assert asyncio.run(run()) == sorted(later)
 
 
 def test_a_subscriber_that_falls_behind_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,7 +75,7 @@ def test_a_subscriber_that_falls_behind_is_cut_off(monkeypatch: pytest.MonkeyPat
     async def run() -> Subscriber:
         subscriber = Subscriber(StreamFilter(), 0, lambda: aborted.append(True))
         for n in range(1, 4):
-            subscriber.offer(StreamEvent(n, "order", b"12345", frozenset(), "S", "I"))
+            subscriber.offer([StreamEvent(n, "order", b"12345", frozenset(), "S", "I")])
         return subscriber
 
     subscriber = asyncio.run(run())
