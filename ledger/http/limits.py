@@ -112,18 +112,19 @@ class AnswerBudget:
         """Send a body in chunks, each after the client has read the one before (or cut it)."""
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
-        pieces = [body[n : n + self.chunk] for n in range(0, len(body), self.chunk)]
-        # The last message is empty: uvicorn sends it only once the client has read nearly
-        # all before it, so the budget is given back when the answer is really gone.
-        pieces.append(b"")
+        # Sliced as it goes (one chunk's copy at a time), then an empty last message: uvicorn
+        # sends it only once the client has read nearly all before it, so the budget is given
+        # back when the answer is really gone.
+        starts = [*range(0, len(body), self.chunk), len(body)]
         try:
-            for n, piece in enumerate(pieces):
+            for n, start in enumerate(starts):
+                last = n == len(starts) - 1
                 async with asyncio.timeout(self.stall):
                     await send(
                         {
                             "type": "http.response.body",
-                            "body": piece,
-                            "more_body": more or n < len(pieces) - 1,
+                            "body": body[start : start + self.chunk] if not last else b"",
+                            "more_body": more or not last,
                         }
                     )
         except TimeoutError:
