@@ -94,8 +94,14 @@ class LedgerView(OneCreatorAtATime, PostgresTrackingRecorder):
         self.sql_create_statements.extend(roster.create_statements(schema, t["positions"]))
         self.books = roster.table(schema)
         self._upsert_books = roster.upsert(schema)
-        self._insert_orders, self._close_positions, self._open_positions = writes.statements(
-            t, writes.INSERT_ORDERS, writes.CLOSE_POSITIONS, writes.OPEN_POSITIONS
+        # Rendered to bytes once: psycopg renders a Composed statement again on every execute
+        # (identifiers escaped, parts joined): 10% of the projector's py-spy samples under the
+        # 21 x 4 load, though its CPU per order moved within the noise (a few %).
+        self._insert_orders, self._close_positions, self._open_positions = (
+            statement.as_bytes(None)
+            for statement in writes.statements(
+                t, writes.INSERT_ORDERS, writes.CLOSE_POSITIONS, writes.OPEN_POSITIONS
+            )
         )
 
     def apply(
