@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
 from eventsourcing.postgres import PostgresRecorder
 
 
@@ -17,11 +20,14 @@ class OneCreatorAtATime(PostgresRecorder):
     def create_table(self) -> None:
         """Create the tables (as eventsourcing does) with no other creator on this schema."""
         key = f"ledger tables {self.datastore.schema or 'public'}"
-        # A session lock on a connection of its own: the creation runs in several
-        # transactions on other connections, and a killed creator's lock dies with its session.
-        with self.datastore.get_connection() as conn:
+        pool = self.datastore.pool
+        kwargs: dict[str, Any] = dict(pool.kwargs) if isinstance(pool.kwargs, dict) else {}
+        kwargs.setdefault("connect_timeout", max(1, round(pool.timeout)))  # the pool's bound
+        if pool.get_password_func is not None:
+            kwargs["password"] = pool.get_password_func()
+        # A session lock on a connection of its own, not the pool's (which would keep it as
+        # one more idle connection): the creation runs in several transactions on the pool's
+        # connections, and a killed creator's lock dies with its session.
+        with psycopg.connect(str(pool.conninfo), autocommit=True, **kwargs) as conn:
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
-            try:
-                super().create_table()
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+            super().create_table()  # the lock ends with the connection
