@@ -40,16 +40,18 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _bound_statements() -> None:
-    # libpq reads PGOPTIONS for every connection this process (and its children) opens, so
-    # no statement can hang a request: with pool, connect and lock timeouts, a database that
+def _connections(role: str) -> None:
+    """What libpq applies to every connection this process (and its children) opens."""
+    # No statement can hang a request: with pool, connect and lock timeouts, a database that
     # stops answering costs seconds, not minutes.
     os.environ.setdefault("PGOPTIONS", "-c statement_timeout=10s")
+    # pg_stat_activity (and `make bench`, splitting PostgreSQL's CPU) tell the processes apart.
+    os.environ["PGAPPNAME"] = f"ledger {role}"
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the HTTP service until interrupted."""
-    _bound_statements()
+    _connections("server")
     from ledger import supervisor  # noqa: PLC0415 - only the server needs it
     from ledger.http import worker  # noqa: PLC0415
 
@@ -75,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def worker_command(args: argparse.Namespace) -> int:
     """An HTTP worker process of `serve` (started by the supervisor)."""
-    _bound_statements()
+    _connections("worker")
     from ledger.http import worker  # noqa: PLC0415
 
     settings = Settings.from_env()
@@ -87,7 +89,7 @@ def worker_command(args: argparse.Namespace) -> int:
 
 def writer_command(args: argparse.Namespace) -> int:
     """A writer process of `serve` (started by the supervisor)."""
-    _bound_statements()
+    _connections("writer")
     from ledger import writer_process  # noqa: PLC0415
     from ledger.bootstrap import writer_socket  # noqa: PLC0415
 
@@ -165,7 +167,7 @@ def project(args: argparse.Namespace) -> int:
     # Stop signals are taken with sigwait(), not a handler: a handler that sets an Event can
     # deadlock on the Event's own lock when a second signal arrives (seen: SIGTERM twice).
     stop_signals = {signal.SIGTERM, signal.SIGINT}
-    _bound_statements()
+    _connections("projector")
     settings = _store_settings(args)
     with store(settings) as database:
         logs.configure(settings.log_dir, settings.log_level)

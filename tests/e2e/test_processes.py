@@ -71,6 +71,15 @@ def test_an_idle_server_holds_few_database_connections(embedded_server: Server) 
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
         ).fetchone()
+        names = {
+            name
+            for (name,) in conn.execute(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+        }
     assert row is not None
     # One writer, one worker, the projector and this test: was 11-21 for one server alone.
     assert row[0] <= 12, f"{row[0]} connections"
+    # Each process names its connections, for pg_stat_activity and the benchmark.
+    assert names == {"ledger writer", "ledger worker", "ledger projector"}
