@@ -38,15 +38,15 @@ class Subscriber:
         self.closed = False
         self._abort = abort
 
-    def offer(self, events: Sequence[StreamEvent]) -> None:
-        """Queue the events that are new and wanted; overflow disconnects."""
+    def offer(self, events: Sequence[StreamEvent], size: int | None = None) -> None:
+        """Queue the new, wanted events (`size`: their bytes if known); overflow disconnects."""
         if self.overflowed:
             return
         cursor = self.cursor
         if events and events[0].sequence <= cursor:
-            events = [event for event in events if event.sequence > cursor]
+            events, size = [event for event in events if event.sequence > cursor], None
         if not self.want.everything:
-            events = [event for event in events if self.want.matches(event)]
+            events, size = [event for event in events if self.want.matches(event)], None
         if not events:
             return
         # One call per subscriber per batch, not per event: with hundreds of subscribers the
@@ -54,7 +54,7 @@ class Subscriber:
         # streams cut a worker's orders from ~900/s to 33/s).
         self.queue.extend(events)
         self.cursor = events[-1].sequence
-        self.queued_bytes += sum(len(event.frame) for event in events)
+        self.queued_bytes += size if size is not None else sum(len(e.frame) for e in events)
         if self.queued_bytes > QUEUE_BYTES or len(self.queue) > QUEUE_EVENTS:
             self.overflowed = True
             self.queue.clear()
@@ -183,6 +183,7 @@ class Hub:
         """On the loop: add the tail's events to the ring and offer them to every subscriber."""
         if generation != self._generation or not self.running:
             return
+        size = sum(len(event.frame) for event in events)
         for event in events:
             self.ring.append(event)
             self.ring_bytes += len(event.frame)
@@ -191,7 +192,7 @@ class Hub:
                 self.ring_bytes -= len(gone.frame)
                 self.floor = gone.sequence
         for subscriber in self.subscribers:
-            subscriber.offer(events)
+            subscriber.offer(events, size)
         self.position = max(self.position, position)
 
     def _tail(self, stop: threading.Event, generation: int) -> None:
