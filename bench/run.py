@@ -274,13 +274,14 @@ class Bench:
 
     def find_postmaster(self) -> psutil.Process | None:
         """The PostgreSQL server's postmaster, when it runs on this machine."""
+        # Asked while the connection is open: once it closes, its backend is gone.
         with self.database.connect() as conn:
             row = conn.execute("SELECT pg_backend_pid()").fetchone()
-        try:
-            backend = psutil.Process(int(row[0])) if row else None
-            return backend.parent() if backend else None
-        except psutil.Error:
-            return None  # a remote server: its CPU is not measured
+            try:
+                backend = psutil.Process(int(row[0])) if row else None
+                return backend.parent() if backend else None
+            except psutil.Error:
+                return None  # a remote server: its CPU is not measured
 
     def schema(self, profiles: dict[str, Any] | None = None) -> tuple[str, Path | None]:
         """A fresh schema, with the profiles written to a file for `ledger serve`."""
