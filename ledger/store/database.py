@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger.overrides import storage as overrides
 from ledger.settings import Settings
+from ledger.store.schema import CREATION_LOCK, creation_key
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ class Database:
         """Create the schema the ledger writes to, when one is configured."""
         if self.schema:
             with self.connect() as conn:
+                # IF NOT EXISTS is no guard against another process creating it at this moment.
+                conn.execute(CREATION_LOCK, (creation_key(self.schema),))
                 conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
                 )

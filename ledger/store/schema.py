@@ -7,6 +7,14 @@ from typing import Any
 import psycopg
 from eventsourcing.postgres import PostgresRecorder
 
+# Held while a schema or a recorder's tables are created; ends with its connection's session.
+CREATION_LOCK = "SELECT pg_advisory_lock(hashtext(%s))"
+
+
+def creation_key(schema: str) -> str:
+    """The advisory lock's key for creating things in `schema`."""
+    return f"ledger tables {schema or 'public'}"
+
 
 class OneCreatorAtATime(PostgresRecorder):
     """Creates a recorder's tables while holding the store's advisory lock for its schema.
@@ -19,7 +27,6 @@ class OneCreatorAtATime(PostgresRecorder):
 
     def create_table(self) -> None:
         """Create the tables (as eventsourcing does) with no other creator on this schema."""
-        key = f"ledger tables {self.datastore.schema or 'public'}"
         pool = self.datastore.pool
         kwargs: dict[str, Any] = dict(pool.kwargs) if isinstance(pool.kwargs, dict) else {}
         kwargs.setdefault("connect_timeout", max(1, round(pool.timeout)))  # the pool's bound
@@ -29,5 +36,5 @@ class OneCreatorAtATime(PostgresRecorder):
         # one more idle connection): the creation runs in several transactions on the pool's
         # connections, and a killed creator's lock dies with its session.
         with psycopg.connect(str(pool.conninfo), autocommit=True, **kwargs) as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+            conn.execute(CREATION_LOCK, (creation_key(self.datastore.schema),))
             super().create_table()  # the lock ends with the connection

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from psycopg import sql
+
 from ledger.application import Ledger
 from ledger.store.database import Database
 from projections.runner import open_view
@@ -41,11 +43,19 @@ def test_ledgers_and_views_start_at_once_on_a_new_and_on_an_existing_store(
     database: Database,
 ) -> None:
     env = database.eventsourcing_env()
-    for _ in range(ROUNDS):  # the first round creates the tables, the others find them
-        starts: list[Callable[[], Any]] = [
-            (lambda: Ledger(env=env)) if n % 2 else (lambda: open_view(env))
-            for n in range(STARTERS)
-        ]
+    with database.connect() as conn:  # a new store: not even its schema exists
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(database.schema)))
+
+    def ledger() -> Ledger:
+        database.ensure_schema()
+        return Ledger(env=env)
+
+    def view() -> Any:
+        database.ensure_schema()
+        return open_view(env)
+
+    for _ in range(ROUNDS):  # the first round creates everything, the others find it
+        starts = [ledger if n % 2 else view for n in range(STARTERS)]
         assert start_at_once(starts) == []
     ledger = Ledger(env=env)
     try:
