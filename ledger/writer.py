@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
@@ -19,7 +20,7 @@ from ledger.application import Ledger
 from ledger.batch import Outcome, Prepared, Request
 from ledger.logs import order_line
 from ledger.metrics import Metrics
-from ledger.user_answers import ChangeOutcome
+from ledger.user_answers import ChangeOutcome, ChangeRequest
 from ledger.wire import Answered, WriterUnavailable, recent_failure
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Writer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
         self._decider = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-decide")
         self._conflicted: list[_Pending] | None = None
+        self._storing: Prepared | None = None  # the batch being committed
         self._held: list[_Pending] = []  # retries of ORDER_IDs committing (see _hold_retries)
         self._failure: tuple[str, float] | None = None  # the last commit failure, and when
 
@@ -159,7 +161,7 @@ class Writer:
                         waiting.add(committing)
                     done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                     if committing is not None and committing in done:
-                        await self._settle(committing)
+                        await self._settle(committing, None)
                         committing = None
                     if getter not in done and not self._held:  # the commit ended
                         continue
@@ -173,11 +175,12 @@ class Writer:
                 if batch:
                     prepared = await self._prepare(batch)
                     if committing is not None:
-                        ok = await self._settle(committing)
+                        ok = await self._settle(committing, prepared)
                         committing = None
                         if not ok and prepared is not None:
                             prepared = await self._prepare(batch)  # decided on lost state
                     if prepared is not None:
+                        self._storing = prepared
                         committing = asyncio.create_task(self._commit(batch, prepared))
                         in_flight = frozenset(prepared.orders)
                 if stop and self._queue.empty() and not self._held:
@@ -186,7 +189,7 @@ class Writer:
             if getter is not None:
                 getter.cancel()
             if committing is not None:
-                await self._settle(committing)
+                await self._settle(committing, None)
 
     def _hold_retries(self, batch: list[_Pending], in_flight: frozenset[str]) -> list[_Pending]:
         """The batch without retries of ORDER_IDs still committing; those wait for the commit.
@@ -206,14 +209,17 @@ class Writer:
                 now.append(pending)
         return now
 
-    async def _settle(self, committing: asyncio.Task[bool]) -> bool:
+    async def _settle(self, committing: asyncio.Task[bool], on_top: Prepared | None) -> bool:
         """Wait for a commit; after a failed one, the books in memory are not the store's.
 
         Runs when no batch is being decided, so the ledger is touched by nobody else.
+        `on_top` is the batch decided while it committed, in memory too.
         """
         ok = await committing
         if not ok:
-            self.ledger.forget()
+            # After a conflict another process changed books: any of them may be stale.
+            lost = None if self._conflicted is not None else changed(self._storing, on_top)
+            self.ledger.forget(lost)
         if self._conflicted is not None:
             # Another process changed these books: decide this batch again from the store,
             # with place_orders' retries.
@@ -292,6 +298,23 @@ class Writer:
                     change_lines(outcome)
         except Exception:
             log.exception("batch of %d committed and answered; not counted or logged", len(batch))
+
+
+def changed(*batches: Prepared | None) -> list[UUID] | None:
+    """The books that decided batches changed in memory; None (every book) if one changed a
+    profile, which may have added books and changed the index of them.
+
+    Forgetting only these after a failed commit keeps every other book loaded: at 10,000
+    followers a full reload took 2.5-9 s, every order meanwhile answered 503.
+    """
+    ids: list[UUID] = []
+    for prepared in batches:
+        if prepared is None:
+            continue
+        if any(isinstance(request, ChangeRequest) for request in prepared.requests):
+            return None
+        ids.extend(event.originator_id for event in prepared.batch.processing_event.events)
+    return ids
 
 
 def change_lines(outcome: ChangeOutcome) -> None:

@@ -80,6 +80,8 @@ def hold(database: Database, ledger: Ledger) -> Iterator[TableHold]:
 def test_a_batch_decided_on_a_failed_commit_is_decided_again(
     ledger: Ledger, hold: TableHold
 ) -> None:
+    other = ledger.strategy_books("STRATEGY_A")[0]  # loaded, and not in either batch
+
     async def run() -> dict[str, Any]:
         writer = Writer(ledger)
         writer.start()
@@ -105,6 +107,10 @@ def test_a_batch_decided_on_a_failed_commit_is_decided_again(
     # No phantom position in memory either: a new BUY opens it.
     assert results["again"].answer.accepted_for == ["Holland Proctor"]
     assert ledger.get_order("p-buy") is None
+    # Only the books those batches changed were reloaded: the others stayed in memory.
+    assert ledger.strategy_books("STRATEGY_A")[0] is other
+    for book in ledger.strategy_books("STRATEGY_B"):
+        assert book.version == ledger.repository.get(book.id).version
 
 
 def test_a_retry_while_its_order_commits_waits_for_that_commit(
