@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -27,6 +27,7 @@ from projections.hub import Hub
 log = logging.getLogger(__name__)
 
 RETRY_MS = 2000  # the reconnection delay browsers are told
+WRITE = 64 * 1024  # most bytes of frames joined into one write to a subscriber
 # Resuming subscribers read the past here, off the read lane: a thousand of them resuming at
 # once wait their turn instead of being told the server is busy.
 HISTORY = Lane("ledger-stream", 2, None)
@@ -132,12 +133,25 @@ async def events(
             if subscriber.overflowed:
                 log.info("a stream subscriber fell behind; disconnected, it resumes by id")
                 return
-            # What queued since the last send goes out as one write, not one per event.
-            taken = subscriber.take()
-            if taken:
-                yield b"".join([event.frame for event in taken])
+            # What queued since the last send goes out in writes of up to WRITE bytes, not one
+            # per event: uvicorn waits for the client before a write, not during one, so a
+            # bigger write would sit whole in this subscriber's socket buffer.
+            for frames in writes(subscriber.take()):
+                yield frames
     finally:
         hub.leave(subscriber)
+
+
+def writes(events: list[StreamEvent], limit: int = WRITE) -> Iterator[bytes]:
+    """The events' frames joined into writes of at most `limit` bytes (or one frame)."""
+    start, size = 0, 0
+    for n, event in enumerate(events):
+        if size and size + len(event.frame) > limit:
+            yield b"".join([e.frame for e in events[start:n]])
+            start, size = n, 0
+        size += len(event.frame)
+    if size:
+        yield b"".join([e.frame for e in events[start:]])
 
 
 def _page(

@@ -132,3 +132,16 @@ def test_position_events_carry_their_numbers_and_old_ones_the_defaults() -> None
     assert position_change(old, "Ann", "S_A") == PositionChange(
         "Ann", "S_A", "ACC", "b", "closed", AT, "1", None, None, None
     )
+
+
+def test_queued_frames_go_out_in_writes_of_bounded_size() -> None:
+    from ledger.http.stream import writes
+
+    events = [
+        StreamEvent(n, "order", bytes([65 + n % 26]) * size, frozenset(), "S", "I")
+        for n, size in enumerate([10, 30, 25, 100, 5, 5, 5])
+    ]
+    out = list(writes(events, limit=40))
+    assert b"".join(out) == b"".join(e.frame for e in events)  # every frame, in order
+    assert [len(w) for w in out] == [40, 25, 100, 15]  # a frame past the limit goes alone
+    assert list(writes([], limit=40)) == []
