@@ -85,7 +85,8 @@ class AnswerBudget:
                 return  # the answer replaced by a 503: its body goes nowhere
             if message["type"] == "http.response.start":
                 size = content_length(message)
-                if size is not None and size > self.small:
+                # uvicorn writes no body for HEAD: nothing to hold.
+                if size is not None and size > self.small and scope["method"] != "HEAD":
                     if self.held and self.held + size > self.budget and scope["method"] in READS:
                         refused = True
                         log.warning("answer of %d bytes refused: %d unread held", size, self.held)
@@ -112,10 +113,12 @@ class AnswerBudget:
         """Send a body in chunks, each after the client has read the one before (or cut it)."""
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
-        # Sliced as it goes (one chunk's copy at a time), then an empty last message: uvicorn
-        # sends it only once the client has read nearly all before it, so the budget is given
-        # back when the answer is really gone.
-        starts = [*range(0, len(body), self.chunk), len(body)]
+        # Sliced as it goes (one chunk's copy at a time). The answer's end is an empty
+        # message: uvicorn sends it only once the client has read nearly all before it, so
+        # the budget is given back when the answer is really gone.
+        starts = [*range(0, len(body), self.chunk)]
+        if not more:
+            starts.append(len(body))
         try:
             for n, start in enumerate(starts):
                 last = n == len(starts) - 1
@@ -123,7 +126,7 @@ class AnswerBudget:
                     await send(
                         {
                             "type": "http.response.body",
-                            "body": body[start : start + self.chunk] if not last else b"",
+                            "body": body[start : start + self.chunk],  # the last: b""
                             "more_body": more or not last,
                         }
                     )

@@ -137,6 +137,10 @@ def test_a_second_unread_long_read_is_refused_busy_but_short_ones_and_writes_go_
         assert refused.json()["error"] == "busy"
         assert refused.headers["retry-after"]
         assert httpx.get(running.url + "/short", timeout=30).content == b"ok"
+        # HEAD writes no body, so it holds nothing and is never refused.
+        head = httpx.head(running.url + "/long", timeout=30)
+        assert head.status_code == 200
+        assert head.headers["content-length"] == str(LONG)
         # A write's answer is never refused: what it changed is stored already.
         written = httpx.post(running.url + "/long", timeout=30)
         assert written.status_code == 200
