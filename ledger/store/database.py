@@ -15,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger.overrides import storage as overrides
 from ledger.settings import Settings
-from ledger.store.schema import CREATION_LOCK, creation_key
+from ledger.store.schema import take_creation_lock
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Database:
         if self.schema:
             with self.connect() as conn:
                 # IF NOT EXISTS is no guard against another process creating it at this moment.
-                conn.execute(CREATION_LOCK, (creation_key(self.schema),))
+                take_creation_lock(conn, self.schema)
                 conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
                 )

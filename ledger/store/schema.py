@@ -9,11 +9,28 @@ from eventsourcing.postgres import PostgresRecorder
 
 # Held while a schema or a recorder's tables are created; ends with its connection's session.
 CREATION_LOCK = "SELECT pg_advisory_lock(hashtext(%s))"
+CREATION_WAIT = 60  # seconds a process waits for another's creation before it gives up
 
 
 def creation_key(schema: str) -> str:
     """The advisory lock's key for creating things in `schema`."""
     return f"ledger tables {schema or 'public'}"
+
+
+def take_creation_lock(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Wait (at most CREATION_WAIT s) for the lock, held until the session ends."""
+    # Its own bound, not PGOPTIONS' statement_timeout: a creator's DDL may wait for the
+    # writers' and the projection's table locks while a busy server runs.
+    conn.execute(f"SET statement_timeout = '{CREATION_WAIT}s'")
+    try:
+        conn.execute(CREATION_LOCK, (creation_key(schema),))
+    except psycopg.errors.QueryCanceled as waited:
+        msg = (
+            f"another process has been creating the ledger's tables in schema {schema!r}"
+            f" for {CREATION_WAIT} s; try again"
+        )
+        raise RuntimeError(msg) from waited
+    conn.execute("SET statement_timeout = DEFAULT")
 
 
 class OneCreatorAtATime(PostgresRecorder):
@@ -36,5 +53,5 @@ class OneCreatorAtATime(PostgresRecorder):
         # one more idle connection): the creation runs in several transactions on the pool's
         # connections, and a killed creator's lock dies with its session.
         with psycopg.connect(str(pool.conninfo), autocommit=True, **kwargs) as conn:
-            conn.execute(CREATION_LOCK, (creation_key(self.datastore.schema),))
+            take_creation_lock(conn, self.datastore.schema)
             super().create_table()  # the lock ends with the connection

@@ -6,9 +6,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from psycopg import sql
 
 from ledger.application import Ledger
+from ledger.store import schema as schema_module
 from ledger.store.database import Database
 from projections.runner import open_view
 
@@ -62,3 +64,13 @@ def test_ledgers_and_views_start_at_once_on_a_new_and_on_an_existing_store(
         assert ledger.last_sequence() == 0
     finally:
         ledger.close()
+
+
+def test_a_creation_that_waits_too_long_says_so(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema_module, "CREATION_WAIT", 1)
+    with database.connect() as holder:  # another process, creating for ever
+        holder.execute(schema_module.CREATION_LOCK, (schema_module.creation_key(database.schema),))
+        with pytest.raises(RuntimeError, match="creating the ledger's tables"):
+            Ledger(env=database.eventsourcing_env())
