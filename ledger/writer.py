@@ -216,9 +216,10 @@ class Writer:
         `on_top` is the batch decided while it committed, in memory too.
         """
         ok = await committing
+        storing, self._storing = self._storing, None  # not kept alive until the next commit
         if not ok:
             # After a conflict another process changed books: any of them may be stale.
-            lost = None if self._conflicted is not None else changed(self._storing, on_top)
+            lost = None if self._conflicted is not None else changed(storing, on_top)
             self.ledger.forget(lost)
         if self._conflicted is not None:
             # Another process changed these books: decide this batch again from the store,
