@@ -21,7 +21,7 @@ import psutil
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import Recording, Tracking
-from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresSubscription, PostgresTrackingRecorder
 from eventsourcing.projection import ProjectionRunner
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -37,6 +37,7 @@ RELIED_ON: list[tuple[Any, str, tuple[str, ...]]] = [
     (ProjectionRunner, "_process_events_loop", ("subscription", "projection", "is_stopping")),
     (PostgresTrackingRecorder, "_insert_tracking", ("curs", "tracking")),
     (EnvSettingsSource, "_load_env_vars", ()),
+    (PostgresSubscription, "_listen", ()),  # ledger.overrides.subscription
 ]
 # Instance attributes, seen only on live objects: (class path, attribute).
 RELIED_ON_INSTANCES = [
@@ -45,6 +46,10 @@ RELIED_ON_INSTANCES = [
     ("eventsourcing.persistence.Subscription", "_notifications_queue"),
     ("eventsourcing.projection.ProjectionRunner", "_thread_error"),
     ("eventsourcing.persistence.ListenNotifySubscription", "_select_limit"),
+    ("eventsourcing.persistence.ListenNotifySubscription", "_has_been_notified"),
+    ("eventsourcing.persistence.ListenNotifySubscription", "_thread_error"),
+    ("eventsourcing.persistence.Subscription", "_has_been_stopped"),
+    ("eventsourcing.persistence.Subscription", "_recorder"),
 ]
 PGSERVER_HANDLES = ".handle_pids.json"
 RECONNECT_EVERY = 1.0  # seconds between a pool's attempts to reconnect, however long the outage

@@ -13,6 +13,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger import faults
+from ledger.overrides.subscription import LedgerSubscription
 from ledger.store.schema import OneCreatorAtATime
 
 
@@ -96,6 +97,10 @@ class LedgerRecorder(OneCreatorAtATime, PostgresApplicationRecorder):
         if row and row[0]:
             msg = f"{row[0]} book(s) changed since read"
             raise StaleRead(msg)
+
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> LedgerSubscription:
+        """New events after `gt`, as they are committed (tailing readers: projector, streams)."""
+        return LedgerSubscription(recorder=self, gt=gt, topics=topics)
 
     def first_notification_ids(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The notification id of each given aggregate's first event, if it exists."""
