@@ -85,13 +85,21 @@ INSERT_ORDERS = (
     " {text}, {bigint}, {text})"
     " AS t(s, o, st, i, p, r, resp, a, rj, re, u, q, pr)"
 )
+# Positions and trades travel as runs: the users of one order that share every other value
+# (_Columns, below), expanded here into one row per user. Each shared value is parsed
+# once per run: PostgreSQL's text-to-timestamptz and numeric parsing cost the projection more
+# than a third of its database CPU per 21-user order when every row carried them.
+RUN_USERS = SQL(
+    "CROSS JOIN LATERAL unnest(string_to_array(r.users, chr(31))) WITH ORDINALITY AS u(u, k)"
+)
 # A batch's trades, in fold order. A trade whose BUY came before the batch has no BUY
 # columns: its open position is taken out of the table and completes it.
 CLOSE_POSITIONS = (
-    "WITH t AS MATERIALIZED (SELECT * FROM unnest({text}, {text}, {text},"
+    "WITH t AS MATERIALIZED (SELECT u.u, r.s, r.i, r.b, r.x, r.o, r.c, r.bs, r.ss, r.q, r.ep,"
+    " r.xp, r.n, u.k FROM unnest({text}, {text}, {text},"
     " {text}, {text}, {timestamptz}, {timestamptz}, {bigint},"
     " {bigint}, {numeric}, {numeric}, {numeric})"
-    " WITH ORDINALITY AS t(u, s, i, b, x, o, c, bs, ss, q, ep, xp, n)),"
+    " WITH ORDINALITY AS r(users, s, i, b, x, o, c, bs, ss, q, ep, xp, n) {run_users}),"
     " gone AS (DELETE FROM {positions} AS p USING t WHERE t.b IS NULL AND p.user_name = t.u"
     " AND p.strategy = t.s AND p.instrument = t.i"
     " RETURNING p.user_name, p.strategy, p.instrument, p.order_id, p.opened_at,"
@@ -103,12 +111,13 @@ CLOSE_POSITIONS = (
     " CASE WHEN t.b IS NULL THEN g.quantity ELSE t.q END,"
     " CASE WHEN t.b IS NULL THEN g.entry_price ELSE t.ep END, t.xp"
     " FROM t LEFT JOIN gone AS g ON t.b IS NULL"
-    " AND g.user_name = t.u AND g.strategy = t.s AND g.instrument = t.i ORDER BY t.n"
+    " AND g.user_name = t.u AND g.strategy = t.s AND g.instrument = t.i ORDER BY t.n, t.k"
 )
 OPEN_POSITIONS = (
     "INSERT INTO {positions} (user_name, strategy, instrument, order_id, opened_at, sequence,"
-    " quantity, entry_price) SELECT * FROM unnest({text}, {text}, {text},"
-    " {text}, {timestamptz}, {bigint}, {numeric}, {numeric})"
+    " quantity, entry_price) SELECT u.u, r.s, r.i, r.o, r.at, r.seq, r.q, r.p"
+    " FROM unnest({text}, {text}, {text}, {text}, {timestamptz}, {bigint}, {numeric},"
+    " {numeric}) AS r(users, s, i, o, at, seq, q, p) {run_users}"
 )
 
 
@@ -130,7 +139,7 @@ def _joined(values: Iterable[Any]) -> str:
 
 def statements(tables: dict[str, Composable], *texts: str) -> list[Composed]:
     """The statements with the schema's table names and column parameters filled in."""
-    return [SQL(text).format(**tables, **COLUMNS) for text in texts]
+    return [SQL(text).format(**tables, **COLUMNS, run_users=RUN_USERS) for text in texts]
 
 
 def index_statements(tables: dict[str, Composable]) -> list[Composed]:
@@ -149,24 +158,22 @@ def drop_index_statements(schema: str) -> list[Composed]:
 
 
 class _Columns:
-    """Column parameters, built a run of rows at a time.
+    """Column parameters of runs: the users of one order that share every other value.
 
-    A run is the rows of one order's users that share every value but the user's name (an
-    order books the same position for all its users, but for multipliers): each shared value
-    is turned into text once per run, not once per row (per row, it was a third of the
-    projector's CPU under a 21-user fan-out).
+    An order books the same position for all its users but those with a multiplier: a run
+    carries its users' names joined by UNIT_SEPARATOR and every other value once (row by
+    row, turning values into text was a third of the projector's CPU under a 21-user fan-out).
     """
 
     def __init__(self, width: int) -> None:
         self.parts: list[list[str]] = [[] for _ in range(width)]
 
     def add(self, users: list[str], shared: Sequence[Any]) -> None:
-        """Rows for `users`, every other column `shared`."""
-        n = len(users)
+        """A run: `users`, every other column `shared`."""
         parts = self.parts
-        parts[0].append(COLUMN_SEPARATOR.join(users))
+        parts[0].append(UNIT_SEPARATOR.join(users))
         for column, value in enumerate(shared, 1):
-            parts[column].append(COLUMN_SEPARATOR.join([_text(value)] * n))
+            parts[column].append(_text(value))
 
     def texts(self) -> list[str] | None:
         """The column parameters, or None for no rows."""
