@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -109,16 +109,22 @@ def pnl(view: LedgerView, filters: Filters, cancellation: Cancellation | None = 
 
 
 def _fold_to(
-    app: Application[Any], sequence: int, cancellation: Cancellation | None
-) -> tuple[dict[Key, Opened], list[Closed]]:
-    """Open positions and closed trades right after `sequence`, from the stored events."""
+    app: Application[Any],
+    sequence: int,
+    cancellation: Cancellation | None,
+    closing: Callable[[list[Closed]], None] | None = None,
+) -> dict[Key, Opened]:
+    """Open positions right after `sequence`, from the stored events; `closing` is handed each
+    page's closed trades, which are not kept: memory stays with the open positions, not the
+    history."""
     open_: dict[Key, Opened] = {}
-    closed: list[Closed] = []
     for page in placed_pages(app, sequence, PAGE):
         if cancellation is not None:
             cancellation.check()  # an abandoned fold stops at the next page
-        closed.extend(fold(page, open_))
-    return open_, closed
+        closed = fold(page, open_)
+        if closing is not None:
+            closing(closed)
+    return open_
 
 
 def positions_as_of(
@@ -128,7 +134,7 @@ def positions_as_of(
     cancellation: Cancellation | None = None,
 ) -> Positions:
     """The open positions right after `sequence`, folded from the stored events."""
-    open_, _ = _fold_to(app, sequence, cancellation)
+    open_ = _fold_to(app, sequence, cancellation)
     return Positions(
         [
             OpenPosition(
@@ -147,5 +153,11 @@ def pnl_as_of(
     cancellation: Cancellation | None = None,
 ) -> Pnl:
     """Realised P&L of the trades closed up to `sequence`, folded from the stored events."""
-    _, closed = _fold_to(app, sequence, cancellation)
-    return summary(trade_groups(closed, filters))
+    groups: dict[tuple[str, str], Tally] = {}
+
+    def add(closed: list[Closed]) -> None:
+        for user, strategy, tally in trade_groups(closed, filters):
+            groups.setdefault((user, strategy), Tally()).add(tally)
+
+    _fold_to(app, sequence, cancellation, add)
+    return summary((user, strategy, tally) for (user, strategy), tally in groups.items())

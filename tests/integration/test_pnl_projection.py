@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -214,3 +215,47 @@ def test_read_tables_made_before_quantities_get_the_new_columns(database: Databa
                 made.datastore.close()
     finally:
         view.datastore.close()
+
+
+def test_a_fold_as_of_holds_the_open_positions_not_the_history(
+    ledger: Ledger, monkeypatch: Any
+) -> None:
+    # Trades are added up page by page as they close: a fold over four times the history
+    # peaks at about the same memory, and every trade is still counted.
+    monkeypatch.setattr(pnl, "PAGE", 20)
+    users = 50
+    ledger.import_profiles({f"u{n}": {"STRATEGY_B": ["ACC"]} for n in range(users)})
+    placed = 0
+
+    def trade(pairs: int) -> None:
+        nonlocal placed
+        for _ in range(pairs // 25):
+            batch = []
+            for _ in range(25):
+                placed += 1
+                batch += [
+                    OrderRequest(
+                        "STRATEGY_B", "ACC", Position.BUY, f"b{placed}", price=Decimal(10)
+                    ),
+                    OrderRequest(
+                        "STRATEGY_B", "ACC", Position.SELL, f"s{placed}", price=Decimal(12)
+                    ),
+                ]
+            ledger.place_orders(batch)
+
+    def peak() -> tuple[int, pnl.Pnl]:
+        tracemalloc.start()
+        try:
+            answer = pnl.pnl_as_of(ledger, ledger.last_sequence(), queries.Filters())
+            return tracemalloc.get_traced_memory()[1], answer
+        finally:
+            tracemalloc.stop()
+
+    trade(100)
+    small, answer = peak()
+    assert answer.total.trades == 100 * users
+    trade(300)
+    big, answer = peak()
+    assert answer.total.trades == 400 * users
+    assert answer.total.realised_pnl == str(400 * users * 2)
+    assert big < 1.5 * small, (small, big)
