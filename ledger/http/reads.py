@@ -58,11 +58,14 @@ async def caught_up(running: Services, sequence: int | None) -> bool:
         await asyncio.sleep(0.01)  # the projection runs in another thread, or process
 
 
+READ_BUDGET = WAIT_LIMIT + 3  # seconds a read may take in all, min_sequence wait included
+
 READ_ERRORS = {
     404: "min_sequence is beyond the store's last sequence: nothing to wait for",
     422: "a query parameter is not usable",
-    503: "the read models have not reached min_sequence in time, no database, or busy:"
-    f" every read thread is taken (error `busy`, Retry-After: {RETRY_AFTER})",
+    503: "the read models have not reached min_sequence in time, no database, the read did"
+    f" not finish within {READ_BUDGET:g} s, or busy: every read thread is taken (error `busy`,"
+    f" Retry-After: {RETRY_AFTER})",
 }
 
 
@@ -75,7 +78,7 @@ async def disconnected(request: Request) -> None:
 async def answer(read: Reader, running: Services, query: Any, request: Request) -> Response:
     """Wait for min_sequence, run the read, answer JSON, or the error that stopped it."""
     try:
-        async with asyncio.timeout(WAIT_LIMIT + 3):  # the database's retries must not stall
+        async with asyncio.timeout(READ_BUDGET):  # the database's retries must not stall
             if not await caught_up(running, query.min_sequence):
                 wanted = query.min_sequence
                 return error(503, f"projections have not reached sequence {wanted}; retry")
@@ -91,7 +94,9 @@ async def answer(read: Reader, running: Services, query: Any, request: Request) 
             headers={"Retry-After": str(RETRY_AFTER)},
         )
     except TimeoutError:
-        return error(503, "the database did not answer in time")
+        # The budget ran out: waiting for the database, or working (an as_of fold of a long
+        # history), or a statement over the view's statement_timeout.
+        return error(503, f"the read did not finish within {READ_BUDGET:g} s")
     except PersistenceError as failure:
         asyncio.get_running_loop().run_in_executor(None, running.heal)
         return error(503, f"database unavailable: {failure}")

@@ -180,9 +180,10 @@ def test_a_read_that_times_out_stops_working(
 ) -> None:
     fold = SlowFold(30.0)
     monkeypatch.setattr(pnl, "positions_as_of", fold)
-    monkeypatch.setattr(reads, "WAIT_LIMIT", 0.0)  # the read's whole budget: 3 s
+    monkeypatch.setattr(reads, "READ_BUDGET", 3.0)  # the read's whole budget
     response = client.get("/positions?as_of=0")
     assert response.status_code == 503
+    assert response.json()["error"] == f"the read did not finish within {reads.READ_BUDGET:g} s"
     deadline = time.monotonic() + 2
     while not fold.stopped and time.monotonic() < deadline:
         time.sleep(0.01)
