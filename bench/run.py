@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -49,6 +50,7 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 # "supervisor" is, with --workers 0, the one process doing HTTP and writing.
 ROLES = ("workers", "writers", "projector", "supervisor", "postgres", "wrk")
 ROLE_OF = {"worker": "workers", "writer": "writers", "project": "projector"}
+WINDOWS_MS = (50, 100)  # the projector's windows the window step tries
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> float:
@@ -201,12 +203,18 @@ def post_order(client: httpx.Client, url: str, body: dict[str, str]) -> tuple[fl
 
 
 class LagPoller:
-    """Polls GET /health in a thread: the projection lag during a run, then until it is 0."""
+    """Polls GET /health in a thread: the projection lag during a run, then until it is 0.
 
-    def __init__(self, url: str, interval: float = 0.1) -> None:
+    With `live`, each poll also times that read: one that waits for the read models to hold
+    everything committed before it (the projection's freshness, as a reader sees it).
+    """
+
+    def __init__(self, url: str, interval: float = 0.1, live: str | None = None) -> None:
         self.url = url
         self.interval = interval
+        self.live = live
         self.samples: list[tuple[float, int, int]] = []  # (time, sequence, lag)
+        self.reads: list[tuple[float, float, int]] = []  # (time, ms, status) of `live`
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self.started = time.monotonic()
@@ -218,6 +226,11 @@ class LagPoller:
                     answer = client.get(self.url).json()
                     lag = answer["projections"]["ledger_views"]["lag"]
                     self.samples.append((time.monotonic(), answer["sequence"], lag))
+                    if self.live is not None:
+                        started = time.perf_counter()
+                        status = client.get(self.live).status_code
+                        ms = (time.perf_counter() - started) * 1e3
+                        self.reads.append((time.monotonic(), ms, status))
                 except (httpx.HTTPError, KeyError, ValueError):
                     pass
                 self._stop.wait(self.interval)
@@ -298,14 +311,21 @@ class Bench:
         env["LEDGER_LOG_DIR"] = str(BENCH / "log")
         return env
 
-    def serve(self, schema: str, profile: Path | None, workers: int | None = None) -> Any:
+    def serve(
+        self,
+        schema: str,
+        profile: Path | None,
+        workers: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Any:
         port = free_port()
         args = [PY, "-m", "ledger.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
         if profile is not None:
             args += ["--profiles", str(profile)]
         if workers is not None:
             args += ["--workers", str(workers)]
-        return port, process(args, f"http://127.0.0.1:{port}/health", self.env(schema))
+        health = f"http://127.0.0.1:{port}/health"
+        return port, process(args, health, self.env(schema, **(extra or {})))
 
     def ceiling(self) -> dict[str, float]:
         """The hello-world ceiling, measured once per run (after a warm-up)."""
@@ -340,17 +360,22 @@ class Bench:
             return int(row[0]) if row else 0
 
     def load(
-        self, profiles: dict[str, Any], strategies: list[str] | None, workers: int | None
+        self,
+        profiles: dict[str, Any],
+        strategies: list[str] | None,
+        workers: int | None,
+        extra: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The ledger under wrk: throughput, latency, events and CPU per order, projection lag."""
         seconds, conns = self.args.seconds, self.args.connections
         schema, profile = self.schema(profiles)
-        port, server = self.serve(schema, profile, workers)
+        port, server = self.serve(schema, profile, workers, extra)
         url = f"http://127.0.0.1:{port}"
+        live = f"{url}/users/{quote(next(iter(profiles)))}"  # waits for the read models
         with server as proc:
             warm = wrk(url, self.args.warmup, conns, strategies)
             tree = psutil.Process(proc.pid)
-            with LagPoller(f"{url}/health") as lag:
+            with LagPoller(f"{url}/health", live=live) as lag:
                 # Quiet first: the warm-up's orders projected, so the window holds only ours.
                 lag.caught_up(time.monotonic())
                 orders0, seq0 = self.count_orders(schema), self.max_sequence(schema)
@@ -365,6 +390,8 @@ class Bench:
                 machine1 = psutil.cpu_times()
                 orders1, seq1 = self.count_orders(schema), self.max_sequence(schema)
             during = [s for s in lag.samples if t0 <= s[0] <= stopped]
+            reads = sorted(ms for at, ms, status in lag.reads if t0 <= at <= stopped)
+            refused = sum(1 for at, _, status in lag.reads if t0 <= at <= stopped and status != 200)
         acknowledged = (warm["requests"] - warm["errors"]) + (result["requests"] - result["errors"])
         if orders1 < acknowledged:
             raise SystemExit(f"only {orders1} of {acknowledged:.0f} acknowledged orders are stored")
@@ -400,6 +427,12 @@ class Bench:
             "samples": len(during),
             "catchup_s": catchup,
         }
+        result["live_read"] = {
+            "samples": len(reads),
+            "p50_ms": statistics.median(reads) if reads else None,
+            "p90_ms": reads[int(len(reads) * 0.9)] if reads else None,
+            "not_200": refused,
+        }
         return result
 
     def run_http(self) -> None:
@@ -429,6 +462,16 @@ class Bench:
             result = self.load(profiles, strategies, workers=0)
             result["ratio_to_ceiling"] = result["rps"] / ceiling["rps"]
             self.results[f"{name}_workers0"] = result
+
+    def run_window(self) -> None:
+        """21 x 4 with the projector's window (LEDGER_PROJECTION_WINDOW): CPU against freshness."""
+        ceiling = self.ceiling()
+        for ms in WINDOWS_MS:
+            print(f"bench: window {ms} ms", file=sys.stderr)
+            extra = {"LEDGER_PROJECTION_WINDOW": str(ms / 1000)}
+            result = self.load(self.heavy, self.heavy_strategies, workers=None, extra=extra)
+            result["ratio_to_ceiling"] = result["rps"] / ceiling["rps"]
+            self.results[f"ledger_21x4_window{ms}"] = result
 
     def profiles_under_test(self) -> list[tuple[str, dict[str, Any], list[str] | None]]:
         return [
@@ -737,6 +780,7 @@ def report(results: dict[str, Any]) -> str:
         ("ledger, 21 users x 4 strategies", "ledger_21x4"),
         ("  same, --workers 0", "ledger_21x4_workers0"),
         ("ledger 20-user, --workers 0", "ledger_20_workers0"),
+        *((f"21 x 4, projection window {ms} ms", f"ledger_21x4_window{ms}") for ms in WINDOWS_MS),
         ("naive load-decide-save", "naive"),
     ]
     c = results.get("ceiling")
@@ -758,9 +802,9 @@ def report(results: dict[str, Any]) -> str:
             "",
             f"{'CPU µs per order (cores used)':34} "
             + " ".join(f"{r:>14}" for r in (*ROLES, "total"))
-            + "   lag max / catch-up",
+            + "   lag max / catch-up; a live read",
         ]
-        for label, key in runs[1:5]:
+        for label, key in runs[1:-1]:
             f = results.get(key)
             if not f:
                 continue
@@ -770,15 +814,17 @@ def report(results: dict[str, Any]) -> str:
                 cells.append(f"{'-' if us is None else f'{us:,.0f} ({cores:.2f})':>14}")
             lag = f["lag"]
             catchup = "never" if lag["catchup_s"] is None else f"{lag['catchup_s']:.2f} s"
+            live = f.get("live_read", {}).get("p50_ms")
+            fresh = "" if live is None else f"; live read p50 {live:.0f} ms"
             lines.append(
-                f"{label:34} " + " ".join(cells) + f"   {lag['max_events']} ev / {catchup}"
+                f"{label:34} " + " ".join(cells) + f"   {lag['max_events']} ev / {catchup}{fresh}"
             )
         lines.append(
             "(total: the server's processes and PostgreSQL, not wrk; with --workers 0 the"
             " supervisor column is the one process doing HTTP and writing)"
         )
         lines += ["", "PostgreSQL's CPU µs per order, by the process it worked for"]
-        for label, key in runs[1:5]:
+        for label, key in runs[1:-1]:
             f = results.get(key)
             split = (f or {}).get("postgres_us_per_order") or {}
             cells = ", ".join(f"{app} {us:,.0f}" for app, us in sorted(split.items()) if us)
@@ -805,8 +851,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument(
         "--only",
-        default="http,workers0,fanout,replay_and_restart,memory,users",
-        help="comma-separated steps: http, workers0, fanout, replay_and_restart, memory, users",
+        default="http,workers0,window,fanout,replay_and_restart,memory,users",
+        help="comma-separated steps: http, workers0, window, fanout, replay_and_restart, memory,"
+        " users",
     )
     args = parser.parse_args()
     if args.quick:  # smaller defaults; options given explicitly still win

@@ -77,6 +77,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         LEDGER_LOG_DIR=str(settings.log_dir),
         LEDGER_LOG_LEVEL=settings.log_level,
         LEDGER_FAULTS=settings.faults,
+        LEDGER_PROJECTION_WINDOW=str(settings.projection_window),
     )
     return env
 
@@ -165,7 +166,9 @@ class Services:
                 log.info("%s %d ready", self.role, os.getpid())
                 return
             if settings.projections == "thread":
-                self.projector = ProjectionService(database.eventsourcing_env(), database.url)
+                self.projector = ProjectionService(
+                    database.eventsourcing_env(), database.url, window=settings.projection_window
+                )
             elif settings.projections == "process":
                 self.projector = ProjectionProcess(database.url, child_env(settings))
             if self.projector is not None:

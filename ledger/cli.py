@@ -173,7 +173,9 @@ def project(args: argparse.Namespace) -> int:
         logs.configure(settings.log_dir, settings.log_level)
         faults.install(settings.faults)
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # threads started later inherit
-        service = ProjectionService(database.eventsourcing_env(), database.url)
+        service = ProjectionService(
+            database.eventsourcing_env(), database.url, window=settings.projection_window
+        )
         service.start()
         heap.settle()
         log.info("projections running; SIGTERM or Ctrl-C stops them")

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     workers: int | None = Field(default=None, ge=0, le=64)  # HTTP processes; None: the machine's
     writers: int = Field(default=1, ge=1, le=16)  # writer processes, strategies split by hash
     stream_heartbeat: float = Field(default=15.0, gt=0)  # seconds between /stream comments
+    # Seconds the projector lets events gather after a batch while they keep coming: bigger
+    # batches cost less per order (see projections.runner), live reads wait longer.
+    projection_window: float = Field(default=0.0, ge=0, le=1)
 
     if not TYPE_CHECKING:  # type checkers keep the field-by-field signature
 

@@ -48,10 +48,28 @@ def projector_lock(url: str, env: Mapping[str, str]) -> Iterator[psycopg.Connect
 class ProjectionService:
     """Runs the projection in the background, restarting it after database failures."""
 
-    def __init__(self, env: Mapping[str, str], url: str, retry_after: float = 1.0) -> None:
+    def __init__(
+        self, env: Mapping[str, str], url: str, retry_after: float = 1.0, window: float = 0.0
+    ) -> None:
         self.env = dict(env)
         self.url = url
         self.retry_after = retry_after
+        # Under a steady flow, a batch starts at most `window` s after the last one ended, with
+        # what came meanwhile: an order's decisions often open and close a position within
+        # one batch, which is then never written, and each batch's fixed cost is shared by
+        # more orders. 21 x 4 at ~1,700 orders/s: 0 -> 100 ms took the projection (its CPU and
+        # its PostgreSQL work) from ~270 to ~185 us per order; live reads waited ~20 -> ~100 ms.
+        # The same projection with a window; its name kept (a subclass would be named after
+        # itself, with tracking records of its own).
+        self.projection_class = (
+            type(
+                LedgerProjection.__name__,
+                (LedgerProjection,),
+                {"name": LedgerProjection.name, "window": window},
+            )
+            if window
+            else LedgerProjection
+        )
         self._stopping = threading.Event()
         self._runner: ProjectionRunner[Ledger, LedgerView] | None = None
         self._thread: threading.Thread | None = None
@@ -90,7 +108,7 @@ class ProjectionService:
                 return  # another process keeps the read models; try again later
             runner: ProjectionRunner[Ledger, LedgerView] = BatchingProjectionRunner(
                 application_class=Ledger,
-                projection_class=LedgerProjection,
+                projection_class=self.projection_class,
                 view_class=LedgerView,
                 env=self.env,
             )

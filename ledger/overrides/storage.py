@@ -209,6 +209,8 @@ class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
         budget: float = getattr(projection, "budget", float("inf"))
         cost = getattr(projection, "cost", lambda _event: 1)
         held: Any = None  # fetched, but over the last batch's budget: it starts the next
+        window: float = getattr(projection, "window", 0.0)  # see ProjectionService
+        ended = 0.0  # when the last batch was written
         try:
             while True:
                 if held is None:
@@ -216,6 +218,8 @@ class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
                         held = next(subscription)  # blocks until an event comes, or a stop
                     except StopIteration:
                         return
+                if window and (delay := ended + window - time.monotonic()) > 0:
+                    is_stopping.wait(delay)  # events keep coming: let more gather
                 batch, total, held = [held], cost(held[0]), None
                 try:
                     while len(batch) < this.batch and (
@@ -232,6 +236,7 @@ class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
                 except StopIteration:
                     held = None  # stopping: what was taken is still processed, then no more
                 projection.process_events(batch)
+                ended = time.monotonic()
                 this._size_pages(pages, budget, len(batch), total)
         except BaseException as error:
             owner = runner()

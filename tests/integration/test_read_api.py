@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+
+from ledger.http.app import create_app
+from ledger.settings import Settings
 
 
 def post(client: TestClient, strategy: str, instrument: str, position: str, **extra: str) -> Any:
@@ -31,6 +35,23 @@ def test_read_your_writes(client: TestClient) -> None:
     logged = client.get(f"/orders/s1?min_sequence={sell['sequence']}").json()
     assert {k: v for k, v in logged.items() if k != "received_at"} == sell
     assert logged["received_at"]
+
+
+def test_a_projection_window_still_shows_every_order_and_ends_caught_up(
+    settings: Settings, profile_file: Path
+) -> None:
+    app = create_app(settings.replace(profiles=profile_file, projection_window=0.3))
+    with TestClient(app) as client:
+        answers = [
+            post(client, "STRATEGY_B", "MINDA", side, ORDER_ID=f"w{n}")
+            for n, side in enumerate(["BUY", "SELL"] * 5)
+        ]
+        last = answers[-1]["sequence"]
+        page = client.get(f"/orders?min_sequence={last}&limit=100").json()
+        assert [o["order_id"] for o in page["orders"]] == [f"w{n}" for n in range(10)]
+        trades = client.get("/trades?limit=100").json()["trades"]
+        assert [t["sell_order_id"] for t in trades] == [f"w{n}" for n in range(1, 10, 2)]
+        assert client.get("/health").json()["projections"]["ledger_views"]["lag"] == 0
 
 
 def test_min_sequence_beyond_the_store_is_404(client: TestClient) -> None:
