@@ -10,11 +10,16 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from ledger import faults
 from ledger.overrides.subscription import LedgerSubscription
 from ledger.store.schema import OneCreatorAtATime
+
+
+def writers_key(schema: str, table: str) -> str:
+    """The advisory lock writers of the events table take for their transaction."""
+    return f"ledger writers {schema or 'public'}.{table}"
 
 
 class StaleRead(IntegrityError):
@@ -43,12 +48,18 @@ class LedgerRecorder(OneCreatorAtATime, PostgresApplicationRecorder):
             " RETURNING notification_id"
         ).format(table)
         # One round trip: the writers' lock (insert order = commit order, for tailing readers),
-        # a bounded wait for it, and the wake-up for listening projections.
+        # a bounded wait for it, and the wake-up for listening projections. An advisory lock,
+        # not eventsourcing's LOCK TABLE ... IN EXCLUSIVE MODE: that mode conflicts with
+        # VACUUM's, so every autovacuum of the events table stopped all writes until PostgreSQL
+        # cancelled it (deadlock_timeout, 1 s: p99 922 ms in a bench run), and an
+        # anti-wraparound one, never cancelled, would stop them for its whole length. Every
+        # writer of the events table is this recorder, so the serial order is the same.
         self._lock_and_notify_sql = SQL(
-            "SET LOCAL lock_timeout = '{0}s'; LOCK TABLE {1} IN EXCLUSIVE MODE; NOTIFY {2}"
+            "SET LOCAL lock_timeout = '{0}s'; SELECT pg_advisory_xact_lock(hashtext({1}));"
+            " NOTIFY {2}"
         ).format(
             SQL(str(int(self.datastore.lock_timeout))),
-            table,
+            Literal(writers_key(self.datastore.schema, self.events_table_name)),
             Identifier(self.channel_name),
         )
         self._notification_sql = SQL(

@@ -6,11 +6,11 @@ import threading
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from starlette.testclient import TestClient
 
 from ledger.http.app import create_app
 from ledger.settings import Settings
+from ledger.store.recorder import writers_key
 
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
 
@@ -25,7 +25,7 @@ def test_health_is_503_while_commits_fail(settings: Settings, profile_file: Path
 def check(client: TestClient, settings: Settings) -> None:
     """Commits fail while reads work: orders and /health are 503, then both recover."""
     assert client.get("/health").json()["status"] == "ok"
-    table = sql.Identifier(settings.db_schema, "ledger_events")
+    key = writers_key(settings.db_schema, "ledger_events")
     locked, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -33,7 +33,7 @@ def check(client: TestClient, settings: Settings) -> None:
         # as it would on a full disk, while reads still work.
         assert settings.database_url is not None
         with psycopg.connect(settings.database_url) as conn, conn.transaction():
-            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
             locked.set()
             release.wait(timeout=60)
 

@@ -16,23 +16,24 @@ from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Position
 from ledger.store.database import Database
+from ledger.store.recorder import writers_key
 from ledger.wire import WriterUnavailable
 from ledger.writer import Writer
 
 
 class TableHold:
-    """The events table held under the writers' lock by another connection, until released."""
+    """The writers' lock held by another connection, until released."""
 
     def __init__(self, database: Database, ledger: Ledger) -> None:
         self.url = database.url
-        self.events = sql.Identifier(database.schema, ledger.store.events_table_name)
+        self.key = writers_key(database.schema, ledger.store.events_table_name)
         self.locked, self.released = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._hold)
 
     def _hold(self) -> None:
         # A real wait: the lock writers take; the writer waits out its lock_timeout.
         with psycopg.connect(self.url) as conn, conn.transaction():
-            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.events))
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.key,))
             self.locked.set()
             self.released.wait(timeout=60)
 
@@ -49,8 +50,8 @@ class TableHold:
         with psycopg.connect(self.url, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE %s",
-                ("%LOCK TABLE%",),
+                " AND wait_event = 'advisory' AND query LIKE %s",
+                ("%pg_advisory_xact_lock%",),
             ).fetchone()
         return bool(row and row[0])
 
@@ -140,3 +141,18 @@ def test_a_retry_while_its_order_commits_waits_for_that_commit(
     # Nothing conflicted: the books in memory were kept, not reloaded from the store.
     assert ledger.strategy_books("STRATEGY_B")[0] is book
     assert book.version == ledger.repository.get(book.id).version
+
+
+def test_a_vacuum_of_the_events_table_does_not_stop_writes(
+    database: Database, ledger: Ledger
+) -> None:
+    # VACUUM's lock, held: writers that locked the table IN EXCLUSIVE MODE waited behind it
+    # (until PostgreSQL cancelled an autovacuum, 1 s; an anti-wraparound one, never).
+    events = sql.Identifier(database.schema, ledger.store.events_table_name)
+    with psycopg.connect(database.url) as conn, conn.transaction():
+        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(events))
+        (outcome,) = ledger.place_orders(
+            [OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "during-vacuum")]
+        )
+    assert outcome.answer.order_id == "during-vacuum"
+    assert ledger.get_order("during-vacuum") is not None
