@@ -16,7 +16,7 @@ from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Position
 from ledger.store.database import Database
-from ledger.store.recorder import writers_key
+from ledger.store.recorder import StaleRead, writers_key
 from ledger.wire import WriterUnavailable
 from ledger.writer import Writer
 
@@ -51,7 +51,7 @@ class TableHold:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                 " AND wait_event = 'advisory' AND query LIKE %s",
-                ("%pg_advisory_xact_lock%",),
+                ("%_append%",),  # the writers' append function (ledger.store.recorder)
             ).fetchone()
         return bool(row and row[0])
 
@@ -156,3 +156,21 @@ def test_a_vacuum_of_the_events_table_does_not_stop_writes(
         )
     assert outcome.answer.order_id == "during-vacuum"
     assert ledger.get_order("during-vacuum") is not None
+
+
+def test_a_stale_read_stores_nothing_and_says_how_many_books(ledger: Ledger) -> None:
+    books = ledger.strategy_books("STRATEGY_B")
+    read = {b.id: b.version for b in books}
+    ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "moved-on")])
+    before = ledger.last_sequence()
+    prepared = ledger.prepare([OrderRequest("STRATEGY_B", "INFY", Position.BUY, "stale")])
+    stale = {**prepared.batch.processing_event.saved_kwargs["expected_versions"], **read}
+    with pytest.raises(StaleRead, match=r"^1 book\(s\) changed since read$"):
+        ledger.store.insert_events(prepared.batch.stored_events, expected_versions=stale)
+    assert ledger.last_sequence() == before  # the append is one transaction: nothing stored
+    # The same events with what they really read are stored, in one sequence run.
+    ids = ledger.store.insert_events(
+        prepared.batch.stored_events,
+        expected_versions=prepared.batch.processing_event.saved_kwargs["expected_versions"],
+    )
+    assert list(ids or ()) == list(range(before + 1, before + 1 + len(ids or ())))
