@@ -83,6 +83,12 @@ class Server:
         at = self.args.index("--data-dir")
         return self.args[at : at + 2]
 
+    def admin_dsn(self) -> str:
+        """A connection string for this server's PostgreSQL (its embedded one, or DATABASE_URL)."""
+        if "DATABASE_URL" in self.env:
+            return self.env["DATABASE_URL"]
+        return f"host={Path(self.store_args()[1]) / 'pg'} user=postgres dbname=postgres"
+
     def child(self, role: str) -> psutil.Process:
         """One of the server's processes: "writer", "worker" or "project"."""
         assert self.proc is not None
@@ -159,12 +165,17 @@ def run_load(
     """Load the servers; once `wanted` orders are acknowledged, call `act` (a kill, a stop)."""
     acked: dict[str, Any] = {}
     enough, stop = threading.Event(), threading.Event()
-    threads = [
-        threading.Thread(
-            target=send_orders, args=(urls, seed * 100 + c, acked, enough, wanted, stop)
-        )
-        for c in range(clients)
-    ]
+    failures: list[BaseException] = []
+
+    def client(seed: int) -> None:
+        # An exception in a thread is only printed: kept here, it fails the test below.
+        try:
+            send_orders(urls, seed, acked, enough, wanted, stop)
+        except BaseException as failure:
+            failures.append(failure)
+            raise
+
+    threads = [threading.Thread(target=client, args=(seed * 100 + c,)) for c in range(clients)]
     for thread in threads:
         thread.start()
     try:
@@ -177,6 +188,8 @@ def run_load(
         stop.set()
         for thread in threads:
             thread.join()
+    if failures:
+        raise failures[0]
     return acked
 
 
