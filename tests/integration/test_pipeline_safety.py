@@ -39,6 +39,9 @@ def test_a_snapshot_holds_its_batch_not_the_next(ledger: Ledger, make_ledger: An
     second = ledger.prepare([order(Position.SELL, "snap-sell")])  # decided while first commits
     ledger.commit(first)
     ledger.commit(second)
+    assert ledger.snapshots is not None
+    snapshots = list(ledger.snapshots.get(BOOK, desc=True, limit=1))
+    assert [s.originator_version for s in snapshots] == [100]  # stored, and used below
     reloaded = make_ledger().book(BOOK)  # from the snapshot and the events after it
     assert reloaded.version == ledger.book(BOOK).version
     assert reloaded.open == ledger.book(BOOK).open == {}
