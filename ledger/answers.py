@@ -158,9 +158,11 @@ class ProfileChange:
 
 @dataclass(frozen=True, slots=True)
 class Positions:
-    """Open positions, in (user, strategy, instrument) order."""
+    """A page of open positions, in (user, strategy, instrument) order; `next` is the cursor
+    of the following page."""
 
     positions: list[OpenPosition]
+    next: str | None
 
 
 @dataclass(frozen=True, slots=True)

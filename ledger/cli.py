@@ -20,7 +20,8 @@ from ledger.domain import Outcome
 from ledger.producer import produce as run
 from ledger.producer import random_orders
 from ledger.settings import Settings, SettingsError
-from projections.queries import DEFAULT_LIMIT, MAX_LIMIT
+from projections.fold import Key
+from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, position_key
 
 log = logging.getLogger("ledger.cli")
 
@@ -207,6 +208,13 @@ def _limit(raw: str) -> int:
     return value
 
 
+def _position_cursor(raw: str) -> Key:
+    try:
+        return position_key(raw)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(str(bad)) from None
+
+
 def _store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="embedded database directory (default data)")
     p.add_argument("--database-url", help="external PostgreSQL (default: DATABASE_URL or embedded)")
@@ -253,9 +261,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--instrument")
         if what == "orders":
             p.add_argument("--status", choices=[o.value for o in Outcome])
-        if what != "positions":
-            p.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT)
-            p.add_argument("--after", type=int)
+        p.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT)
+        # The cursor a page printed: a sequence, or a position's key.
+        p.add_argument("--after", type=_position_cursor if what == "positions" else int)
         p.set_defaults(func=show, what=what)
 
     p = sub.add_parser("generate-profiles", help="write user_profile.json")

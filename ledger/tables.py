@@ -32,7 +32,8 @@ def rows(what: str, view: Any, args: Any) -> tuple[list[dict[str, Any]], str | N
     status = Outcome(args.status) if getattr(args, "status", None) else None
     filters = queries.Filters(args.user, args.strategy, args.instrument, status)
     if what == "positions":
-        return [asdict(p) for p in queries.positions(view, filters).positions], None
+        positions = queries.positions(view, filters, args.limit, args.after)
+        return [asdict(p) for p in positions.positions], positions.next
     if what == "trades":
         page = queries.trades(view, filters, args.limit, args.after)
         return [asdict(t) for t in page.trades], page.next

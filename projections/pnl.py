@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -11,8 +12,15 @@ from eventsourcing.application import Application
 from psycopg.sql import SQL
 
 from ledger.answers import OpenPosition, Pnl, PnlLine, Positions, StrategyPnl, UserPnl
-from projections.fold import EXACT, Closed, Key, Opened, fold, text
-from projections.queries import Filters, book_filters, equal, where_clause
+from projections.fold import EXACT, Closed, Key, Opened, PlacedOrder, fold, text
+from projections.queries import (
+    MAX_POSITIONS,
+    Filters,
+    book_filters,
+    equal,
+    position_cursor,
+    where_clause,
+)
 from projections.replay import placed_pages
 from projections.views import Cancellation, LedgerView
 
@@ -108,20 +116,35 @@ def pnl(view: LedgerView, filters: Filters, cancellation: Cancellation | None = 
     )
 
 
+def _only(orders: list[PlacedOrder], filters: Filters) -> Iterator[PlacedOrder]:
+    """The orders as `filters` sees them: others' books left out before folding, so a fold
+    for one user or strategy holds only its open positions."""
+    for order in orders:
+        if filters.strategy not in (None, order.strategy):
+            continue
+        if filters.instrument not in (None, order.instrument):
+            continue
+        if filters.user is None:
+            yield order
+        elif filters.user in order.accepted_for:
+            yield replace(order, accepted_for=[filters.user], rejected_for=[])
+
+
 def _fold_to(
     app: Application[Any],
     sequence: int,
+    filters: Filters,
     cancellation: Cancellation | None,
     closing: Callable[[list[Closed]], None] | None = None,
 ) -> dict[Key, Opened]:
-    """Open positions right after `sequence`, from the stored events; `closing` is handed each
-    page's closed trades, which are not kept: memory stays with the open positions, not the
-    history."""
+    """Open positions passing `filters` right after `sequence`, from the stored events;
+    `closing` is handed each page's closed trades, which are not kept: memory stays with the
+    open positions, not the history."""
     open_: dict[Key, Opened] = {}
     for page in placed_pages(app, sequence, PAGE):
         if cancellation is not None:
             cancellation.check()  # an abandoned fold stops at the next page
-        closed = fold(page, open_)
+        closed = fold(_only(page, filters), open_)
         if closing is not None:
             closing(closed)
     return open_
@@ -131,18 +154,27 @@ def positions_as_of(
     app: Application[Any],
     sequence: int,
     filters: Filters,
+    limit: int = MAX_POSITIONS,
+    after: Key | None = None,
     cancellation: Cancellation | None = None,
 ) -> Positions:
-    """The open positions right after `sequence`, folded from the stored events."""
-    open_ = _fold_to(app, sequence, cancellation)
+    """A page of the open positions right after `sequence`, folded from the stored events,
+    in key order as the read table's pages are."""
+    open_ = _fold_to(app, sequence, filters, cancellation)
+    keys = open_.keys() if after is None else (k for k in open_ if k > after)
+    page = heapq.nsmallest(limit + 1, keys)  # not a sorted copy of every open position
     return Positions(
         [
             OpenPosition(
-                *key, opened.order_id, opened.at, text(opened.quantity) or "0", text(opened.price)
+                *key,
+                open_[key].order_id,
+                open_[key].at,
+                text(open_[key].quantity) or "0",
+                text(open_[key].price),
             )
-            for key, opened in sorted(open_.items())
-            if filters.matches(key)
-        ]
+            for key in page[:limit]
+        ],
+        position_cursor(page[limit - 1]) if len(page) > limit else None,
     )
 
 
@@ -159,5 +191,5 @@ def pnl_as_of(
         for user, strategy, tally in trade_groups(closed, filters):
             groups.setdefault((user, strategy), Tally()).add(tally)
 
-    _fold_to(app, sequence, cancellation, add)
+    _fold_to(app, sequence, filters, cancellation, add)
     return summary((user, strategy, tally) for (user, strategy), tally in groups.items())

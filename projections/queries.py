@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -23,6 +25,8 @@ from projections.views import Cancellation, LedgerView
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+DEFAULT_POSITIONS = 1000
+MAX_POSITIONS = 10_000  # positions are small: a page of them is ~2 MB of JSON
 PAGE_BYTES = 4 * 1024 * 1024  # an order page stops before this size (it holds one order at least)
 FIRST_FETCH = 8  # rows of the first fetch of a page, before their size is known
 FETCH_BYTES = 512 * 1024  # about this much of a page is fetched at once
@@ -120,28 +124,52 @@ def logged_order(row: dict[str, Any]) -> LoggedOrder:
     )
 
 
+def position_cursor(key: Key) -> str:
+    """The `next` cursor after a position: its key, opaque to clients (URL-safe base64 of
+    JSON)."""
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+
+
+def position_key(cursor: str) -> Key:
+    """The key a position cursor stands for; ValueError if it is not one this API gave."""
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise ValueError("not a cursor this API gave") from None
+    if not (isinstance(key, list) and len(key) == 3 and all(type(k) is str for k in key)):
+        raise ValueError("not a cursor this API gave")
+    return key[0], key[1], key[2]
+
+
 def positions(
-    view: LedgerView, filters: Filters, cancellation: Cancellation | None = None
+    view: LedgerView,
+    filters: Filters,
+    limit: int = MAX_POSITIONS,
+    after: Key | None = None,
+    cancellation: Cancellation | None = None,
 ) -> Positions:
-    """Open positions, in (user, strategy, instrument) order."""
+    """A page of open positions in (user, strategy, instrument) order, and the next cursor."""
     conditions, params = equal(book_filters(filters))
+    if after is not None:  # the primary key's order: the page is an index range
+        conditions.append(SQL("(user_name, strategy, instrument) > (%s, %s, %s)"))
+        params.extend(after)
     statement = (
         SQL("SELECT * FROM {0}").format(view.tables["positions"])
         + where_clause(conditions)
-        + SQL(" ORDER BY user_name, strategy, instrument")
+        + SQL(" ORDER BY user_name, strategy, instrument LIMIT %s")
     )
-    return Positions(
-        [
-            OpenPosition(
-                *_key(r),
-                r["order_id"],
-                r["opened_at"],
-                _text(r["quantity"]),
-                text(r["entry_price"]),
-            )
-            for r in view.query(statement, params, cancellation)
-        ]
-    )
+    rows = view.query(statement, [*params, limit + 1], cancellation)
+    page = [
+        OpenPosition(
+            *_key(r),
+            r["order_id"],
+            r["opened_at"],
+            _text(r["quantity"]),
+            text(r["entry_price"]),
+        )
+        for r in rows[:limit]
+    ]
+    return Positions(page, position_cursor(_key(rows[limit - 1])) if len(rows) > limit else None)
 
 
 def orders(

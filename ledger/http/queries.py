@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
 from starlette.datastructures import QueryParams
 
 from ledger.domain import Outcome
 from ledger.names import Name
 from projections.decisions import DEFAULT_DECISIONS, MAX_DECISIONS
-from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, PAGE_BYTES, Filters
+from projections.fold import Key
+from projections.queries import (
+    DEFAULT_LIMIT,
+    DEFAULT_POSITIONS,
+    MAX_LIMIT,
+    MAX_POSITIONS,
+    PAGE_BYTES,
+    Filters,
+    position_key,
+)
 
 INT64 = 2**63 - 1
 WAIT_LIMIT = 2.0  # seconds a min_sequence read waits for the projections
@@ -49,10 +65,19 @@ class BookQuery(Query):
         return Filters(self.user, self.strategy, self.instrument, getattr(self, "status", None))
 
 
+def _position_key(cursor: str | None) -> Key | None:
+    return None if cursor is None else position_key(cursor)
+
+
 class PositionsQuery(BookQuery):
     """GET /positions."""
 
     as_of: Sequence | None = Field(None, description="positions right after this sequence")
+    limit: int = Field(DEFAULT_POSITIONS, ge=1, le=MAX_POSITIONS, description="page size")
+    # A cursor on the wire, the key it stands for once parsed.
+    after: Annotated[
+        Key | None, BeforeValidator(_position_key), WithJsonSchema({"type": "string"})
+    ] = Field(None, description="the `next` cursor of the last page")
 
 
 class PnlQuery(BookQuery):

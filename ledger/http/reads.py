@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from ledger.answers import DecisionsPage, LoggedOrder, OrdersPage, Pnl, Positions, TradesPage
 from ledger.bootstrap import Services
-from ledger.http.lanes import POLLS, READS, RETRY_AFTER, Busy, PiecesResponse
+from ledger.http.lanes import FOLDS, POLLS, READS, RETRY_AFTER, Busy, PiecesResponse
 from ledger.http.queries import (
     WAIT_LIMIT,
     BadQuery,
@@ -139,18 +139,17 @@ def endpoint(read: Reader, doc: Doc) -> Callable[[Request], Awaitable[Response]]
 
 async def positions(running: Services, query: PositionsQuery, request: Request) -> Any:
     """Open positions now, or as of a past sequence (folded from the events)."""
+    page = query.filters(), query.limit, query.after
     if query.as_of is None:
-        return await READS.run(partial(queries.positions, running.view, query.filters()))
-    return await READS.run(
-        partial(pnl_reads.positions_as_of, running.ledger, query.as_of, query.filters())
-    )
+        return await READS.run(partial(queries.positions, running.view, *page))
+    return await FOLDS.run(partial(pnl_reads.positions_as_of, running.ledger, query.as_of, *page))
 
 
 async def pnl(running: Services, query: PnlQuery, request: Request) -> Any:
     """Realised P&L now, or as of a past sequence (folded from the events)."""
     if query.as_of is None:
         return await READS.run(partial(pnl_reads.pnl, running.view, query.filters()))
-    return await READS.run(
+    return await FOLDS.run(
         partial(pnl_reads.pnl_as_of, running.ledger, query.as_of, query.filters())
     )
 

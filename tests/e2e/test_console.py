@@ -66,6 +66,7 @@ def test_console_loads_from_the_server_alone(
     expect(row(page, "nobody")).to_have_class("rejected")
     expect(page.locator("#users")).to_contain_text("Kamryn Li")
     expect(page.locator("#positions")).to_contain_text("MINDA")
+    expect(page.locator("#positions-more")).to_have_count(0)  # every position is shown
     expect(page.locator("#sequence")).not_to_have_text("–")
     expect(page.locator("#lag")).to_have_text(re.compile(r"^\d+$"))
     ARTIFACTS.mkdir(exist_ok=True)
@@ -77,6 +78,26 @@ def test_console_loads_from_the_server_alone(
     paths = {url.removeprefix(embedded_server.url) for url in visit.requested}
     assert {"/console/assets/main.js", "/console/assets/console.css"} <= paths
     assert any(path.startswith("/stream") for path in paths)
+    clean(visit)
+
+
+def test_more_positions_than_a_page_are_cut_with_a_note(
+    embedded_server: Server, browse: Callable[[Server], Visit]
+) -> None:
+    place(embedded_server, "STRATEGY_B", "MINDA", "BUY", "held")
+    asked: list[str] = []
+
+    def more(route: Route) -> None:  # the real page, as if the server held more than it
+        asked.append(route.request.url)
+        page = route.fetch().json()
+        route.fulfill(json={**page, "next": "WyJhIiwiYiIsImMiXQ"})
+
+    visit = browse(embedded_server)
+    visit.page.route(re.compile(r"/positions\?"), more)
+    page = open_console(visit, embedded_server)
+    expect(page.locator('#positions tr[data-order-id="held"]')).to_be_visible()
+    expect(page.locator("#positions-more")).to_contain_text("More than 1 open positions")
+    assert asked and all("limit=1000" in url for url in asked)
     clean(visit)
 
 

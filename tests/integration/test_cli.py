@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,22 @@ def test_orders_and_positions_print_tables(
 
     assert main(["positions", "--user", "Kamryn Li", *store]) == 0
     assert "(0 positions)" in capsys.readouterr().out
+
+    # Kamryn Li's ACC and Holland Proctor's ACC and MINDA: pages of one, by cursor.
+    ledger.place_orders([OrderRequest("STRATEGY_B", "ACC", Position.BUY, "cli-acc")])
+    replay(database.eventsourcing_env(), database.url)
+    shown, after = [], []
+    while True:
+        assert main(["positions", "--limit", "1", *after, *store]) == 0
+        out = capsys.readouterr().out
+        shown.append(next(n for n in ("MINDA", "ACC") if n in out))
+        cursor = re.search(r"more after --after (\S+)\)", out)
+        if cursor is None:
+            break
+        after = ["--after", cursor.group(1)]
+    assert shown == ["ACC", "MINDA", "ACC"]
+    with pytest.raises(SystemExit):
+        main(["positions", "--after", "not-a-cursor", *store])
 
 
 def test_project_runs_the_projections_alone(

@@ -31,7 +31,7 @@ def test_read_your_writes(client: TestClient) -> None:
     (trade,) = trades["trades"]
     assert (trade["buy_order_id"], trade["sell_order_id"]) == ("b1", "s1")
     assert trade["opened_at"] <= trade["closed_at"]
-    assert client.get("/positions").json() == {"positions": []}
+    assert client.get("/positions").json() == {"positions": [], "next": None}
     logged = client.get(f"/orders/s1?min_sequence={sell['sequence']}").json()
     assert {k: v for k, v in logged.items() if k != "received_at"} == sell
     assert logged["received_at"]
@@ -130,7 +130,48 @@ def test_positions_as_of(client: TestClient) -> None:
     post(client, "STRATEGY_B", "MINDA", "SELL")
     then = client.get(f"/positions?as_of={buy['sequence']}").json()["positions"]
     assert [p["order_id"] for p in then] == [buy["order_id"]]
-    assert client.get(f"/positions?as_of={buy['sequence'] - 1}").json() == {"positions": []}
+    before = client.get(f"/positions?as_of={buy['sequence'] - 1}").json()
+    assert before == {"positions": [], "next": None}
+
+
+def walk(client: TestClient, query: str, limit: int) -> list[tuple[str, str, str]]:
+    """Every position of a paged /positions read, following `next`."""
+    keys: list[tuple[str, str, str]] = []
+    cursor = None
+    while True:
+        page = client.get(f"{query}&limit={limit}" + (f"&after={cursor}" if cursor else ""))
+        assert page.status_code == 200, page.text
+        got = [(p["user"], p["strategy"], p["instrument"]) for p in page.json()["positions"]]
+        assert len(got) <= limit
+        keys += got
+        cursor = page.json()["next"]
+        if cursor is None:
+            return keys
+        assert len(got) == limit  # a page is cut short only at its end
+
+
+# Every instrument of the example's profiles: six positions of two users.
+BOOKED = [("STRATEGY_A", "GRASIM"), ("STRATEGY_A", "INFY"), ("STRATEGY_B", "MINDA")]
+BOOKED += [("STRATEGY_B", "ACC"), ("STRATEGY_D", "NTPC")]
+
+
+def test_positions_come_in_pages_in_key_order_now_and_as_of(client: TestClient) -> None:
+    for strategy, instrument in BOOKED:
+        top = post(client, strategy, instrument, "BUY")["sequence"]
+    everything = client.get(f"/positions?min_sequence={top}&limit=10000").json()
+    assert everything["next"] is None
+    keys = [(p["user"], p["strategy"], p["instrument"]) for p in everything["positions"]]
+    assert len(keys) == 6
+    assert keys == sorted(keys)  # the example's names sort alike in C and in any locale
+    for limit in (1, 2, 3, len(keys), len(keys) + 1):
+        assert walk(client, f"/positions?min_sequence={top}", limit) == keys
+        assert walk(client, f"/positions?as_of={top}", limit) == keys
+    user = keys[0][0]
+    mine = [k for k in keys if k[0] == user]
+    assert walk(client, f"/positions?as_of={top}&user={user.replace(' ', '+')}", 1) == mine
+    assert walk(client, f"/positions?min_sequence={top}&strategy=STRATEGY_B", 2) == [
+        k for k in keys if k[1] == "STRATEGY_B"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -145,7 +186,12 @@ def test_positions_as_of(client: TestClient) -> None:
         ("/orders?user=a&user=b", "user"),
         ("/trades?min_sequence=x", "min_sequence"),
         ("/positions?as_of=1.5", "as_of"),
-        ("/positions?limit=5", "limit"),
+        ("/positions?limit=0", "limit"),
+        ("/positions?limit=10001", "limit"),
+        ("/positions?after=5", "after"),
+        ("/positions?after=WyJhIiwiYiJd", "after"),  # a list of two names
+        ("/positions?after=%E2%82%AC", "after"),
+        ("/positions?as_of=3&after=", "after"),
         ("/positions?user=" + "u" * 65, "user"),
         ("/orders/x?limit=1", "limit"),
     ],

@@ -121,7 +121,7 @@ def test_a_cancelled_read_stops_its_statement(client: TestClient) -> None:
 
 
 class SlowFold:
-    """A stand-in for the as_of fold that takes `seconds`, and stops when cancelled."""
+    """A stand-in for a read (a fold, a page) that takes `seconds`, and stops when cancelled."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -130,9 +130,8 @@ class SlowFold:
         self.stopped: list[str] = []
         self._lock = threading.Lock()
 
-    def __call__(
-        self, app: Any, sequence: int, filters: Any, cancellation: Cancellation | None = None
-    ) -> Any:
+    def __call__(self, *args: Any) -> Any:
+        cancellation: Cancellation | None = args[-1]  # a lane hands each job one, last
         with self._lock:
             self.running += 1
             self.most = max(self.most, self.running)
@@ -144,19 +143,16 @@ class SlowFold:
                     raise ReadCancelled
                 time.sleep(0.01)
             self.stopped.append("done")
-            return {"positions": []}
+            return {"positions": [], "next": None}
         finally:
             with self._lock:
                 self.running -= 1
 
 
-def test_health_stays_true_and_reads_shed_load(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fold = SlowFold(2.0)
-    monkeypatch.setattr(pnl, "positions_as_of", fold)
-    with ThreadPoolExecutor(24) as pool:
-        asked = [pool.submit(client.get, "/positions?as_of=0") for _ in range(24)]
+def shed(client: TestClient, path: str, asked: int) -> list[httpx.Response]:
+    """`asked` slow reads at once, /health answered meanwhile; every answer."""
+    with ThreadPoolExecutor(asked) as pool:
+        pending = [pool.submit(client.get, path) for _ in range(asked)]
         time.sleep(0.3)  # every read is admitted or refused by now
         for _ in range(3):
             started = time.monotonic()
@@ -164,15 +160,30 @@ def test_health_stays_true_and_reads_shed_load(
             assert health.status_code == 200, health.text
             assert health.json()["database"] == "ok"
             assert time.monotonic() - started < 1
-        answers: list[httpx.Response] = [a.result() for a in asked]
-    served = [a for a in answers if a.status_code == 200]
-    busy = [a for a in answers if a.status_code == 503]
-    assert len(served) + len(busy) == 24
-    assert len(served) == lanes.READ_THREADS + lanes.READ_QUEUE
-    assert fold.most <= lanes.READ_THREADS
-    for refused in busy:
+        answers = [a.result() for a in pending]
+    for refused in (a for a in answers if a.status_code == 503):
         assert refused.json()["error"] == "busy"
         assert refused.headers["Retry-After"] == str(lanes.RETRY_AFTER)
+    assert {a.status_code for a in answers} <= {200, 503}
+    return [a for a in answers if a.status_code == 200]
+
+
+def test_health_stays_true_and_reads_shed_load(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = SlowFold(2.0)
+    monkeypatch.setattr(queries, "positions", read)
+    served = shed(client, "/positions", 24)
+    assert len(served) == lanes.READ_THREADS + lanes.READ_QUEUE
+    assert read.most == lanes.READ_THREADS
+
+
+def test_folds_run_one_at_a_time(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    fold = SlowFold(1.0)
+    monkeypatch.setattr(pnl, "positions_as_of", fold)
+    served = shed(client, "/positions?as_of=0", 8)
+    assert len(served) == lanes.FOLD_THREADS + lanes.FOLD_QUEUE
+    assert fold.most == lanes.FOLD_THREADS == 1
 
 
 def test_a_read_that_times_out_stops_working(

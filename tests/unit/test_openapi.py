@@ -9,7 +9,7 @@ from ledger.answers import LoggedOrder, OpenPosition, OrderAnswer, Trade
 from ledger.domain import Outcome, Position, Reason
 from ledger.http import app, auth, openapi
 from ledger.http.spec import doc_of
-from projections.queries import MAX_LIMIT
+from projections.queries import MAX_LIMIT, MAX_POSITIONS
 
 
 def document() -> dict[str, Any]:
@@ -71,8 +71,11 @@ def test_query_parameters_come_from_the_query_models() -> None:
     }
     assert params["limit"]["schema"]["maximum"] == MAX_LIMIT
     assert enum_of(params["status"]["schema"], doc) == [o.value for o in Outcome]
-    assert "as_of" in {p["name"] for p in doc["paths"]["/positions"]["get"]["parameters"]}
+    positions = {p["name"]: p for p in doc["paths"]["/positions"]["get"]["parameters"]}
+    assert "as_of" in positions
     assert "as_of" not in params  # as_of exists on /positions only
+    assert positions["after"]["schema"]["type"] == "string"  # an opaque cursor, not a key
+    assert positions["limit"]["schema"]["maximum"] == MAX_POSITIONS
 
 
 def test_every_ref_resolves() -> None:

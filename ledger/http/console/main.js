@@ -12,6 +12,7 @@ import { ticket } from "./ticket.js";
 const $ = (id) => document.getElementById(id);
 const FILTERS = ["user", "strategy", "instrument"];
 const HEALTH_EVERY = 2000; // ms
+const POSITIONS_SHOWN = 1000; // one page: beyond it the panel says to filter
 const RETRY_LOAD = 2000; // ms before loading again when the server did not answer
 const LATEST = 100; // orders and trades loaded on opening
 
@@ -146,12 +147,12 @@ async function reload() {
     }
     const [orders, open, closed] = await Promise.all([
       readAt("orders", { ...current, newest_first: true, limit: LATEST }, top),
-      readAt("positions", current, top),
+      readAt("positions", { ...current, limit: POSITIONS_SHOWN }, top),
       readAt("trades", { ...current, newest_first: true, limit: LATEST }, top),
     ]);
     if (generation !== state.generation) return;
     for (const order of orders.orders) if (tape.add(order)) rate.record(order);
-    positions.load(open.positions);
+    positions.load(open.positions, open.next !== null);
     trades.load(closed.trades);
     pnl.load(current, top);
     state.lastId = top;

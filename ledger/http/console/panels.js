@@ -38,7 +38,9 @@ export class Positions {
     this.schedule = debounced(() => this.render());
   }
 
-  load(positions) {
+  // One page of GET /positions; `more`: the server holds more than the page.
+  load(positions, more = false) {
+    this.more = more ? positions.length : 0;
     this.open.clear();
     for (const p of positions) this.open.set(keyOf(p), p);
     this.schedule();
@@ -101,7 +103,10 @@ export class Positions {
       );
       return el("section", { class: "group", "data-user": user }, el("h3", {}, user), el("table", {}, head, ...bodies));
     });
-    this.root.replaceChildren(...sections);
+    const note = this.more
+      ? el("p", { class: "note", id: "positions-more" }, `More than ${this.more} open positions: the first ${this.more} are shown; filter by user, strategy or instrument to see the others.`)
+      : null;
+    this.root.replaceChildren(...(note ? [note] : []), ...sections);
   }
 }
 
