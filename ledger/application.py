@@ -20,6 +20,7 @@ from ledger.overrides import storage as overrides
 from ledger.profile_import import ImportReport, import_profiles
 from ledger.retries import retrying
 from ledger.snapshots import save_snapshots
+from ledger.store.bulk import load_many
 from ledger.store.mapper import LedgerMapper
 from ledger.store.recorder import LedgerRecorder
 from ledger.store.transcoder import OrjsonTranscoder
@@ -144,9 +145,16 @@ class Ledger(Application[UUID]):
         """The books of a strategy, loaded (dropped ones included: they may hold positions)."""
         books = self._books_of.get(strategy)
         if books is None:
-            books = [self._book(book_id) for book_id in self._index().get(strategy, [])]
+            books = self._loaded(self._index().get(strategy, []))
             self._books_of[strategy] = books
         return books
+
+    def _loaded(self, book_ids: Sequence[UUID]) -> list[Book]:
+        """Books from memory, those not in it loaded together (ledger/store/bulk.py)."""
+        missing = [book_id for book_id in book_ids if book_id not in self._books]
+        if missing:
+            self._books.update(load_many(self, missing))
+        return [self._books[book_id] for book_id in book_ids]
 
     def forget(self, book_ids: Sequence[UUID] | None = None) -> None:
         """Drop cached books (all when None) so they reload from the store."""
@@ -161,7 +169,7 @@ class Ledger(Application[UUID]):
 
     def books(self) -> list[Book]:
         """Every book the ledger knows, in roster order."""
-        return [self._book(book_id) for ids in self._index().values() for book_id in ids]
+        return self._loaded([book_id for ids in self._index().values() for book_id in ids])
 
     def profiles(self) -> Profiles:
         """The profiles as the ledger knows them, shaped like user_profile.json."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from eventsourcing.application import Application
+import pytest
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import JSONTranscoder, Mapper
 from eventsourcing.postgres import PostgresApplicationRecorder
 from hypothesis import HealthCheck, given
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Book, Position
+from ledger.store.bulk import load_many
 from ledger.store.factory import STOCK
 from ledger.store.mapper import LedgerMapper
 from ledger.user_answers import entry
@@ -70,6 +72,12 @@ def plain_env(database: Any) -> dict[str, str]:
     return env
 
 
+def state(book: Book) -> tuple[Any, ...]:
+    """Everything a book holds."""
+    return (book.user, book.strategy, book.instruments, book.active, book.open, book.version,
+            book.sizes, book.multiplier)  # fmt: skip
+
+
 @given(steps=steps)
 @hsettings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -92,28 +100,14 @@ def test_plain_eventsourcing_reads_what_the_ledger_writes(
             else:
                 ledger.place_orders(step)
 
-        for book in ledger.books():
-            rebuilt: Any = plain.repository.get(book.id)
+        held = {book.id: state(book) for book in ledger.books()}
+        for book_id, book in held.items():
+            rebuilt: Any = plain.repository.get(book_id)
             assert isinstance(rebuilt, Book)
-            assert (
-                rebuilt.user,
-                rebuilt.strategy,
-                rebuilt.instruments,
-                rebuilt.active,
-                rebuilt.open,
-                rebuilt.version,
-                rebuilt.sizes,
-                rebuilt.multiplier,
-            ) == (
-                book.user,
-                book.strategy,
-                book.instruments,
-                book.active,
-                book.open,
-                book.version,
-                book.sizes,
-                book.multiplier,
-            )
+            assert state(rebuilt) == book
+        # A new writer loads many books at once (ledger/store/bulk.py): the same books.
+        with Ledger(env=database.eventsourcing_env()) as fresh:
+            assert {book.id: state(book) for book in fresh.books()} == held
 
         top = plain.recorder.max_notification_id() or 0
         stored = plain.recorder.select_notifications(start=1, limit=top + 1)
@@ -123,3 +117,24 @@ def test_plain_eventsourcing_reads_what_the_ledger_writes(
             assert ledger.mapper.to_domain_event(notification) == domain_event
             assert plain.mapper.to_stored_event(domain_event).state == notification.state
             assert ledger.mapper.to_stored_event(domain_event).state == notification.state
+
+
+def test_books_loaded_together_equal_books_loaded_one_by_one(database: Any) -> None:
+    with Ledger(env=database.eventsourcing_env()) as ledger:
+        ledger.import_profiles({u: {"STRATEGY_A": ["ACC", "MINDA"]} for u in USERS})
+        # 230 orders, each booked for every user: every book passes two snapshots (one every
+        # 100 events) and has events after the last.
+        sides = [Position.BUY, Position.SELL]
+        ledger.place_orders([OrderRequest("STRATEGY_A", "ACC", sides[n % 2]) for n in range(229)])
+        ledger.place_orders([OrderRequest("STRATEGY_A", "MINDA", Position.BUY)])
+        held = {book.id: state(book) for book in ledger.books()}
+    assert len(held) == len(USERS)
+    with Ledger(env=database.eventsourcing_env()) as fresh:
+        assert fresh.snapshots is not None
+        snapshotted = {s.originator_id for b in held for s in fresh.snapshots.get(b)}
+        assert snapshotted == set(held)
+        one_by_one = {b: state(fresh.repository.get(b)) for b in held}
+        assert one_by_one == held
+        assert {b: state(book) for b, book in load_many(fresh, list(held)).items()} == held
+        with pytest.raises(AggregateNotFoundError):
+            load_many(fresh, [*held, uuid4()])
