@@ -1,0 +1,30 @@
+"""When a book's snapshot comes due."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from uuid import UUID
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.domain import Book
+from ledger.snapshots import due
+
+
+@given(st.uuids(), st.integers(1, 10**9), st.integers(1, 1000))
+def test_one_version_in_each_interval_is_due(book: UUID, start: int, interval: int) -> None:
+    assert sum(due(book, v, interval) for v in range(start, start + interval)) == 1
+
+
+def test_books_that_move_together_come_due_a_few_at_a_time() -> None:
+    books = [Book.create_id(f"user-{n}", "STRATEGY_A") for n in range(10_000)]
+    books += [uuid.uuid4() for _ in range(10_000)]
+    for interval in (10, 100):
+        # Every follower's book takes one event per order: each version is one order.
+        per_version = Counter(
+            v for b in books for v in range(1, interval + 1) if due(b, v, interval)
+        )
+        assert sum(per_version.values()) == len(books)
+        assert max(per_version.values()) < 2 * len(books) / interval  # ~1/interval of them
