@@ -19,7 +19,7 @@ from ledger.domain import Book, Order, Roster
 from ledger.overrides import storage as overrides
 from ledger.profile_import import ImportReport, import_profiles
 from ledger.retries import retrying
-from ledger.snapshots import save_snapshots
+from ledger.snapshots import put_snapshots, save_snapshots
 from ledger.store.bulk import load_many
 from ledger.store.mapper import LedgerMapper
 from ledger.store.recorder import LedgerRecorder
@@ -238,9 +238,13 @@ class Ledger(Application[UUID]):
         """Decide a batch against the books in memory (see ledger.batch); forget() if unsaved."""
         return batch.prepare(self, requests, look_up_ids=look_up_ids)
 
-    def commit(self, prepared: Prepared) -> list[Outcome]:
+    def commit(self, prepared: Prepared, *, snapshots: bool = True) -> list[Outcome]:
         """Store a prepared batch in one transaction; the answers, with their sequences."""
-        return batch.commit(self, prepared)
+        return batch.commit(self, prepared, snapshots=snapshots)
+
+    def store_snapshots(self, prepared: Prepared) -> None:
+        """Store the snapshots a committed batch made due (a failure is only logged)."""
+        put_snapshots(self, prepared.snapshots)
 
     def remember(self, order_id: str, answer: OrderAnswer) -> None:
         """Keep an order's answer for a retry of its ORDER_ID."""

@@ -150,10 +150,12 @@ def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -
     return Prepared(list(requests), known, orders, batch, snapshots, decided)
 
 
-def commit(ledger: Ledger, prepared: Prepared) -> list[Outcome]:
-    """Store a prepared batch in one transaction; the answers, with their sequences."""
+def commit(ledger: Ledger, prepared: Prepared, *, snapshots: bool = True) -> list[Outcome]:
+    """Store a prepared batch in one transaction, then its snapshots unless told not to (the
+    writer stores them after answering); the answers, with their sequences."""
     ids = overrides.store_batch(ledger, prepared.batch)
-    put_snapshots(ledger, prepared.snapshots)
+    if snapshots:
+        put_snapshots(ledger, prepared.snapshots)
     events = prepared.batch.processing_event.events
     sequences = {e.originator_id: n for e, n in zip(events, ids, strict=True)}
     known, orders = dict(prepared.known), dict(prepared.orders)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -252,7 +253,8 @@ class Writer:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            outcomes = await loop.run_in_executor(self._executor, self.ledger.commit, prepared)
+            commit = partial(self.ledger.commit, prepared, snapshots=False)
+            outcomes = await loop.run_in_executor(self._executor, commit)
         except IntegrityError as conflict:
             log.info("batch of %d conflicted (%s); deciding it again", len(batch), conflict)
             self._conflicted = batch  # for _settle: the next batch may be being decided now
@@ -261,6 +263,9 @@ class Writer:
             self._fail(batch, error)
             return False
         self._answer(batch, outcomes, started)
+        # Snapshots only shorten loads: stored after the answers (100 of them cost a
+        # 10,000-follower order ~11 ms, its commit ~200), before the next commit, same thread.
+        await loop.run_in_executor(self._executor, self.ledger.store_snapshots, prepared)
         return True
 
     def _fail(self, batch: list[_Pending], error: Exception) -> None:

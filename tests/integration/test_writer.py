@@ -12,9 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from ledger import snapshots
 from ledger.answers import OrderRequest
 from ledger.application import Ledger
-from ledger.domain import Position
+from ledger.domain import Book, Position
 from ledger.store.database import Database
 from ledger.store.recorder import StaleRead, writers_key
 from ledger.wire import WriterUnavailable
@@ -174,3 +175,25 @@ def test_a_stale_read_stores_nothing_and_says_how_many_books(ledger: Ledger) -> 
         expected_versions=prepared.batch.processing_event.saved_kwargs["expected_versions"],
     )
     assert list(ids or ()) == list(range(before + 1, before + 1 + len(ids or ())))
+
+
+def test_the_writer_stores_snapshots_after_its_answers(ledger: Ledger) -> None:
+    book = ledger.strategy_books("STRATEGY_B")[0]
+    interval = Ledger.snapshotting_intervals[Book]
+    at = next(v for v in range(book.version + 1, 10**6) if snapshots.due(book.id, v, interval))
+
+    async def run() -> None:
+        writer = Writer(ledger)
+        writer.start()
+        n = 0
+        while book.version < at:
+            side = Position.SELL if "MINDA" in book.open else Position.BUY
+            n += 1
+            outcome = await writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", side, f"s-{n}"))
+            assert outcome.stored
+        await writer.stop()  # after the commit's snapshots
+
+    asyncio.run(run())
+    assert ledger.snapshots is not None
+    stored = list(ledger.snapshots.get(book.id, desc=True, limit=1))
+    assert [s.originator_version for s in stored] == [at]
