@@ -11,6 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.support import Server, example_server
 
@@ -52,7 +53,14 @@ def test_generated_requests_never_break_the_server_or_the_schema(running: Server
                 wanted = int((case.query or {})["min_sequence"])
                 top = httpx.get(f"{running.url}/health", timeout=30).json()["sequence"]
                 assert wanted > top, response.text
-            case.validate_response(response, excluded_checks=[not_a_server_error])
+            excluded = [not_a_server_error]
+            cursor = case.path == "/positions" and "after" in (case.query or {})
+            if cursor and response.status_code == 422:
+                # An opaque cursor: JSON Schema cannot say which strings are one (those the
+                # server gave as `next`), so a generated one may be refused, by name.
+                assert set(response.json()["fields"]) == {"after"}, response.text
+                excluded.append(positive_data_acceptance)
+            case.validate_response(response, excluded_checks=excluded)
             assert response.status_code < 500, response.text
 
         check()
