@@ -35,11 +35,14 @@ class OrjsonTranscoder(JSONTranscoder):
         if tags == 0:
             return decoded
         if type(decoded) is dict:
+            names = self.names
             for key, value in decoded.items():
-                if type(value) is dict and len(value) == 2 and "_type_" in value:
-                    data_ = value.get("_data_")
-                    if type(data_) in _LEAVES:
-                        decoded[key] = self._untag(value)
+                if type(value) is dict and len(value) == 2 and "_data_" in value:
+                    name, data_ = value.get("_type_"), value["_data_"]
+                    # What _untag(value) does; an unknown name is left to the walk, to raise.
+                    transcoding = names.get(name) if type(name) is str else None
+                    if transcoding is not None and type(data_) in _LEAVES:
+                        decoded[key] = transcoding.decode(data_)
                         tags -= 1
             if tags == 0:
                 return decoded
