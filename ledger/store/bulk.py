@@ -15,8 +15,11 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.utils import resolve_topic
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.overrides.aggregates import Replay, direct_replay
 
 CHUNK = 1000  # books per pair of statements: their rows are held while decoded
 
@@ -25,9 +28,10 @@ _SNAPSHOTS = (
     " FROM {0} WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version DESC"
 )
 # One index range per book (a merge join instead read the whole primary key: ~1 s a chunk).
+# Each row names its book by its place in the chunk: an int, not a UUID object to build.
 _EVENTS = (
-    "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-    " FROM unnest(%s::uuid[], %s::bigint[]) AS v(id, after) CROSS JOIN LATERAL"
+    "SELECT v.n - 1, e.originator_version, e.topic, e.state"
+    " FROM unnest(%s::uuid[], %s::bigint[]) WITH ORDINALITY AS v(id, after, n) CROSS JOIN LATERAL"
     " (SELECT * FROM {0} AS e WHERE e.originator_id = v.id AND e.originator_version > v.after"
     " ORDER BY e.originator_version) AS e"
 )
@@ -48,7 +52,9 @@ def _rows(recorder: PostgresAggregateRecorder, statement: Composed, params: Any)
         # The planner's guess of events per book is thousands of times too high: JIT
         # compiling for it took longer (~130 ms) than the statement.
         c.execute("SET LOCAL jit = off")
-        c.execute(statement, params)
+        # Binary results: a state's bytes as they are, not as hex text to decode (a chunk of
+        # 1,000 books of 15 events: ~45 ms instead of ~75, medians of six).
+        c.execute(statement, params, binary=True)
         return c.fetchall()
 
 
@@ -57,25 +63,51 @@ def _chunks(ids: Sequence[UUID]) -> Iterator[Sequence[UUID]]:
         yield ids[start : start + CHUNK]
 
 
+Row = tuple[UUID, int, str, bytes]
+
+
+def _fetch(
+    app: Application[UUID], chunk: Sequence[UUID]
+) -> tuple[list[Row], list[tuple[int, int, str, bytes]]]:
+    """A chunk's latest snapshots, and its events after them."""
+    events, snapshots = app.events.recorder, app.snapshots and app.snapshots.recorder
+    assert isinstance(events, PostgresAggregateRecorder)
+    taken: list[Row] = []
+    if isinstance(snapshots, PostgresAggregateRecorder):
+        taken = _rows(snapshots, _table(snapshots, _SNAPSHOTS), (list(chunk),))
+    version = {row[0]: row[1] for row in taken}  # a snapshot's version is its aggregate's
+    after = [version.get(i, 0) for i in chunk]
+    return taken, _rows(events, _table(events, _EVENTS), (list(chunk), after))
+
+
 def load_many(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, Any]:
     """The aggregates with these ids, as the repository would load each one."""
-    events = app.events.recorder
-    snapshots = app.snapshots.recorder if app.snapshots is not None else None
-    assert isinstance(events, PostgresAggregateRecorder)
     mapper = app.mapper
 
-    def event(row: tuple[UUID, int, str, bytes]) -> Any:  # an aggregate's event: it mutates
+    def event(row: Row) -> Any:  # an aggregate's event: it mutates
         return mapper.to_domain_event(StoredEvent(*row))
+
+    # Events of @event methods replay straight from their decoded state (overrides/aggregates).
+    plain = mapper.compressor is None and mapper.cipher is None
+    replays: dict[str, Replay | None] = {}
+
+    def replay(topic: str) -> Replay | None:
+        if topic not in replays:
+            replays[topic] = direct_replay(resolve_topic(topic)) if plain else None
+        return replays[topic]
 
     loaded: dict[UUID, Any] = {}
     for chunk in _chunks(ids):
-        start: dict[UUID, Any] = {}
-        if isinstance(snapshots, PostgresAggregateRecorder):
-            for row in _rows(snapshots, _table(snapshots, _SNAPSHOTS), (list(chunk),)):
-                start[row[0]] = event(row).mutate(None)
-        after = [start[i].version if i in start else 0 for i in chunk]
-        for row in _rows(events, _table(events, _EVENTS), (list(chunk), after)):
-            start[row[0]] = event(row).mutate(start.get(row[0]))
+        taken, rows = _fetch(app, chunk)
+        start = {row[0]: event(row).mutate(None) for row in taken}
+        for place, version, topic, state in rows:
+            aggregate_id = chunk[place]
+            aggregate = start.get(aggregate_id)
+            direct = None if aggregate is None else replay(topic)
+            if direct is None:
+                start[aggregate_id] = event((aggregate_id, version, topic, state)).mutate(aggregate)
+            else:
+                direct(aggregate, version, mapper.transcoder.decode(state))
         for aggregate_id in chunk:
             if start.get(aggregate_id) is None:
                 msg = f"Aggregate {aggregate_id!r} not found."
