@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from uuid import UUID, uuid4
@@ -43,6 +43,7 @@ class Ledger(Application[UUID]):
         self._by_user: dict[str, list[str]] = {}  # user -> strategies, as the roster lists them
         self._books_of: dict[str, list[Book]] = {}  # strategy -> its loaded books
         self._roster_held: Roster | None = None  # as read, plus the changes decided since
+        self._cold: list[UUID] | None = None  # books warm_up has yet to look at
         self._answers = AnswerCache()
 
     def construct_transcoder(self) -> Transcoder:
@@ -156,9 +157,36 @@ class Ledger(Application[UUID]):
             self._books.update(load_many(self, missing))
         return [self._books[book_id] for book_id in book_ids]
 
+    @property
+    def held(self) -> int:
+        """Books in memory."""
+        return len(self._books)
+
+    def warm_up(self, limit: int, strategies: Callable[[str], bool] | None = None) -> int:
+        """Load up to `limit` books not in memory, biggest strategies first; 0 once all are.
+
+        Only the books of `strategies` (all when None).
+        """
+        if self._cold is None:
+            index = self._index()
+            chosen = [ids for s, ids in index.items() if strategies is None or strategies(s)]
+            by_size = sorted(chosen, key=len, reverse=True)
+            self._cold = [i for ids in reversed(by_size) for i in reversed(ids)]  # popped
+        chunk: list[UUID] = []
+        while self._cold and len(chunk) < limit:
+            book_id = self._cold.pop()
+            if book_id not in self._books:
+                chunk.append(book_id)
+        if chunk:
+            self._loaded(chunk)
+        else:
+            self._cold = None  # a later warm-up (after forget) looks again
+        return len(chunk)
+
     def forget(self, book_ids: Sequence[UUID] | None = None) -> None:
         """Drop cached books (all when None) so they reload from the store."""
         self._books_of.clear()
+        self._cold = None
         if book_ids is not None:
             for book_id in book_ids:
                 self._books.pop(book_id, None)

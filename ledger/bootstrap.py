@@ -20,7 +20,7 @@ from ledger.profile_import import digest
 from ledger.profiles import load as load_profiles
 from ledger.settings import Settings
 from ledger.store.database import Database
-from ledger.wire import Desk
+from ledger.wire import Desk, partition
 from ledger.writer import Writer
 from ledger.writer_client import RemoteWriter
 from projections.hub import Hub
@@ -91,12 +91,18 @@ class Services:
     """
 
     def __init__(
-        self, settings: Settings, role: Role = "all", run_dir: Path | None = None, writers: int = 1
+        self,
+        settings: Settings,
+        role: Role = "all",
+        run_dir: Path | None = None,
+        writers: int = 1,
+        partition: int = 0,
     ) -> None:
         self.settings = settings
         self.role = role
         self.run_dir = run_dir
         self.writers = writers
+        self.partition = partition  # a writer's: the strategies it owns (see wire.partition)
         self.metrics = Metrics()
         self._database: Database | None = None
         self._ledger: Ledger | None = None
@@ -136,6 +142,10 @@ class Services:
         assert self._writer is not None, "no writer in this process"
         return self._writer
 
+    def _owned(self, strategy: str) -> bool:
+        """Whether this process's writer decides the strategy's orders."""
+        return partition(strategy, self.writers) == self.partition
+
     @property
     def desk(self) -> Desk:
         """Where orders go: this process's writer, or the writer processes."""
@@ -158,7 +168,11 @@ class Services:
                 await self._link_writers()
             else:
                 self._desk = self._writer = Writer(
-                    ledger, max_batch=settings.max_batch, metrics=self.metrics, on_failure=self.heal
+                    ledger,
+                    max_batch=settings.max_batch,
+                    metrics=self.metrics,
+                    on_failure=self.heal,
+                    warm_up=self._owned if settings.warm_up else None,
                 )
                 self._writer.start()
             heap.settle()  # what is built from here on is the running process's own

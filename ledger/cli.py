@@ -96,7 +96,8 @@ def writer_command(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     logs.configure(settings.log_dir, settings.log_level)
-    return writer_process.run(settings, writer_socket(args.run_dir, args.partition))
+    path = writer_socket(args.run_dir, args.partition)
+    return writer_process.run(settings, path, args.partition, args.writers)
 
 
 def generate_profiles(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     answer_timeout: float = Field(default=4.5, gt=0)  # seconds to wait for a commit, then 503
     workers: int | None = Field(default=None, ge=0, le=64)  # HTTP processes; None: the machine's
     writers: int = Field(default=1, ge=1, le=16)  # writer processes, strategies split by hash
+    warm_up: bool = True  # load every book while the writer is idle after start
     stream_heartbeat: float = Field(default=15.0, gt=0)  # seconds between /stream comments
     # Seconds the projector lets events gather after a batch while they keep coming: bigger
     # batches cost less per order (see projections.runner), live reads wait longer.

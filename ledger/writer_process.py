@@ -110,8 +110,8 @@ class WriterServer:
                 await stream.drain()
 
 
-async def _serve(settings: Settings, path: Path) -> None:
-    services = Services(settings, role="writer")
+async def _serve(settings: Settings, path: Path, partition: int, writers: int) -> None:
+    services = Services(settings, role="writer", writers=writers, partition=partition)
     await services.start()
     server = WriterServer(services.writer, path)
     stopping = asyncio.Event()
@@ -137,7 +137,7 @@ async def _serve(settings: Settings, path: Path) -> None:
         await server.close()
 
 
-def run(settings: Settings, path: Path) -> int:
-    """Run a writer process until SIGTERM."""
-    asyncio.run(_serve(settings, path))
+def run(settings: Settings, path: Path, partition: int = 0, writers: int = 1) -> int:
+    """Run the writer of one partition of the strategies until SIGTERM."""
+    asyncio.run(_serve(settings, path, partition, writers))
     return 0

@@ -197,3 +197,43 @@ def test_the_writer_stores_snapshots_after_its_answers(ledger: Ledger) -> None:
     assert ledger.snapshots is not None
     stored = list(ledger.snapshots.get(book.id, desc=True, limit=1))
     assert [s.originator_version for s in stored] == [at]
+
+
+def test_an_idle_writer_loads_the_books_of_its_strategies(
+    ledger: Ledger, make_ledger: Callable[[], Ledger]
+) -> None:
+    ledger.place_orders([OrderRequest("STRATEGY_A", "ACC", Position.BUY)])
+    stored = {book.id: book for book in ledger.books()}
+    fresh = make_ledger()
+
+    async def run() -> tuple[set[Any], Any]:
+        writer = Writer(fresh, warm_up=lambda strategy: strategy != "STRATEGY_B")
+        writer.start()
+        await writer.warmed()
+        warm = set(fresh._books)
+        # A strategy left out still loads with its first order.
+        placed = await writer.submit(OrderRequest("STRATEGY_B", "MINDA", Position.BUY))
+        await writer.stop()
+        return warm, placed
+
+    warm, placed = asyncio.run(run())
+    assert warm == {book_id for book_id, book in stored.items() if book.strategy != "STRATEGY_B"}
+    for book_id in warm:
+        assert vars(fresh.book(book_id)) == vars(stored[book_id])
+    assert placed.answer.accepted_for == ["Holland Proctor"]
+
+
+def test_a_writer_without_warm_up_loads_nothing_before_an_order(
+    ledger: Ledger, make_ledger: Callable[[], Ledger]
+) -> None:
+    fresh = make_ledger()
+
+    async def run() -> int:
+        writer = Writer(fresh)
+        writer.start()
+        await writer.warmed()
+        await writer.submit(OrderRequest("STRATEGY_B", "MINDA", Position.BUY))
+        await writer.stop()
+        return fresh.held
+
+    assert asyncio.run(run()) == len(fresh.strategy_books("STRATEGY_B"))
