@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 import httpx
@@ -92,19 +93,25 @@ def test_two_writers_split_the_strategies(make_server: Callable[[str], Server]) 
 def test_an_idle_server_holds_few_database_connections(embedded_server: Server) -> None:
     server = embedded_server
     assert server.post({"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"})
-    with psycopg.connect(server.admin_dsn()) as conn:
+    everyone = {"ledger writer", "ledger worker", "ledger projector"}
+    deadline = time.monotonic() + 30  # the projector starts last, after the server serves
+    with psycopg.connect(server.admin_dsn(), autocommit=True) as conn:
+        while True:
+            names = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT application_name FROM pg_stat_activity"
+                    " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                )
+            }
+            if names >= everyone or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # polling another process's start-up
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
         ).fetchone()
-        names = {
-            name
-            for (name,) in conn.execute(
-                "SELECT application_name FROM pg_stat_activity"
-                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            )
-        }
     assert row is not None
     # One writer, one worker, the projector and this test: was 11-21 for one server alone.
     assert row[0] <= 12, f"{row[0]} connections"
     # Each process names its connections, for pg_stat_activity and the benchmark.
-    assert names == {"ledger writer", "ledger worker", "ledger projector"}
+    assert names == everyone
