@@ -37,7 +37,8 @@ STALE = "LDSTL"  # the SQLSTATE the append function raises for a stale read
 # PostgreSQL cancelled it (deadlock_timeout, 1 s: p99 922 ms in a bench run), and an
 # anti-wraparound one, never cancelled, would stop them for its whole length. Every writer
 # of the events table comes through here, so the serial order is the same. A book changed
-# since the decisions read it has its next version stored: one primary-key probe per book.
+# since the decisions read it has its next version stored: one primary-key probe per book
+# the batch does not write (see unwritten()).
 # Four plain arrays, not eventsourcing's array of a composite type: psycopg dumps those in
 # C, where composites are escaped row by row in Python.
 APPEND_FUNCTION = """
@@ -58,6 +59,19 @@ BEGIN
     SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id;
 END $$
 """
+
+
+def unwritten(stored_events: Sequence[StoredEvent], expected: dict[UUID, int]) -> dict[UUID, int]:
+    """The read books the stale check must probe: those the batch does not write next.
+
+    A book whose first event here is the version after the one read needs no probe: were
+    that version stored already, the insert's primary key refuses it (an IntegrityError,
+    as a stale read is). A 10,000-follower order's probes took 24-30 ms of its commit.
+    """
+    first: dict[UUID | str, int] = {}
+    for stored in stored_events:
+        first.setdefault(stored.originator_id, stored.originator_version)
+    return {i: v for i, v in expected.items() if first.get(i) != v + 1}
 
 
 class LedgerRecorder(OneCreatorAtATime, PostgresApplicationRecorder):
@@ -91,7 +105,7 @@ class LedgerRecorder(OneCreatorAtATime, PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        expected: dict[UUID, int] = kwargs.get("expected_versions") or {}
+        expected = unwritten(stored_events, kwargs.get("expected_versions") or {})
         faults.hit("before_commit")
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             assert conn.autocommit  # the call is its own transaction: one round trip

@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from psycopg import sql
 
 from ledger import snapshots
@@ -17,7 +19,7 @@ from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Book, Position
 from ledger.store.database import Database
-from ledger.store.recorder import StaleRead, writers_key
+from ledger.store.recorder import StaleRead, unwritten, writers_key
 from ledger.wire import WriterUnavailable
 from ledger.writer import Writer
 
@@ -237,3 +239,26 @@ def test_a_writer_without_warm_up_loads_nothing_before_an_order(
         return fresh.held
 
     assert asyncio.run(run()) == len(fresh.strategy_books("STRATEGY_B"))
+
+
+def test_a_book_written_after_a_stale_read_is_refused_by_its_key(
+    ledger: Ledger, make_ledger: Callable[[], Ledger]
+) -> None:
+    prepared = ledger.prepare([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "mine")])
+    expected = prepared.batch.processing_event.saved_kwargs["expected_versions"]
+    written = {e.originator_id for e in prepared.batch.stored_events}
+    # Every book this batch read it also writes: the stale check probes none of them.
+    assert unwritten(prepared.batch.stored_events, expected).keys() == expected.keys() - written
+    make_ledger().place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "theirs")])
+    before = ledger.last_sequence()
+    with pytest.raises(IntegrityError):
+        ledger.store.insert_events(prepared.batch.stored_events, expected_versions=expected)
+    assert ledger.last_sequence() == before
+    assert ledger.get_order("mine") is None
+
+
+def test_the_stale_check_probes_what_the_batch_does_not_write_next() -> None:
+    a, b, c = uuid4(), uuid4(), uuid4()
+    stored = [StoredEvent(a, 4, "t", b""), StoredEvent(a, 5, "t", b""), StoredEvent(b, 7, "t", b"")]
+    # a: written next (4 after 3); b: written, but not next (7 after 5); c: only read.
+    assert unwritten(stored, {a: 3, b: 5, c: 7}) == {b: 5, c: 7}
