@@ -189,14 +189,16 @@ def tree_rss(server: psutil.Process) -> dict[str, float]:
 
 
 def post_order(client: httpx.Client, url: str, body: dict[str, str]) -> tuple[float, Any, int]:
-    """POST an order, sent again with its ORDER_ID while it answers 503 (as clients do):
-    (seconds until the 200, the answer, how many 503s came first)."""
+    """POST an order, sent again with its ORDER_ID while it answers 503, after the
+    Retry-After it gives (as clients do): (seconds until the 200, the answer, how many 503s
+    came first)."""
     started = time.perf_counter()
     unavailable = 0
     while (response := client.post(f"{url}/order", json=body)).status_code == 503:
         unavailable += 1
         if unavailable > 20:
             break
+        time.sleep(float(response.headers.get("Retry-After", 0)))
     if response.status_code != 200:
         raise SystemExit(f"order {body}: {response.status_code} {response.text[:300]}")
     return time.perf_counter() - started, response.json(), unavailable

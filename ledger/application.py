@@ -179,9 +179,22 @@ class Ledger(Application[UUID]):
                 chunk.append(book_id)
         if chunk:
             self._loaded(chunk)
-        else:
+        elif limit:
             self._cold = None  # a later warm-up (after forget) looks again
         return len(chunk)
+
+    def unloaded(self, strategy: str) -> int:
+        """How many of the strategy's books are not in memory."""
+        if strategy in self._books_of:
+            return 0
+        return sum(1 for i in self._index().get(strategy, ()) if i not in self._books)
+
+    def load_next(self, strategy: str, strategies: Callable[[str], bool] | None = None) -> None:
+        """Have warm_up load this strategy's books before any other's."""
+        if self._cold is None:
+            self.warm_up(0, strategies)  # builds the list, loads nothing
+        assert self._cold is not None
+        self._cold.extend(reversed(self._index().get(strategy, [])))
 
     def forget(self, book_ids: Sequence[UUID] | None = None) -> None:
         """Drop cached books (all when None) so they reload from the store."""

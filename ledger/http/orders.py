@@ -17,6 +17,7 @@ from ledger.http.state import services
 from ledger.wire import WriterUnavailable
 
 RETRY = "send again with the same ORDER_ID"
+RETRY_AFTER = {"Retry-After": "1"}  # seconds: a writer restarting, books loading
 
 
 class BodyTooLarge(Exception):
@@ -78,11 +79,11 @@ async def create_order(request: Request) -> Response:
             answered = await running.desk.place(order)
     except TimeoutError:
         message = f"not answered within {settings.answer_timeout} s; the order may still commit"
-        return error(503, message, retry=RETRY)
+        return error(503, message, retry=RETRY, headers=RETRY_AFTER)
     except WriterUnavailable as unavailable:
-        return error(503, str(unavailable), retry=RETRY)
+        return error(503, str(unavailable), retry=RETRY, headers=RETRY_AFTER)
     if answered.failed:
-        return error(503, answered.body.decode(), retry=RETRY)
+        return error(503, answered.body.decode(), retry=RETRY, headers=RETRY_AFTER)
     if answered.reused_id:
         return error(
             409,

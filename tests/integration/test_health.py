@@ -44,6 +44,7 @@ def check(client: TestClient, settings: Settings) -> None:
         refused = client.post("/order", json={**MINDA_BUY, "ORDER_ID": "h1"})
         assert refused.status_code == 503
         assert "database unavailable" in refused.json()["error"]
+        assert refused.headers["Retry-After"] == "1"
         health = client.get("/health")
         assert health.status_code == 503
         assert health.json()["database"] == "writes failing"

@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from psycopg import sql
 
 from ledger import snapshots
+from ledger import writer as writer_module
 from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Book, Position
@@ -262,3 +263,32 @@ def test_the_stale_check_probes_what_the_batch_does_not_write_next() -> None:
     stored = [StoredEvent(a, 4, "t", b""), StoredEvent(a, 5, "t", b""), StoredEvent(b, 7, "t", b"")]
     # a: written next (4 after 3); b: written, but not next (7 after 5); c: only read.
     assert unwritten(stored, {a: 3, b: 5, c: 7}) == {b: 5, c: 7}
+
+
+def test_an_order_is_not_held_back_by_a_big_load(
+    ledger: Ledger, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # STRATEGY_B's two books count as a big load here; STRATEGY_A's one book does not.
+    monkeypatch.setattr(writer_module, "LOAD_INLINE", 1)
+    fresh = make_ledger()
+
+    async def run() -> tuple[Any, Any, bool]:
+        writer = Writer(fresh, warm_up=lambda strategy: True)
+        writer.start()
+        big = writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "big-1"))
+        other = writer.enqueue(OrderRequest("STRATEGY_A", "INFY", Position.BUY))
+        loading = r"^the 2 books of STRATEGY_B are being loaded; nothing was stored"
+        with pytest.raises(WriterUnavailable, match=loading):
+            await big
+        stored_meanwhile = fresh.get_order("big-1") is not None
+        decided = await other  # in the same batch, decided at once
+        await writer.warmed()
+        again = await writer.submit(OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "big-1"))
+        await writer.stop()
+        return decided, again, stored_meanwhile
+
+    decided, again, stored_meanwhile = asyncio.run(run())
+    assert not stored_meanwhile  # the 503 stored nothing
+    assert decided.answer.RESPONSE == "ACCEPTED"
+    assert again.answer.accepted_for == ["Holland Proctor"]
+    assert again.stored
