@@ -253,17 +253,14 @@ class Writer:
             return batch
         if not waiting:
             return batch
-        kept: list[_Pending] = []
-        for pending in batch:
-            request = pending.request
-            if isinstance(request, OrderRequest) and request.strategy in waiting:
-                msg = (
-                    f"the {waiting[request.strategy]:,} books of {request.strategy} are being"
-                    " loaded; nothing was stored: send again in a second"
-                )
-                pending.future.set_exception(WriterUnavailable(msg))
-            else:
-                kept.append(pending)
+        deferred, kept = _split(batch, lambda order: order.strategy in waiting)
+        for pending in deferred:
+            strategy = pending.request.strategy
+            msg = (
+                f"the {waiting[strategy]:,} books of {strategy} are being loaded;"
+                " nothing was stored: send again in a second"
+            )
+            pending.future.set_exception(WriterUnavailable(msg))
         return kept
 
     async def warmed(self) -> None:
@@ -279,13 +276,8 @@ class Writer:
         """
         if not in_flight:
             return batch
-        now: list[_Pending] = []
-        for pending in batch:
-            request = pending.request
-            if isinstance(request, OrderRequest) and request.order_id in in_flight:
-                self._held.append(pending)
-            else:
-                now.append(pending)
+        held, now = _split(batch, lambda order: order.order_id in in_flight)
+        self._held.extend(held)
         return now
 
     async def _settle(self, committing: asyncio.Task[bool], on_top: Prepared | None) -> bool:
@@ -385,6 +377,18 @@ class Writer:
                     change_lines(outcome)
         except Exception:
             log.exception("batch of %d committed and answered; not counted or logged", len(batch))
+
+
+def _split(
+    batch: list[_Pending], test: Callable[[OrderRequest], bool]
+) -> tuple[list[_Pending], list[_Pending]]:
+    """The batch's orders that pass `test`, and the rest, each in arrival order."""
+    chosen: list[_Pending] = []
+    rest: list[_Pending] = []
+    for pending in batch:
+        request = pending.request
+        (chosen if isinstance(request, OrderRequest) and test(request) else rest).append(pending)
+    return chosen, rest
 
 
 def changed(*batches: Prepared | None) -> list[UUID] | None:
