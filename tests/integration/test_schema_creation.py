@@ -74,3 +74,49 @@ def test_a_creation_that_waits_too_long_says_so(
         holder.execute(schema_module.CREATION_LOCK, (schema_module.creation_key(database.schema),))
         with pytest.raises(RuntimeError, match="creating the ledger's tables"):
             Ledger(env=database.eventsourcing_env())
+
+
+def test_a_start_on_an_existing_store_waits_for_no_table_lock(database: Database) -> None:
+    env = database.eventsourcing_env()
+    Ledger(env=env).close()
+    open_view(env).datastore.close()
+    with database.connect() as conn:
+        tables = [
+            sql.Identifier(database.schema, name)
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (database.schema,)
+            ).fetchall()
+        ]
+    started = threading.Event()
+
+    def start() -> None:
+        Ledger(env=env).close()
+        open_view(env).datastore.close()
+        started.set()
+
+    # Every table held as an autovacuum holds it: creation statements that lock their table
+    # (CREATE INDEX, ALTER TABLE) would wait until this transaction ends.
+    with database.connect() as vacuum, vacuum.transaction():
+        for table in tables:
+            vacuum.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(table))
+        starter = threading.Thread(target=start, daemon=True)
+        starter.start()
+        starter.join(timeout=30)
+        assert started.is_set(), "a start waited for a table lock"
+
+
+def test_what_a_start_finds_missing_it_creates_again(database: Database) -> None:
+    env = database.eventsourcing_env()
+    open_view(env).datastore.close()
+    orders, index = sql.Identifier(database.schema, "view_orders"), "view_orders_strategy"
+    with database.connect() as conn:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(database.schema, index)))
+        conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN price").format(orders))
+    open_view(env).datastore.close()
+    with database.connect() as conn:
+        found = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL, count(*) FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'view_orders' AND column_name = 'price'",
+            (f'"{database.schema}"."{index}"', database.schema),
+        ).fetchone()
+    assert found == (True, 1)
