@@ -44,6 +44,7 @@ class Ledger(Application[UUID]):
         self._books_of: dict[str, list[Book]] = {}  # strategy -> its loaded books
         self._roster_held: Roster | None = None  # as read, plus the changes decided since
         self._cold: list[UUID] | None = None  # books warm_up has yet to look at
+        self._urgent: list[str] = []  # strategies whose orders wait for warm_up (load_next)
         self._answers = AnswerCache()
 
     def construct_transcoder(self) -> Transcoder:
@@ -169,14 +170,16 @@ class Ledger(Application[UUID]):
         """
         if self._cold is None:
             index = self._index()
-            chosen = [ids for s, ids in index.items() if strategies is None or strategies(s)]
-            by_size = sorted(chosen, key=len, reverse=True)
-            self._cold = [i for ids in reversed(by_size) for i in reversed(ids)]  # popped
+            chosen = [s for s in index if strategies is None or strategies(s)]
+            order = sorted(chosen, key=lambda s: (s in self._urgent, len(index[s])), reverse=True)
+            self._cold = [i for s in reversed(order) for i in reversed(index[s])]  # popped
         chunk: list[UUID] = []
+        taken: set[UUID] = set()  # a book listed twice (see load_next) is loaded once
         while self._cold and len(chunk) < limit:
             book_id = self._cold.pop()
-            if book_id not in self._books:
+            if book_id not in self._books and book_id not in taken:
                 chunk.append(book_id)
+                taken.add(book_id)
         if chunk:
             self._loaded(chunk)
         elif limit:
@@ -184,17 +187,18 @@ class Ledger(Application[UUID]):
         return len(chunk)
 
     def unloaded(self, strategy: str) -> int:
-        """How many of the strategy's books are not in memory."""
-        if strategy in self._books_of:
+        """How many of the strategy's books are not in memory (0 while the roster is not
+        held: counting would read it, and the caller may not wait for the database)."""
+        if strategy in self._books_of or self._by_strategy is None:
             return 0
-        return sum(1 for i in self._index().get(strategy, ()) if i not in self._books)
+        return sum(1 for i in self._by_strategy.get(strategy, ()) if i not in self._books)
 
-    def load_next(self, strategy: str, strategies: Callable[[str], bool] | None = None) -> None:
-        """Have warm_up load this strategy's books before any other's."""
-        if self._cold is None:
-            self.warm_up(0, strategies)  # builds the list, loads nothing
-        assert self._cold is not None
-        self._cold.extend(reversed(self._index().get(strategy, [])))
+    def load_next(self, strategy: str) -> None:
+        """Have warm_up load this strategy's books before any other's, also after forget()."""
+        if strategy not in self._urgent:
+            self._urgent.append(strategy)
+        if self._cold is not None and self._by_strategy is not None:
+            self._cold.extend(reversed(self._by_strategy.get(strategy, [])))
 
     def forget(self, book_ids: Sequence[UUID] | None = None) -> None:
         """Drop cached books (all when None) so they reload from the store."""

@@ -147,6 +147,7 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
             child = Child(f"writer {k}", ["writer", *run, "--partition", str(k)])
             child.start(env)
             started.append(child)
+            children.append(child)  # stopped in `finally` whatever fails after this
         # A fault armed for a test fires in the first writer it reaches, not in every new one.
         env.pop("LEDGER_FAULTS", None)
         # Workers start with the writers, not after them: a worker waits for its links before
@@ -157,7 +158,6 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
             child.pass_fds = (sock.fileno(),)
             child.start(env)
             children.append(child)
-        children[:0] = started
         for k, child in enumerate(started):
             _wait_for(writer_socket(run_dir, k), child, timeout=120)
         if settings.projections != "off":  # not on the way to serving: started last

@@ -166,6 +166,7 @@ class Writer:
         committing: asyncio.Task[bool] | None = None
         in_flight: frozenset[str] = frozenset()  # the ORDER_IDs the committing batch stores
         getter: asyncio.Future[_Pending | None] | None = None
+        await self._read_roster()
         try:
             while True:
                 if getter is None:
@@ -213,6 +214,14 @@ class Writer:
             if committing is not None:
                 await self._settle(committing, None)
 
+    async def _read_roster(self) -> None:
+        """Hold the roster from the start: _defer_loads counts books only where it is held."""
+        if self._warm_up is not None:
+            with contextlib.suppress(Exception):  # the database is down: batches read it later
+                await asyncio.get_running_loop().run_in_executor(
+                    self._decider, self.ledger.roster_version
+                )
+
     async def _warm_step(self) -> None:
         """Load a few books while no order waits, or before a batch while orders wait for them.
 
@@ -247,7 +256,7 @@ class Writer:
         try:
             waiting = {s: n for s in strategies if (n := self.ledger.unloaded(s)) > LOAD_INLINE}
             for strategy in waiting.keys() - self._loading:
-                self.ledger.load_next(strategy, self._warm_up)
+                self.ledger.load_next(strategy)
                 self._loading.add(strategy)
         except Exception:  # the roster could not be read: the batch fails on its own
             return batch
@@ -257,14 +266,16 @@ class Writer:
         for pending in deferred:
             strategy = pending.request.strategy
             msg = (
-                f"the {waiting[strategy]:,} books of {strategy} are being loaded;"
-                " nothing was stored: send again in a second"
+                f"the {waiting[strategy]:,} books of {strategy} are being loaded; this request"
+                " was not decided: send it again in a second, with the same ORDER_ID"
             )
-            pending.future.set_exception(WriterUnavailable(msg))
+            if not pending.future.done():  # a client that gave up cancelled it
+                pending.future.set_exception(WriterUnavailable(msg))
         return kept
 
     async def warmed(self) -> None:
-        """Until the warm-up has loaded every book it was to (at once when there is none)."""
+        """Until the warm-up has ended: every book loaded, or stopped by an error (at once
+        when there is none)."""
         await self._warm.wait()
 
     def _hold_retries(self, batch: list[_Pending], in_flight: frozenset[str]) -> list[_Pending]:

@@ -277,7 +277,7 @@ def test_an_order_is_not_held_back_by_a_big_load(
         writer.start()
         big = writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "big-1"))
         other = writer.enqueue(OrderRequest("STRATEGY_A", "INFY", Position.BUY))
-        loading = r"^the 2 books of STRATEGY_B are being loaded; nothing was stored"
+        loading = r"^the 2 books of STRATEGY_B are being loaded; this request was not decided"
         with pytest.raises(WriterUnavailable, match=loading):
             await big
         stored_meanwhile = fresh.get_order("big-1") is not None
@@ -292,3 +292,42 @@ def test_an_order_is_not_held_back_by_a_big_load(
     assert decided.answer.RESPONSE == "ACCEPTED"
     assert again.answer.accepted_for == ["Holland Proctor"]
     assert again.stored
+
+
+def test_warm_up_loads_each_book_once_and_what_waits_first(
+    make_ledger: Callable[[], Ledger],
+) -> None:
+    ledger = make_ledger()
+    ledger.import_profiles(
+        {**{f"big {n}": {"BIG": ["ACC"]} for n in range(7)}, "small": {"SMALL": ["ACC"]}}
+    )
+    stored = {book.id: vars(book) for book in ledger.books()}
+    fresh = make_ledger()
+    assert fresh.warm_up(4) == 4  # the biggest strategy first
+    fresh.load_next("BIG")  # its books listed again, behind the first listing's rest
+    # BIG's last three and SMALL's book, each once: a book loaded twice failed the step.
+    assert fresh.warm_up(4) == 4
+    assert fresh.warm_up(4) == 0
+    assert {i: vars(book) for i, book in fresh._books.items()} == stored
+    waiting = make_ledger()
+    waiting.load_next("SMALL")
+    waiting.forget()  # as after a failed commit: the list is built again
+    assert waiting.warm_up(1) == 1
+    assert set(waiting._books) == {Book.create_id("small", "SMALL")}  # what waits goes first
+
+
+def test_an_order_given_up_on_before_deferral_leaves_the_writer_running(
+    ledger: Ledger, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "LOAD_INLINE", 1)
+    fresh = make_ledger()
+
+    async def run() -> Any:
+        writer = Writer(fresh, warm_up=lambda strategy: True)
+        writer.start()
+        writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", Position.BUY)).cancel()
+        placed = await writer.submit(OrderRequest("STRATEGY_A", "INFY", Position.BUY))
+        await writer.stop()
+        return placed
+
+    assert asyncio.run(run()).answer.RESPONSE == "ACCEPTED"
