@@ -174,12 +174,10 @@ class Ledger(Application[UUID]):
             order = sorted(chosen, key=lambda s: (s in self._urgent, len(index[s])), reverse=True)
             self._cold = [i for s in reversed(order) for i in reversed(index[s])]  # popped
         chunk: list[UUID] = []
-        taken: set[UUID] = set()  # a book listed twice (see load_next) is loaded once
         while self._cold and len(chunk) < limit:
             book_id = self._cold.pop()
-            if book_id not in self._books and book_id not in taken:
+            if book_id not in self._books:
                 chunk.append(book_id)
-                taken.add(book_id)
         if chunk:
             self._loaded(chunk)
         elif limit:
@@ -197,8 +195,7 @@ class Ledger(Application[UUID]):
         """Have warm_up load this strategy's books before any other's, also after forget()."""
         if strategy not in self._urgent:
             self._urgent.append(strategy)
-        if self._cold is not None and self._by_strategy is not None:
-            self._cold.extend(reversed(self._by_strategy.get(strategy, [])))
+            self._cold = None  # listed again, urgent strategies first
 
     def forget(self, book_ids: Sequence[UUID] | None = None) -> None:
         """Drop cached books (all when None) so they reload from the store."""

@@ -142,11 +142,9 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
         env.update(DATABASE_URL=database.url, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics"))
         sock = _listen(settings.host, settings.port)
         run = ["--run-dir", str(run_dir), "--writers", str(writers)]
-        started: list[Child] = []
         for k in range(writers):
             child = Child(f"writer {k}", ["writer", *run, "--partition", str(k)])
             child.start(env)
-            started.append(child)
             children.append(child)  # stopped in `finally` whatever fails after this
         # A fault armed for a test fires in the first writer it reaches, not in every new one.
         env.pop("LEDGER_FAULTS", None)
@@ -158,7 +156,7 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
             child.pass_fds = (sock.fileno(),)
             child.start(env)
             children.append(child)
-        for k, child in enumerate(started):
+        for k, child in enumerate(children[:writers]):
             _wait_for(writer_socket(run_dir, k), child, timeout=120)
         if settings.projections != "off":  # not on the way to serving: started last
             projector = Child("projector", ["project"], pid_file=run_dir / PROJECTOR)

@@ -349,7 +349,8 @@ class Writer:
         self._answer(batch, outcomes, started)
         # Snapshots only shorten loads: stored after the answers (100 of them cost a
         # 10,000-follower order ~11 ms, its commit ~200), before the next commit, same thread.
-        await loop.run_in_executor(self._executor, self.ledger.store_snapshots, prepared)
+        if prepared.snapshots:  # most batches have none due: no thread hop for them
+            await loop.run_in_executor(self._executor, self.ledger.store_snapshots, prepared)
         return True
 
     def _fail(self, batch: list[_Pending], error: Exception) -> None:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ledger.answers import OrderAnswer
+from ledger.http import lanes
 from ledger.http.responses import error
 from ledger.http.schemas import MAX_BODY, BadRequest, OrderBody, parse_order
 from ledger.http.spec import Doc, documented
@@ -17,7 +18,7 @@ from ledger.http.state import services
 from ledger.wire import WriterUnavailable
 
 RETRY = "send again with the same ORDER_ID"
-RETRY_AFTER = {"Retry-After": "1"}  # seconds: a writer restarting, books loading
+RETRY_AFTER = {"Retry-After": str(lanes.RETRY_AFTER)}  # a writer restarting, books loading
 
 
 class BodyTooLarge(Exception):

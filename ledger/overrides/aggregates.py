@@ -5,6 +5,7 @@ Kept apart from the storage overrides so the domain imports nothing that does I/
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,6 +45,7 @@ def new_aggregate(cls: type[Any], created: Any, fields: Mapping[str, Any]) -> An
 Replay = Callable[[Any, int, dict[str, Any]], None]
 
 
+@functools.cache  # per class: its signature and hierarchy do not change
 def direct_replay(cls: type[Any]) -> Replay | None:
     """A replay equal to mutating with an event of `cls`; None where only the stock one is."""
     # None: an apply or mutate of its own, upcasting, a method taking the id or version.

@@ -304,7 +304,7 @@ def test_warm_up_loads_each_book_once_and_what_waits_first(
     stored = {book.id: vars(book) for book in ledger.books()}
     fresh = make_ledger()
     assert fresh.warm_up(4) == 4  # the biggest strategy first
-    fresh.load_next("BIG")  # its books listed again, behind the first listing's rest
+    fresh.load_next("BIG")  # the list is built again, BIG first
     # BIG's last three and SMALL's book, each once: a book loaded twice failed the step.
     assert fresh.warm_up(4) == 4
     assert fresh.warm_up(4) == 0
