@@ -45,6 +45,8 @@ class Ledger(Application[UUID]):
         self._roster_held: Roster | None = None  # as read, plus the changes decided since
         self._cold: list[UUID] | None = None  # books warm_up has yet to look at
         self._urgent: list[str] = []  # strategies whose orders wait for warm_up (load_next)
+        self._urgent_left = 0  # books of _urgent still in _cold (they are popped first)
+        self._warm = False  # warm_up found every book in memory (or failed) since forget()
         self._answers = AnswerCache()
 
     def construct_transcoder(self) -> Transcoder:
@@ -163,25 +165,51 @@ class Ledger(Application[UUID]):
         """Books in memory."""
         return len(self._books)
 
+    @property
+    def warm(self) -> bool:
+        """Whether warm_up has nothing to do: every book loaded, or it failed, since the last
+        forget() or change of the books (which make it start again)."""
+        return self._warm
+
+    @property
+    def waited_for(self) -> bool:
+        """Whether orders wait for warm_up to load a strategy's books (load_next)."""
+        return bool(self._urgent)
+
     def warm_up(self, limit: int, strategies: Callable[[str], bool] | None = None) -> int:
         """Load up to `limit` books not in memory, biggest strategies first; 0 once all are.
 
-        Only the books of `strategies` (all when None).
+        Only the books of `strategies` (all when None). A failure ends the warm-up: orders load
+        the books they need, and the next forget() starts it again.
         """
+        try:
+            loaded = self._warm_step(limit, strategies)
+        except BaseException:
+            self._warm, self._cold, self._urgent = True, None, []
+            raise
+        if loaded == 0 and limit:
+            self._warm, self._cold, self._urgent = True, None, []
+        return loaded
+
+    def _warm_step(self, limit: int, strategies: Callable[[str], bool] | None) -> int:
         if self._cold is None:
             index = self._index()
             chosen = [s for s in index if strategies is None or strategies(s)]
             order = sorted(chosen, key=lambda s: (s in self._urgent, len(index[s])), reverse=True)
             self._cold = [i for s in reversed(order) for i in reversed(index[s])]  # popped
+            self._urgent_left = sum(len(index[s]) for s in chosen if s in self._urgent)
         chunk: list[UUID] = []
+        popped = 0
         while self._cold and len(chunk) < limit:
             book_id = self._cold.pop()
+            popped += 1
             if book_id not in self._books:
                 chunk.append(book_id)
         if chunk:
             self._loaded(chunk)
-        elif limit:
-            self._cold = None  # a later warm-up (after forget) looks again
+        self._urgent_left -= popped
+        if self._urgent_left <= 0:
+            self._urgent.clear()  # what orders waited for is loaded
         return len(chunk)
 
     def unloaded(self, strategy: str) -> int:
@@ -200,7 +228,7 @@ class Ledger(Application[UUID]):
     def forget(self, book_ids: Sequence[UUID] | None = None) -> None:
         """Drop cached books (all when None) so they reload from the store."""
         self._books_of.clear()
-        self._cold = None
+        self._cold, self._warm = None, False
         if book_ids is not None:
             for book_id in book_ids:
                 self._books.pop(book_id, None)
@@ -248,6 +276,7 @@ class Ledger(Application[UUID]):
         self._by_strategy = None
         self._roster_held = None
         self._books_of.clear()
+        self._cold, self._warm = None, False  # new books, or another process's: load them
 
     # Orders
 

@@ -68,9 +68,7 @@ class Writer:
         self._held: list[_Pending] = []  # retries of ORDER_IDs committing (see _hold_retries)
         self._failure: tuple[str, float] | None = None  # the last commit failure, and when
         self._warm_up = warm_up  # which strategies' books to load while idle; None: none
-        self._warming = warm_up is not None
         self._warm_time = 0.0  # seconds spent warming up
-        self._loading: set[str] = set()  # strategies whose orders wait for their books
         self._warm = asyncio.Event()  # set while no warm-up is under way
         if not self._warming:
             self._warm.set()
@@ -79,6 +77,12 @@ class Writer:
     def failing(self) -> str | None:
         """Why the last commit failed, if it did within FAILING_FOR seconds and none succeeded."""
         return recent_failure(self._failure)
+
+    @property
+    def _warming(self) -> bool:
+        """Whether books are to be loaded while idle: after a start, and after the ledger forgot
+        books or they changed (the ledger says when it is warm)."""
+        return self._warm_up is not None and not self.ledger.warm
 
     @property
     def queued(self) -> int:
@@ -193,7 +197,7 @@ class Writer:
                 if committing is not None and not stop:
                     batch = self._hold_retries(batch, in_flight)
                 batch = self._defer_loads(batch)
-                if self._loading:
+                if self._warming and self.ledger.waited_for:
                     await self._warm_step()  # one step of the books orders wait for
                 if batch:
                     prepared = await self._prepare(batch)
@@ -230,20 +234,15 @@ class Writer:
         waited too. Loaded in steps short enough (WARM_STEP books, <= ~40 ms) that an order
         arriving meanwhile waits little.
         """
+        self._warm.clear()
         started = time.perf_counter()
         try:
             warm = partial(self.ledger.warm_up, WARM_STEP, self._warm_up)
-            loaded = await asyncio.get_running_loop().run_in_executor(self._decider, warm)
-        except Exception as error:
+            await asyncio.get_running_loop().run_in_executor(self._decider, warm)
+        except Exception as error:  # the ledger ends its warm-up: it is not retried in a loop
             log.warning("warming up books stopped (%s); orders load the books they need", error)
-            loaded = 0
         self._warm_time += time.perf_counter() - started
-        try:
-            self._loading = {s for s in self._loading if loaded and self.ledger.unloaded(s)}
-        except Exception:  # the roster could not be read: orders load what they need
-            self._loading.clear()
-        if loaded == 0:
-            self._warming = False
+        if not self._warming:  # every book loaded, or the warm-up failed
             self._warm.set()
             log.info("books in memory: %d, warmed in %.1f s", self.ledger.held, self._warm_time)
 
@@ -252,12 +251,16 @@ class Writer:
         those are answered 503 and their books loaded next by the warm-up."""
         if not self._warming or self._warm_up is None:
             return batch  # no warm-up to load them: each batch loads what it needs
-        strategies = {p.request.strategy for p in batch if isinstance(p.request, OrderRequest)}
+        warm_up = self._warm_up
+        strategies = {
+            p.request.strategy
+            for p in batch
+            if isinstance(p.request, OrderRequest) and warm_up(p.request.strategy)
+        }
         try:
             waiting = {s: n for s in strategies if (n := self.ledger.unloaded(s)) > LOAD_INLINE}
-            for strategy in waiting.keys() - self._loading:
+            for strategy in waiting:
                 self.ledger.load_next(strategy)
-                self._loading.add(strategy)
         except Exception:  # the roster could not be read: the batch fails on its own
             return batch
         if not waiting:
@@ -302,10 +305,7 @@ class Writer:
         if not ok:
             # After a conflict another process changed books: any of them may be stale.
             lost = None if self._conflicted is not None else changed(storing, on_top)
-            self.ledger.forget(lost)
-            if self._warm_up is not None:  # load the forgotten books again while idle
-                self._warming = True
-                self._warm.clear()
+            self.ledger.forget(lost)  # the warm-up loads them again while idle
         if self._conflicted is not None:
             # Another process changed these books: decide this batch again from the store,
             # with place_orders' retries.

@@ -331,3 +331,85 @@ def test_an_order_given_up_on_before_deferral_leaves_the_writer_running(
         return placed
 
     assert asyncio.run(run()).answer.RESPONSE == "ACCEPTED"
+
+
+def test_warm_up_starts_again_after_books_are_forgotten_or_changed(
+    ledger: Ledger, make_ledger: Callable[[], Ledger]
+) -> None:
+    fresh = make_ledger()
+    while fresh.warm_up(100):
+        pass
+    assert fresh.warm
+    some = ledger.strategy_books("STRATEGY_B")[0].id
+    fresh.forget([some])
+    assert not fresh.warm
+    assert fresh.warm_up(100) == 1  # the forgotten book, and no other
+    assert fresh.warm_up(100) == 0
+    assert fresh.warm
+    fresh.books_changed([])
+    assert not fresh.warm  # another process may have added books
+    assert fresh.warm_up(100) == 0
+    assert fresh.warm
+
+
+def test_what_orders_wait_for_is_released_once_loaded(make_ledger: Callable[[], Ledger]) -> None:
+    ledger = make_ledger()
+    ledger.import_profiles({f"big {n}": {"BIG": ["ACC"]} for n in range(5)} | {"s": {"S": ["ACC"]}})
+    fresh = make_ledger()
+    fresh.load_next("BIG")
+    assert fresh.warm_up(2) == 2
+    assert fresh.waited_for  # three of BIG's books still to load
+    assert fresh.warm_up(2) == 2
+    assert fresh.waited_for
+    assert fresh.warm_up(2) == 2  # BIG's last, then S's
+    assert not fresh.waited_for
+    assert not fresh.warm
+
+
+def test_a_failed_warm_up_ends_until_books_are_forgotten(
+    ledger: Ledger, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ledger.books()  # the store has books to load
+    fresh = make_ledger()
+    fresh.load_next("STRATEGY_B")
+
+    def down(book_ids: Any) -> Any:
+        raise psycopg.OperationalError("the database went away")
+
+    monkeypatch.setattr(fresh, "_loaded", down)
+    with pytest.raises(psycopg.OperationalError):
+        fresh.warm_up(100)
+    assert fresh.warm  # not tried again in a loop; orders load what they need
+    assert not fresh.waited_for
+    monkeypatch.undo()
+    fresh.forget()
+    assert not fresh.warm
+    assert fresh.warm_up(100) > 0
+
+
+def test_an_idle_writer_loads_again_the_books_a_failed_decision_forgot(
+    ledger: Ledger, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = make_ledger()
+    every = {book.id for book in ledger.books()}
+
+    def fails(*args: Any) -> Any:
+        raise RuntimeError("a bug while deciding")
+
+    async def run() -> tuple[int, set[Any]]:
+        writer = Writer(fresh, warm_up=lambda strategy: True)
+        writer.start()
+        await writer.warmed()
+        with monkeypatch.context() as patch:
+            patch.setattr("ledger.batch.due_snapshots", fails)
+            with pytest.raises(RuntimeError):
+                await writer.submit(OrderRequest("STRATEGY_B", "MINDA", Position.BUY))
+        held_after_failure = fresh.held
+        await writer.warmed()
+        warm = set(fresh._books)
+        await writer.stop()
+        return held_after_failure, warm
+
+    held_after_failure, warm = asyncio.run(run())
+    assert held_after_failure < len(every)  # the books the failed batch read were forgotten
+    assert warm == every
