@@ -43,21 +43,6 @@ def _table(recorder: PostgresAggregateRecorder, statement: str) -> Composed:
     return SQL(statement).format(name)
 
 
-def _rows(recorder: PostgresAggregateRecorder, statement: Composed, params: Any) -> list[Any]:
-    with (
-        recorder.datastore.get_connection() as conn,
-        conn.transaction(),
-        conn.cursor(row_factory=tuple_row) as c,
-    ):
-        # The planner's guess of events per book is thousands of times too high: JIT
-        # compiling for it took longer (~130 ms) than the statement.
-        c.execute("SET LOCAL jit = off")
-        # Binary results: a state's bytes as they are, not as hex text to decode (a chunk of
-        # 1,000 books of 15 events: ~45 ms instead of ~75, medians of six).
-        c.execute(statement, params, binary=True)
-        return c.fetchall()
-
-
 def _chunks(ids: Sequence[UUID]) -> Iterator[Sequence[UUID]]:
     for start in range(0, len(ids), CHUNK):
         yield ids[start : start + CHUNK]
@@ -69,15 +54,28 @@ Row = tuple[UUID, int, str, bytes]
 def _fetch(
     app: Application[UUID], chunk: Sequence[UUID]
 ) -> tuple[list[Row], list[tuple[int, int, str, bytes]]]:
-    """A chunk's latest snapshots, and its events after them."""
+    """A chunk's latest snapshots, and its events after them: one connection, one transaction."""
     events, snapshots = app.events.recorder, app.snapshots and app.snapshots.recorder
     assert isinstance(events, PostgresAggregateRecorder)
-    taken: list[Row] = []
-    if isinstance(snapshots, PostgresAggregateRecorder):
-        taken = _rows(snapshots, _table(snapshots, _SNAPSHOTS), (list(chunk),))
-    version = {row[0]: row[1] for row in taken}  # a snapshot's version is its aggregate's
-    after = [version.get(i, 0) for i in chunk]
-    return taken, _rows(events, _table(events, _EVENTS), (list(chunk), after))
+    with (
+        events.datastore.get_connection() as conn,
+        conn.transaction(),
+        conn.cursor(row_factory=tuple_row) as c,
+    ):
+        # The planner's guess of events per book is thousands of times too high: JIT
+        # compiling for it took longer (~130 ms) than the statement.
+        c.execute("SET LOCAL jit = off")
+        # Binary results: a state's bytes as they are, not as hex text to decode (a chunk of
+        # 1,000 books of 15 events: ~45 ms instead of ~75, medians of six).
+        taken: list[Row] = []
+        if isinstance(snapshots, PostgresAggregateRecorder):
+            # The factory builds both recorders on one datastore: one database, one schema.
+            c.execute(_table(snapshots, _SNAPSHOTS), (list(chunk),), binary=True)
+            taken = c.fetchall()
+        version = {row[0]: row[1] for row in taken}  # a snapshot's version is its aggregate's
+        after = [version.get(i, 0) for i in chunk]
+        c.execute(_table(events, _EVENTS), (list(chunk), after), binary=True)
+        return taken, c.fetchall()
 
 
 def load_many(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, Any]:
