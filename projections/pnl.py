@@ -80,11 +80,10 @@ def summary(groups: Iterable[tuple[str, str, Tally]]) -> Pnl:
     )
 
 
-def trade_groups(closed: Iterable[Closed], filters: Filters) -> Iterator[tuple[str, str, Tally]]:
-    """Each trade that passes the filters as a group of its own."""
+def trade_groups(closed: Iterable[Closed]) -> Iterator[tuple[str, str, Tally]]:
+    """Each trade as a group of its own."""
     for trade in closed:
-        if filters.matches(trade.key):
-            yield trade.key[0], trade.key[1], Tally.of(trade.realised_pnl)
+        yield trade.key[0], trade.key[1], Tally.of(trade.realised_pnl)
 
 
 # The trades table added up per (user, strategy) in SQL: the groups are few however many
@@ -116,7 +115,7 @@ def pnl(view: LedgerView, filters: Filters, cancellation: Cancellation | None = 
     )
 
 
-def _only(orders: list[PlacedOrder], filters: Filters) -> Iterator[PlacedOrder]:
+def only(orders: Iterable[PlacedOrder], filters: Filters) -> Iterator[PlacedOrder]:
     """The orders as `filters` sees them: others' books left out before folding, so a fold
     for one user or strategy holds only its open positions."""
     for order in orders:
@@ -144,7 +143,7 @@ def _fold_to(
     for page in placed_pages(app, sequence, PAGE):
         if cancellation is not None:
             cancellation.check()  # an abandoned fold stops at the next page
-        closed = fold(_only(page, filters), open_)
+        closed = fold(only(page, filters), open_)
         if closing is not None:
             closing(closed)
     return open_
@@ -188,7 +187,7 @@ def pnl_as_of(
     groups: dict[tuple[str, str], Tally] = {}
 
     def add(closed: list[Closed]) -> None:
-        for user, strategy, tally in trade_groups(closed, filters):
+        for user, strategy, tally in trade_groups(closed):  # only what the filters see
             groups.setdefault((user, strategy), Tally()).add(tally)
 
     _fold_to(app, sequence, filters, cancellation, add)
