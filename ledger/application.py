@@ -167,8 +167,8 @@ class Ledger(Application[UUID]):
 
     @property
     def warm(self) -> bool:
-        """Whether warm_up has nothing to do: every book loaded, or it failed, since the last
-        forget() or change of the books (which make it start again)."""
+        """Whether warm_up has nothing to do: every book loaded since the last forget() or
+        change of the books (which make it start again)."""
         return self._warm
 
     @property
@@ -179,13 +179,13 @@ class Ledger(Application[UUID]):
     def warm_up(self, limit: int, strategies: Callable[[str], bool] | None = None) -> int:
         """Load up to `limit` books not in memory, biggest strategies first; 0 once all are.
 
-        Only the books of `strategies` (all when None). A failure ends the warm-up: orders load
-        the books they need, and the next forget() starts it again.
+        Only the books of `strategies` (all when None). After a failure the next call lists
+        the books again: those of the failed step were taken off the list, not loaded.
         """
         try:
             loaded = self._warm_step(limit, strategies)
         except BaseException:
-            self._warm, self._cold, self._urgent = True, None, []
+            self._cold = None
             raise
         if loaded == 0 and limit:
             self._warm, self._cold, self._urgent = True, None, []

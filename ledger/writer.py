@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 orders_log = logging.getLogger("ledger.orders")  # one line per decision; see logs.configure
 
 WARM_STEP = 100  # books per warm-up step (250 measured no faster in all, 2.5x the pause)
+WARM_RETRY = 1.0  # seconds before a failed warm-up step is tried again
 # Books an order's batch may load itself (~0.3-0.9 s). An order of a strategy with more books
 # not in memory is answered 503 at once, nothing stored, while warm-up steps between batches
 # load them first: one strategy's load (10,000 books: 1-4 s) never holds every order back.
@@ -69,6 +70,7 @@ class Writer:
         self._failure: tuple[str, float] | None = None  # the last commit failure, and when
         self._warm_up = warm_up  # which strategies' books to load while idle; None: none
         self._warm_time = 0.0  # seconds spent warming up
+        self._warm_paused = 0.0  # monotonic time before which no warm-up step runs (a failure)
         self._warm = asyncio.Event()  # set while no warm-up is under way
         if not self._warming:
             self._warm.set()
@@ -83,6 +85,12 @@ class Writer:
         """Whether books are to be loaded while idle: after a start, and after the ledger forgot
         books or they changed (the ledger says when it is warm)."""
         return self._warm_up is not None and not self.ledger.warm
+
+    def _warm_wait(self) -> float | None:
+        """Seconds until the next warm-up step may run (0: now), None when none is to run."""
+        if not self._warming:
+            return None
+        return max(0.0, self._warm_paused - time.monotonic())
 
     @property
     def queued(self) -> int:
@@ -176,14 +184,18 @@ class Writer:
                 if getter is None:
                     getter = asyncio.ensure_future(self._queue.get())
                 idle = committing is None and not getter.done() and self._queue.empty()
-                if self._warming and idle and not self._held:
+                warm_wait = self._warm_wait() if idle and not self._held else None
+                if warm_wait == 0:
                     await self._warm_step()
                     continue
                 if not (self._held and committing is None):
                     waiting: set[asyncio.Future[Any]] = {getter}
                     if committing is not None:
                         waiting.add(committing)
-                    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    # A paused warm-up resumes when its pause ends, even if no order comes.
+                    done, _ = await asyncio.wait(
+                        waiting, timeout=warm_wait, return_when=asyncio.FIRST_COMPLETED
+                    )
                     if committing is not None and committing in done:
                         await self._settle(committing, None)
                         committing = None
@@ -196,9 +208,7 @@ class Writer:
                     getter = None
                 if committing is not None and not stop:
                     batch = self._hold_retries(batch, in_flight)
-                batch = self._defer_loads(batch)
-                if self._warming and self.ledger.waited_for:
-                    await self._warm_step()  # one step of the books orders wait for
+                batch = await self._defer_loads(batch)
                 if batch:
                     prepared = await self._prepare(batch)
                     if committing is not None:
@@ -239,16 +249,29 @@ class Writer:
         try:
             warm = partial(self.ledger.warm_up, WARM_STEP, self._warm_up)
             await asyncio.get_running_loop().run_in_executor(self._decider, warm)
-        except Exception as error:  # the ledger ends its warm-up: it is not retried in a loop
-            log.warning("warming up books stopped (%s); orders load the books they need", error)
+        except Exception as error:
+            # Paused, not ended: a dead pooled connection fails one step, and a database that
+            # is down is not asked again in a loop.
+            if not self._warm_paused:
+                log.warning("warming up books paused (%s); trying again in %g s", error, WARM_RETRY)
+            self._warm_paused = time.monotonic() + WARM_RETRY
+        else:
+            self._warm_paused = 0.0
         self._warm_time += time.perf_counter() - started
-        if not self._warming:  # every book loaded, or the warm-up failed
+        if not self._warming:  # every book loaded
             self._warm.set()
             log.info("books in memory: %d, warmed in %.1f s", self.ledger.held, self._warm_time)
 
-    def _defer_loads(self, batch: list[_Pending]) -> list[_Pending]:
+    async def _defer_loads(self, batch: list[_Pending]) -> list[_Pending]:
         """The batch without orders of strategies too big to load inline (see LOAD_INLINE);
-        those are answered 503 and their books loaded next by the warm-up."""
+        those are answered 503 and their books loaded next by the warm-up, a step of which
+        runs now (before the batch) while orders wait for them."""
+        kept = self._deferred(batch)
+        if self._warm_wait() == 0 and self.ledger.waited_for:
+            await self._warm_step()
+        return kept
+
+    def _deferred(self, batch: list[_Pending]) -> list[_Pending]:
         if not self._warming or self._warm_up is None:
             return batch  # no warm-up to load them: each batch loads what it needs
         warm_up = self._warm_up

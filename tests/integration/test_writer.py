@@ -366,25 +366,51 @@ def test_what_orders_wait_for_is_released_once_loaded(make_ledger: Callable[[], 
     assert not fresh.warm
 
 
-def test_a_failed_warm_up_ends_until_books_are_forgotten(
+def test_after_a_failed_warm_up_step_the_books_are_listed_again(
     ledger: Ledger, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert ledger.books()  # the store has books to load
+    every = {book.id for book in ledger.books()}
     fresh = make_ledger()
     fresh.load_next("STRATEGY_B")
 
     def down(book_ids: Any) -> Any:
         raise psycopg.OperationalError("the database went away")
 
-    monkeypatch.setattr(fresh, "_loaded", down)
-    with pytest.raises(psycopg.OperationalError):
-        fresh.warm_up(100)
-    assert fresh.warm  # not tried again in a loop; orders load what they need
-    assert not fresh.waited_for
-    monkeypatch.undo()
-    fresh.forget()
+    with monkeypatch.context() as patch:
+        patch.setattr(fresh, "_loaded", down)
+        with pytest.raises(psycopg.OperationalError):
+            fresh.warm_up(1)
     assert not fresh.warm
-    assert fresh.warm_up(100) > 0
+    assert fresh.waited_for  # still first
+    assert fresh.warm_up(100) == len(every)  # the failed step's book too
+    assert set(fresh._books) == every
+
+
+def test_a_writer_resumes_a_failed_warm_up_by_itself(
+    ledger: Ledger, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every = {book.id for book in ledger.books()}
+    fresh = make_ledger()
+    monkeypatch.setattr(writer_module, "WARM_RETRY", 0.05)
+    loaded = fresh._loaded
+    failures = [psycopg.OperationalError("a dead pooled connection")]
+
+    def once(book_ids: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return loaded(book_ids)
+
+    monkeypatch.setattr(fresh, "_loaded", once)
+
+    async def run() -> set[Any]:
+        writer = Writer(fresh, warm_up=lambda strategy: True)
+        writer.start()
+        await writer.warmed()  # no order comes: the pause ends by itself
+        await writer.stop()
+        return set(fresh._books)
+
+    assert asyncio.run(run()) == every
+    assert not failures
 
 
 def test_an_idle_writer_loads_again_the_books_a_failed_decision_forgot(
