@@ -570,9 +570,10 @@ class Bench:
         ).stdout
         rate = float(re.search(r"([\d,]+) events/s", replay)[1].replace(",", ""))  # type: ignore[index]
         self.results["replay"] = {"events": events, "events_per_s": rate}
-        _, server = self.serve(schema, profile)
+        port, server = self.serve(schema, profile)
         with server as proc:
             self.results["restart"] = {"events": events, "seconds": proc.startup}
+            self.results["as_of"] = as_of_reads(f"http://127.0.0.1:{port}", events)
 
     def many_users(self, rng: random.Random) -> dict[str, dict[str, list[str]]]:
         """--memory-users users (10,000), each trading all 9 strategies with 1-10 instruments."""
@@ -713,6 +714,25 @@ def users_step(bench: Bench) -> None:
     }
 
 
+def as_of_reads(url: str, events: int) -> dict[str, Any]:
+    """Medians of three reads as of a past sequence (a page of 1,000 positions, the P&L) in
+    the middle of the store and near its start."""
+    timed: dict[str, Any] = {"events": events}
+    with httpx.Client(timeout=60) as client:
+        for name, path, sequence in (
+            ("positions_middle_ms", "/positions", events // 2),
+            ("positions_start_ms", "/positions", events // 100),
+            ("pnl_middle_ms", "/pnl", events // 2),
+        ):
+            took = []
+            for _ in range(3):
+                started = time.monotonic()
+                client.get(f"{url}{path}?as_of={sequence}").raise_for_status()
+                took.append(1e3 * (time.monotonic() - started))
+            timed[name] = statistics.median(took)
+    return timed
+
+
 def projection_cpu(run: dict[str, Any]) -> float:
     """The projector's CPU per order and PostgreSQL's for it."""
     return float(
@@ -785,6 +805,14 @@ def report(results: dict[str, Any]) -> str:
         *((f"21 x 4, projection window {ms} ms", f"ledger_21x4_window{ms}") for ms in WINDOWS_MS),
         ("naive load-decide-save", "naive"),
     ]
+    a = results.get("as_of")
+    if a:
+        lines += [
+            "",
+            f"as_of reads, {a['events']:,} events: a page of positions {a['positions_middle_ms']:.0f} ms"
+            f" (middle), {a['positions_start_ms']:.0f} ms (near the start); P&L"
+            f" {a['pnl_middle_ms']:.0f} ms (middle)",
+        ]
     c = results.get("ceiling")
     if c:
         lines += [

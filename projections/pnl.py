@@ -1,30 +1,24 @@
-"""Realised P&L per user and per strategy, and reads as of a past sequence (folded from events)."""
+"""Realised P&L per user and per strategy, now or as of a past sequence, from the trades table."""
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from eventsourcing.application import Application
 from psycopg.sql import SQL
 
-from ledger.answers import OpenPosition, Pnl, PnlLine, Positions, StrategyPnl, UserPnl
-from projections.fold import EXACT, Closed, Key, Opened, PlacedOrder, fold, text
+from ledger.answers import Pnl, PnlLine, StrategyPnl, UserPnl
+from projections.fold import EXACT, text
 from projections.queries import (
-    MAX_POSITIONS,
     Filters,
     book_filters,
     equal,
-    position_cursor,
     where_clause,
 )
-from projections.replay import placed_pages
 from projections.views import Cancellation, LedgerView
 
-PAGE = 5000  # orders folded at a time by a read as of a past sequence
 ZERO = Decimal(0)
 
 
@@ -80,12 +74,6 @@ def summary(groups: Iterable[tuple[str, str, Tally]]) -> Pnl:
     )
 
 
-def trade_groups(closed: Iterable[Closed]) -> Iterator[tuple[str, str, Tally]]:
-    """Each trade as a group of its own."""
-    for trade in closed:
-        yield trade.key[0], trade.key[1], Tally.of(trade.realised_pnl)
-
-
 # The trades table added up per (user, strategy) in SQL: the groups are few however many
 # trades there are. sum() over no priced trade is null, read as 0.
 _GROUPS = SQL(
@@ -96,9 +84,18 @@ _GROUPS = SQL(
 )
 
 
-def pnl(view: LedgerView, filters: Filters, cancellation: Cancellation | None = None) -> Pnl:
-    """Realised P&L of the closed trades in the read table."""
+def pnl(
+    view: LedgerView,
+    filters: Filters,
+    cancellation: Cancellation | None = None,
+    as_of: int | None = None,
+) -> Pnl:
+    """Realised P&L of the closed trades in the read table; of those closed up to sequence
+    `as_of` when given (the read table must hold it)."""
     conditions, params = equal(book_filters(filters))
+    if as_of is not None:
+        conditions.append(SQL("sell_sequence <= %s"))
+        params.append(as_of)
     statement = (
         _GROUPS.format(view.tables["trades"])
         + where_clause(conditions)
@@ -113,82 +110,3 @@ def pnl(view: LedgerView, filters: Filters, cancellation: Cancellation | None = 
         )
         for r in rows
     )
-
-
-def only(orders: Iterable[PlacedOrder], filters: Filters) -> Iterator[PlacedOrder]:
-    """The orders as `filters` sees them: others' books left out before folding, so a fold
-    for one user or strategy holds only its open positions."""
-    for order in orders:
-        if filters.strategy not in (None, order.strategy):
-            continue
-        if filters.instrument not in (None, order.instrument):
-            continue
-        if filters.user is None:
-            yield order
-        elif filters.user in order.accepted_for:
-            yield replace(order, accepted_for=[filters.user], rejected_for=[])
-
-
-def _fold_to(
-    app: Application[Any],
-    sequence: int,
-    filters: Filters,
-    cancellation: Cancellation | None,
-    closing: Callable[[list[Closed]], None] | None = None,
-) -> dict[Key, Opened]:
-    """Open positions passing `filters` right after `sequence`, from the stored events;
-    `closing` is handed each page's closed trades, which are not kept: memory stays with the
-    open positions, not the history."""
-    open_: dict[Key, Opened] = {}
-    for page in placed_pages(app, sequence, PAGE):
-        if cancellation is not None:
-            cancellation.check()  # an abandoned fold stops at the next page
-        closed = fold(only(page, filters), open_)
-        if closing is not None:
-            closing(closed)
-    return open_
-
-
-def positions_as_of(
-    app: Application[Any],
-    sequence: int,
-    filters: Filters,
-    limit: int = MAX_POSITIONS,
-    after: Key | None = None,
-    cancellation: Cancellation | None = None,
-) -> Positions:
-    """A page of the open positions right after `sequence`, folded from the stored events,
-    in key order as the read table's pages are."""
-    open_ = _fold_to(app, sequence, filters, cancellation)
-    keys = open_.keys() if after is None else (k for k in open_ if k > after)
-    page = heapq.nsmallest(limit + 1, keys)  # not a sorted copy of every open position
-    return Positions(
-        [
-            OpenPosition(
-                *key,
-                open_[key].order_id,
-                open_[key].at,
-                text(open_[key].quantity) or "0",
-                text(open_[key].price),
-            )
-            for key in page[:limit]
-        ],
-        position_cursor(page[limit - 1]) if len(page) > limit else None,
-    )
-
-
-def pnl_as_of(
-    app: Application[Any],
-    sequence: int,
-    filters: Filters,
-    cancellation: Cancellation | None = None,
-) -> Pnl:
-    """Realised P&L of the trades closed up to `sequence`, folded from the stored events."""
-    groups: dict[tuple[str, str], Tally] = {}
-
-    def add(closed: list[Closed]) -> None:
-        for user, strategy, tally in trade_groups(closed):  # only what the filters see
-            groups.setdefault((user, strategy), Tally()).add(tally)
-
-    _fold_to(app, sequence, filters, cancellation, add)
-    return summary((user, strategy, tally) for (user, strategy), tally in groups.items())

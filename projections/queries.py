@@ -1,4 +1,4 @@
-"""Reading the read models: filters, cursors, and positions as of a past sequence."""
+"""Reading the read models: filters, cursors, pages, and positions as of a past sequence."""
 
 from __future__ import annotations
 
@@ -141,24 +141,42 @@ def position_key(cursor: str) -> Key:
     return key[0], key[1], key[2]
 
 
+# The positions open right after sequence %s: those still open that were opened by then, and
+# those closed since (their trades) that were. A SELL closes a position whole, so a trade
+# holds all its position was. One statement: one moment of both tables, whichever page.
+_OPEN_AS_OF = (
+    "(SELECT user_name, strategy, instrument, order_id, opened_at, quantity, entry_price"
+    " FROM {positions} WHERE sequence <= %s UNION ALL"
+    " SELECT user_name, strategy, instrument, buy_order_id, opened_at, quantity, entry_price"
+    " FROM {trades} WHERE sell_sequence > %s AND buy_sequence <= %s) AS p"
+)
+
+
 def positions(
     view: LedgerView,
     filters: Filters,
     limit: int = MAX_POSITIONS,
     after: Key | None = None,
     cancellation: Cancellation | None = None,
+    as_of: int | None = None,
 ) -> Positions:
-    """A page of open positions in (user, strategy, instrument) order, and the next cursor."""
+    """A page of open positions in (user, strategy, instrument) order, and the next cursor;
+    those open right after sequence `as_of` when given (the read tables must hold it)."""
     conditions, params = equal(book_filters(filters))
     if after is not None:  # the primary key's order: the page is an index range
         conditions.append(SQL("(user_name, strategy, instrument) > (%s, %s, %s)"))
         params.extend(after)
+    if as_of is None:
+        source, before = SQL("{0}").format(view.tables["positions"]), []
+    else:  # the filters and the cursor reach into both halves (PostgreSQL pushes them down)
+        source, before = SQL(_OPEN_AS_OF).format(**view.tables), [as_of] * 3
     statement = (
-        SQL("SELECT * FROM {0}").format(view.tables["positions"])
+        SQL("SELECT * FROM ")
+        + source
         + where_clause(conditions)
         + SQL(" ORDER BY user_name, strategy, instrument LIMIT %s")
     )
-    rows = view.query(statement, [*params, limit + 1], cancellation)
+    rows = view.query(statement, [*before, *params, limit + 1], cancellation)
     page = [
         OpenPosition(
             *_key(r),

@@ -15,13 +15,12 @@ from projections.views import Cancellation
 
 T = TypeVar("T")
 
-READ_THREADS = 4  # reads (folds, pages) running at once per process, each on a connection
+READ_THREADS = 4  # reads (pages) running at once per process, each on a connection
 READ_QUEUE = 4  # reads that may wait for one of those threads; more answer 503 busy
-# Folds of the stored events (as_of) one at a time: each holds every open position it finds
-# (~230 MB at 1.26M of them) and is CPU under the GIL, so running them side by side bought no
-# speed, only memory.
-FOLD_THREADS = 1
-FOLD_QUEUE = 2
+# Reads as of a past sequence one at a time: one far back reads and sorts every trade closed
+# since (up to the read's statement timeout), and must not take the other reads' threads.
+HISTORY_THREADS = 1
+HISTORY_QUEUE = 2
 POLL_THREADS = 4  # min_sequence polls: short statements, kept off the read threads
 RETRY_AFTER = 1  # seconds a client told "busy" should wait
 
@@ -86,5 +85,5 @@ class Lane:
 
 
 READS = Lane("ledger-read", READ_THREADS, READ_QUEUE)
-FOLDS = Lane("ledger-fold", FOLD_THREADS, FOLD_QUEUE)
+HISTORY = Lane("ledger-as-of", HISTORY_THREADS, HISTORY_QUEUE)
 POLLS = Lane("ledger-poll", POLL_THREADS, None)

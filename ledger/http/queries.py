@@ -83,9 +83,7 @@ class PositionsQuery(BookQuery):
 class PnlQuery(BookQuery):
     """GET /pnl."""
 
-    as_of: Sequence | None = Field(
-        None, description="the trades closed up to this sequence (folded from the events)"
-    )
+    as_of: Sequence | None = Field(None, description="the trades closed up to this sequence")
 
 
 class PageQuery(BookQuery):

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from ledger.answers import DecisionsPage, LoggedOrder, OrdersPage, Pnl, Positions, TradesPage
 from ledger.bootstrap import Services
-from ledger.http.lanes import FOLDS, POLLS, READS, RETRY_AFTER, Busy, PiecesResponse
+from ledger.http.lanes import HISTORY, POLLS, READS, RETRY_AFTER, Busy, PiecesResponse
 from ledger.http.queries import (
     WAIT_LIMIT,
     BadQuery,
@@ -39,15 +39,16 @@ from projections import queries
 Reader = Callable[[Services, Any, Request], Awaitable[Any]]
 
 
-async def caught_up(running: Services, sequence: int | None) -> bool:
-    """Wait until the projections have processed the store up to `sequence` (at most 2 s)."""
+async def caught_up(running: Services, sequence: int | None, name: str = "min_sequence") -> bool:
+    """Wait until the projections have processed the store up to `sequence` (at most 2 s);
+    BadQuery naming the parameter `name` if the store does not hold that sequence yet."""
     if sequence is None:
         return True
     top = await POLLS.run(lambda _: running.ledger.last_sequence())
     if sequence > top:
         # Every sequence a client was given is committed before its answer: one beyond the
         # store is a client's mistake (or another's write still to come), not ours to wait on.
-        raise BadQuery({"min_sequence": f"{sequence} is beyond the store's last sequence {top}"})
+        raise BadQuery({name: f"{sequence} is beyond the store's last sequence {top}"})
     deadline = asyncio.get_running_loop().time() + WAIT_LIMIT
     while True:
         processed = await POLLS.run(lambda _: running.view.max_tracking_id(running.ledger.name))
@@ -61,10 +62,10 @@ async def caught_up(running: Services, sequence: int | None) -> bool:
 READ_BUDGET = WAIT_LIMIT + 3  # seconds a read may take in all, min_sequence wait included
 
 READ_ERRORS = {
-    404: "min_sequence is beyond the store's last sequence: nothing to wait for",
+    404: "min_sequence (or as_of) is beyond the store's last sequence: nothing to wait for",
     422: "a query parameter is not usable",
-    503: "the read models have not reached min_sequence in time, no database, the read did"
-    f" not finish within {READ_BUDGET:g} s, or busy: every read thread is taken (error `busy`,"
+    503: "the read models have not reached min_sequence (or as_of) in time, no database, the read"
+    f" did not finish within {READ_BUDGET:g} s, or busy: every read thread is taken (error `busy`,"
     f" Retry-After: {RETRY_AFTER})",
 }
 
@@ -79,13 +80,16 @@ async def answer(read: Reader, running: Services, query: Any, request: Request) 
     """Wait for min_sequence, run the read, answer JSON, or the error that stopped it."""
     try:
         async with asyncio.timeout(READ_BUDGET):  # the database's retries must not stall
-            if not await caught_up(running, query.min_sequence):
-                wanted = query.min_sequence
-                return error(503, f"projections have not reached sequence {wanted}; retry")
+            # A read as of a past sequence reads the read tables as they hold it.
+            for name in ("min_sequence", "as_of"):
+                wanted = getattr(query, name, None)
+                if not await caught_up(running, wanted, name):
+                    return error(503, f"projections have not reached sequence {wanted}; retry")
             result = await read(running, query, request)
     except BadQuery as beyond:
         # 404, not 422: the request is well-formed, the store just does not hold it (yet).
-        return error(404, "min_sequence is not in the store yet", fields=beyond.fields)
+        name = next(iter(beyond.fields), "min_sequence")
+        return error(404, f"{name} is not in the store yet", fields=beyond.fields)
     except Busy:
         return error(
             503,
@@ -138,19 +142,23 @@ def endpoint(read: Reader, doc: Doc) -> Callable[[Request], Awaitable[Response]]
 
 
 async def positions(running: Services, query: PositionsQuery, request: Request) -> Any:
-    """Open positions now, or as of a past sequence (folded from the events)."""
+    """Open positions now, or as of a past sequence."""
     page = query.filters(), query.limit, query.after
-    if query.as_of is None:
-        return await READS.run(partial(queries.positions, running.view, *page))
-    return await FOLDS.run(partial(pnl_reads.positions_as_of, running.ledger, query.as_of, *page))
+    lane = READS if query.as_of is None else HISTORY
+    return await lane.run(
+        lambda cancellation: queries.positions(
+            running.view, *page, cancellation=cancellation, as_of=query.as_of
+        )
+    )
 
 
 async def pnl(running: Services, query: PnlQuery, request: Request) -> Any:
-    """Realised P&L now, or as of a past sequence (folded from the events)."""
-    if query.as_of is None:
-        return await READS.run(partial(pnl_reads.pnl, running.view, query.filters()))
-    return await FOLDS.run(
-        partial(pnl_reads.pnl_as_of, running.ledger, query.as_of, query.filters())
+    """Realised P&L now, or as of a past sequence."""
+    lane = READS if query.as_of is None else HISTORY
+    return await lane.run(
+        lambda cancellation: pnl_reads.pnl(
+            running.view, query.filters(), cancellation, as_of=query.as_of
+        )
     )
 
 
@@ -209,7 +217,7 @@ PNL_DOC = (
     " exactly, per user, per strategy and in all, as decimal strings. `winners` made more than"
     " 0, `losers` less. A trade whose BUY or SELL gave no price counts in `trades` and"
     " `unpriced`, never in `realised_pnl`, `winners` or `losers`. The filters select trades;"
-    " `as_of` folds the stored events up to that sequence, as `/positions` does."
+    " `as_of` takes those closed up to that sequence."
 )
 DECISIONS_DOC = (
     "One order's decisions, a page at a time: the users it was booked for (in the answer's"

@@ -46,11 +46,12 @@ def test_generated_requests_never_break_the_server_or_the_schema(running: Server
             nonlocal calls
             calls += 1
             response = case.call()
-            # min_sequence beyond the store is a 404 at once (the read never waits for it);
-            # nothing here makes the projection lag 2 s, so any 5xx is a failure.
+            # min_sequence (or as_of) beyond the store is a 404 at once (the read never waits
+            # for it); nothing here makes the projection lag 2 s, so any 5xx is a failure.
             if "beyond the store" in response.text:
                 assert response.status_code == 404, response.text
-                wanted = int((case.query or {})["min_sequence"])
+                ((name, _),) = response.json()["fields"].items()
+                wanted = int((case.query or {})[name])
                 top = httpx.get(f"{running.url}/health", timeout=30).json()["sequence"]
                 assert wanted > top, response.text
             excluded = [not_a_server_error]

@@ -21,7 +21,7 @@ from ledger.domain import Position
 from ledger.overrides.storage import BatchingProjectionRunner
 from ledger.settings import Settings
 from ledger.store.database import Database
-from projections import pnl, queries
+from projections import queries
 from projections.fold import Key, Opened, PlacedOrder, fold
 from projections.projection import LedgerProjection
 from projections.replay import replay
@@ -156,14 +156,27 @@ def test_replay_refuses_while_a_projector_runs(database: Database) -> None:
     replay(env, database.url)  # and runs once the projector has stopped
 
 
-def test_positions_as_of_a_past_sequence(ledger: Ledger) -> None:
+def test_positions_as_of_a_past_sequence(ledger: Ledger, database: Database) -> None:
     buy = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "b")])[0]
     sell = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.SELL, "s")])[0]
+    again = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "b2")])[0]
+    env = database.eventsourcing_env()
+    with runner(env, batching=True) as run:
+        run.wait(ledger.last_sequence(), timeout=30)
+    view = open_view(env)
     everything = queries.Filters()
-    assert buy.answer.sequence is not None and sell.answer.sequence is not None
-    at_buy = pnl.positions_as_of(ledger, buy.answer.sequence, everything).positions
-    assert [(p.user, p.order_id) for p in at_buy] == [("Holland Proctor", "b")]
-    assert not pnl.positions_as_of(ledger, sell.answer.sequence, everything).positions
-    assert not pnl.positions_as_of(ledger, buy.answer.sequence - 1, everything).positions
-    other_user = queries.Filters(user="Kamryn Li")
-    assert not pnl.positions_as_of(ledger, buy.answer.sequence, other_user).positions
+    assert buy.answer.sequence and sell.answer.sequence and again.answer.sequence
+
+    def held(as_of: int, filters: queries.Filters = everything) -> list[tuple[str, str]]:
+        page = queries.positions(view, filters, as_of=as_of).positions
+        return [(p.user, p.order_id) for p in page]
+
+    assert held(buy.answer.sequence) == [("Holland Proctor", "b")]  # closed since: a trade
+    assert held(sell.answer.sequence) == []
+    assert held(buy.answer.sequence - 1) == []
+    assert held(buy.answer.sequence, queries.Filters(user="Kamryn Li")) == []
+    assert held(again.answer.sequence) == [("Holland Proctor", "b2")]  # still open
+    assert held(again.answer.sequence) == [
+        (p.user, p.order_id) for p in queries.positions(view, everything).positions
+    ]
+    view.datastore.close()

@@ -60,6 +60,17 @@ def test_min_sequence_beyond_the_store_is_404(client: TestClient) -> None:
     assert "999999999" in response.json()["fields"]["min_sequence"]
 
 
+@pytest.mark.parametrize("path", ["/positions", "/pnl"])
+def test_as_of_beyond_the_store_is_404(client: TestClient, path: str) -> None:
+    top = post(client, "STRATEGY_B", "MINDA", "BUY")["sequence"]
+    assert client.get(f"{path}?as_of={top}").status_code == 200
+    # What the store holds after that sequence is not known yet: no answer to give.
+    response = client.get(f"{path}?as_of={top + 1}")
+    assert response.status_code == 404
+    assert response.json()["error"] == "as_of is not in the store yet"
+    assert str(top + 1) in response.json()["fields"]["as_of"]
+
+
 @pytest.mark.parametrize("order_id", ["nope", "%00", "a%01b", "x" * 65])
 def test_unknown_order_is_404(client: TestClient, order_id: str) -> None:
     response = client.get(f"/orders/{order_id}")

@@ -23,7 +23,7 @@ from ledger.http import lanes, reads
 from ledger.http.app import create_app
 from ledger.settings import Settings
 from ledger.store.database import Database
-from projections import pnl, queries
+from projections import queries
 from projections.views import Cancellation, ReadCancelled
 
 USERS = 2000  # half trade X, half Y: every order is decided for 2,000 users
@@ -130,8 +130,9 @@ class SlowFold:
         self.stopped: list[str] = []
         self._lock = threading.Lock()
 
-    def __call__(self, *args: Any) -> Any:
-        cancellation: Cancellation | None = args[-1]  # a lane hands each job one, last
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # A lane hands each job a cancellation: by name, or as the last argument.
+        cancellation: Cancellation | None = kwargs.get("cancellation", args[-1] if args else None)
         with self._lock:
             self.running += 1
             self.most = max(self.most, self.running)
@@ -178,19 +179,19 @@ def test_health_stays_true_and_reads_shed_load(
     assert read.most == lanes.READ_THREADS
 
 
-def test_folds_run_one_at_a_time(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reads_as_of_run_one_at_a_time(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     fold = SlowFold(1.0)
-    monkeypatch.setattr(pnl, "positions_as_of", fold)
+    monkeypatch.setattr(queries, "positions", fold)
     served = shed(client, "/positions?as_of=0", 8)
-    assert len(served) == lanes.FOLD_THREADS + lanes.FOLD_QUEUE
-    assert fold.most == lanes.FOLD_THREADS == 1
+    assert len(served) == lanes.HISTORY_THREADS + lanes.HISTORY_QUEUE
+    assert fold.most == lanes.HISTORY_THREADS == 1
 
 
 def test_a_read_that_times_out_stops_working(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fold = SlowFold(30.0)
-    monkeypatch.setattr(pnl, "positions_as_of", fold)
+    monkeypatch.setattr(queries, "positions", fold)
     monkeypatch.setattr(reads, "READ_BUDGET", 3.0)  # the read's whole budget
     response = client.get("/positions?as_of=0")
     assert response.status_code == 503
