@@ -46,7 +46,7 @@ class Ledger(Application[UUID]):
         self._cold: list[UUID] | None = None  # books warm_up has yet to look at
         self._urgent: list[str] = []  # strategies whose orders wait for warm_up (load_next)
         self._urgent_left = 0  # books of _urgent still in _cold (they are popped first)
-        self._warm = False  # warm_up found every book in memory (or failed) since forget()
+        self._warm = False  # warm_up found every book in memory since forget()
         self._answers = AnswerCache()
 
     def construct_transcoder(self) -> Transcoder:

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 orders_log = logging.getLogger("ledger.orders")  # one line per decision; see logs.configure
 
 WARM_STEP = 100  # books per warm-up step (250 measured no faster in all, 2.5x the pause)
-WARM_RETRY = 1.0  # seconds before a failed warm-up step is tried again
+WARM_RETRY = 1.0  # seconds before a failed warm-up step is tried again, doubled each time
+WARM_RETRY_MOST = 60.0
 # Books an order's batch may load itself (~0.3-0.9 s). An order of a strategy with more books
 # not in memory is answered 503 at once, nothing stored, while warm-up steps between batches
 # load them first: one strategy's load (10,000 books: 1-4 s) never holds every order back.
@@ -71,6 +72,7 @@ class Writer:
         self._warm_up = warm_up  # which strategies' books to load while idle; None: none
         self._warm_time = 0.0  # seconds spent warming up
         self._warm_paused = 0.0  # monotonic time before which no warm-up step runs (a failure)
+        self._warm_retry = WARM_RETRY  # the next pause after a failure
         self._warm = asyncio.Event()  # set while no warm-up is under way
         if not self._warming:
             self._warm.set()
@@ -254,9 +256,10 @@ class Writer:
             # is down is not asked again in a loop.
             if not self._warm_paused:
                 log.warning("warming up books paused (%s); trying again in %g s", error, WARM_RETRY)
-            self._warm_paused = time.monotonic() + WARM_RETRY
+            self._warm_paused = time.monotonic() + self._warm_retry
+            self._warm_retry = min(2 * self._warm_retry, WARM_RETRY_MOST)
         else:
-            self._warm_paused = 0.0
+            self._warm_paused, self._warm_retry = 0.0, WARM_RETRY
         self._warm_time += time.perf_counter() - started
         if not self._warming:  # every book loaded
             self._warm.set()
@@ -274,6 +277,10 @@ class Writer:
     def _deferred(self, batch: list[_Pending]) -> list[_Pending]:
         if not self._warming or self._warm_up is None:
             return batch  # no warm-up to load them: each batch loads what it needs
+        if self._warm_paused:
+            # Its last step failed (the same books may fail each time): orders load their
+            # books themselves, and one that cannot be loaded answers with the real error.
+            return batch
         warm_up = self._warm_up
         strategies = {
             p.request.strategy
@@ -300,9 +307,12 @@ class Writer:
         return kept
 
     async def warmed(self) -> None:
-        """Until the warm-up has ended: every book loaded, or stopped by an error (at once
-        when there is none)."""
-        await self._warm.wait()
+        """Until the warm-up has ended with every book loaded (at once when there is none)."""
+        while True:
+            await self._warm.wait()
+            if not self._warming:
+                return
+            self._warm.clear()  # books were forgotten since: until they are loaded again
 
     def _hold_retries(self, batch: list[_Pending], in_flight: frozenset[str]) -> list[_Pending]:
         """The batch without retries of ORDER_IDs still committing; those wait for the commit.

@@ -39,16 +39,19 @@ from projections import queries
 Reader = Callable[[Services, Any, Request], Awaitable[Any]]
 
 
-async def caught_up(running: Services, sequence: int | None, name: str = "min_sequence") -> bool:
-    """Wait until the projections have processed the store up to `sequence` (at most 2 s);
-    BadQuery naming the parameter `name` if the store does not hold that sequence yet."""
-    if sequence is None:
+async def caught_up(running: Services, sequence: int | None, **named: int | None) -> bool:
+    """Wait until the projections have processed the store up to `sequence` and every named
+    one (at most 2 s); BadQuery naming the first parameter the store does not hold yet."""
+    given = {name: n for name, n in {"min_sequence": sequence, **named}.items() if n is not None}
+    if not given:
         return True
     top = await POLLS.run(lambda _: running.ledger.last_sequence())
-    if sequence > top:
-        # Every sequence a client was given is committed before its answer: one beyond the
-        # store is a client's mistake (or another's write still to come), not ours to wait on.
-        raise BadQuery({name: f"{sequence} is beyond the store's last sequence {top}"})
+    for name, n in given.items():
+        if n > top:
+            # Every sequence a client was given is committed before its answer: one beyond the
+            # store is a client's mistake (or another's write still to come), not ours to wait on.
+            raise BadQuery({name: f"{n} is beyond the store's last sequence {top}"})
+    sequence = max(given.values())
     deadline = asyncio.get_running_loop().time() + WAIT_LIMIT
     while True:
         processed = await POLLS.run(lambda _: running.view.max_tracking_id(running.ledger.name))
@@ -80,11 +83,11 @@ async def answer(read: Reader, running: Services, query: Any, request: Request) 
     """Wait for min_sequence, run the read, answer JSON, or the error that stopped it."""
     try:
         async with asyncio.timeout(READ_BUDGET):  # the database's retries must not stall
-            # A read as of a past sequence reads the read tables as they hold it.
-            for name in ("min_sequence", "as_of"):
-                wanted = getattr(query, name, None)
-                if not await caught_up(running, wanted, name):
-                    return error(503, f"projections have not reached sequence {wanted}; retry")
+            # A read as of a past sequence reads the read tables once they hold it.
+            as_of = getattr(query, "as_of", None)
+            if not await caught_up(running, query.min_sequence, as_of=as_of):
+                wanted = max(n for n in (query.min_sequence, as_of) if n is not None)
+                return error(503, f"projections have not reached sequence {wanted}; retry")
             result = await read(running, query, request)
     except BadQuery as beyond:
         # 404, not 422: the request is well-formed, the store just does not hold it (yet).

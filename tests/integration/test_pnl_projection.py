@@ -86,12 +86,25 @@ def model(
     return open_, trades
 
 
-def held(view: LedgerView, as_of: int | None = None, limit: int = 1000) -> dict[Key, Any]:
+FILTERS = (
+    queries.Filters(),
+    queries.Filters(user="Ann"),
+    queries.Filters(strategy="S_B"),
+    queries.Filters(user="Bo", instrument="I1"),
+)
+
+
+def held(
+    view: LedgerView,
+    as_of: int | None = None,
+    limit: int = 1000,
+    filters: queries.Filters = FILTERS[0],
+) -> dict[Key, Any]:
     """Open positions read from the read tables through the answers, page by page."""
     open_: dict[Key, Any] = {}
     after = None
     while True:
-        page = queries.positions(view, queries.Filters(), limit, after, as_of=as_of)
+        page = queries.positions(view, filters, limit, after, as_of=as_of)
         for p in page.positions:
             key = (p.user, p.strategy, p.instrument)
             assert key not in open_ and (after is None or key > after)  # in key order, once
@@ -158,14 +171,18 @@ def test_read_tables_and_pnl_agree_with_the_model(
                 for line in lines
             }
             assert shown == model_pnl(trades, by)
-        # As of every sequence an order was given (and the one before it), in pages of 2.
+        # As of every sequence an order was given (and the one before it), in pages of 2,
+        # through each filter.
         assert pnl.pnl(view, everything, as_of=ledger.last_sequence()) == now
         for n in sorted({s for a in answers if a.sequence for s in (a.sequence - 1, a.sequence)}):
             then_open, then_trades = model(answers, multipliers, as_of=n)
-            assert held(view, as_of=n, limit=2) == then_open
-            then = pnl.pnl(view, everything, as_of=n)
-            assert {line.user: (Fraction(line.realised_pnl), line.trades, line.unpriced)
-                    for line in then.by_user} == model_pnl(then_trades, 0)  # fmt: skip
+            for filters in FILTERS:
+                wanted = {k: v for k, v in then_open.items() if filters.matches(k)}
+                assert held(view, as_of=n, limit=2, filters=filters) == wanted
+                then = pnl.pnl(view, filters, as_of=n)
+                kept = [t for t in then_trades if filters.matches(t[:3])]
+                assert {line.user: (Fraction(line.realised_pnl), line.trades, line.unpriced)
+                        for line in then.by_user} == model_pnl(kept, 0)  # fmt: skip
         live = snapshot(view)
         replay(env, database.url)
         assert snapshot(view) == live

@@ -418,24 +418,64 @@ def test_an_idle_writer_loads_again_the_books_a_failed_decision_forgot(
 ) -> None:
     fresh = make_ledger()
     every = {book.id for book in ledger.books()}
+    read = {book.id for book in ledger.strategy_books("STRATEGY_B")}
+    loaded: list[Any] = []  # the books each load took, in order
+    load = fresh._loaded
+
+    def recorded(book_ids: Any) -> Any:
+        loaded.append(set(book_ids))
+        return load(book_ids)
+
+    monkeypatch.setattr(fresh, "_loaded", recorded)
 
     def fails(*args: Any) -> Any:
         raise RuntimeError("a bug while deciding")
 
-    async def run() -> tuple[int, set[Any]]:
+    async def run() -> int:
         writer = Writer(fresh, warm_up=lambda strategy: True)
         writer.start()
         await writer.warmed()
+        loads = len(loaded)
         with monkeypatch.context() as patch:
             patch.setattr("ledger.batch.due_snapshots", fails)
             with pytest.raises(RuntimeError):
                 await writer.submit(OrderRequest("STRATEGY_B", "MINDA", Position.BUY))
-        held_after_failure = fresh.held
-        await writer.warmed()
-        warm = set(fresh._books)
+        await writer.warmed()  # the forgotten books loaded again, no order needed
         await writer.stop()
-        return held_after_failure, warm
+        return loads
 
-    held_after_failure, warm = asyncio.run(run())
-    assert held_after_failure < len(every)  # the books the failed batch read were forgotten
-    assert warm == every
+    before = asyncio.run(run())
+    assert set().union(*loaded[:before]) == every
+    assert set().union(*loaded[before:]) == read  # those the failed batch read, and no other
+    assert set(fresh._books) == every
+
+
+def test_a_failing_warm_up_does_not_defer_orders_forever(
+    ledger: Ledger, make_ledger: Callable[[], Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A book that cannot be loaded fails every warm-up step that takes it: orders are then no
+    # longer told their books are being loaded; they load them and give the real error.
+    monkeypatch.setattr(writer_module, "LOAD_INLINE", 1)
+    monkeypatch.setattr(writer_module, "WARM_RETRY", 60.0)
+    fresh = make_ledger()
+    bad = Book.create_id("Kamryn Li", "STRATEGY_B")
+    load = fresh._loaded
+
+    def breaks(book_ids: Any) -> Any:
+        if bad in book_ids:
+            raise RuntimeError("this book cannot be decoded")
+        return load(book_ids)
+
+    monkeypatch.setattr(fresh, "_loaded", breaks)
+
+    async def run() -> None:
+        writer = Writer(fresh, warm_up=lambda strategy: True)
+        writer.start()
+        await asyncio.to_thread(until, lambda: writer._warm_paused > 0)
+        with pytest.raises(RuntimeError, match="cannot be decoded"):
+            await writer.submit(OrderRequest("STRATEGY_B", "MINDA", Position.BUY))
+        placed = await writer.submit(OrderRequest("STRATEGY_A", "INFY", Position.BUY))
+        assert placed.answer.accepted_for == ["Holland Proctor"]
+        await writer.stop()
+
+    asyncio.run(run())
