@@ -101,8 +101,8 @@ async def answer(read: Reader, running: Services, query: Any, request: Request) 
             headers={"Retry-After": str(RETRY_AFTER)},
         )
     except TimeoutError:
-        # The budget ran out: waiting for the database, or working (an as_of fold of a long
-        # history), or a statement over the view's statement_timeout.
+        # The budget ran out: waiting for the database, or working (a page as of far back
+        # sorts every trade closed since), or a statement over the view's statement_timeout.
         return error(503, f"the read did not finish within {READ_BUDGET:g} s")
     except PersistenceError as failure:
         asyncio.get_running_loop().run_in_executor(None, running.heal)
