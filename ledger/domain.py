@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Aggregate, Snapshot, event
 from eventsourcing.utils import get_topic
 
 from ledger.amounts import ONE, booked, order_numbers
@@ -207,6 +207,16 @@ _POSITION_CLOSED: type[Any] = vars(Book)["PositionClosed"]
 
 class Roster(Aggregate):
     """Every (user, strategy) book the ledger has, so a process can find them all."""
+
+    class Snapshot(Snapshot):
+        """The roster at a version; its books come back as the tuples its events make."""
+
+        def mutate(self, _: None) -> Roster:
+            """The roster as snapshotted (JSON keeps each book as a list)."""
+            roster = super().mutate(_)
+            assert isinstance(roster, Roster)
+            roster.books = [(user, strategy) for user, strategy in roster.books]
+            return roster
 
     @staticmethod
     def create_id() -> UUID:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections import Counter
 from uuid import UUID
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.domain import Book
-from ledger.snapshots import due
+from ledger.snapshots import ROSTER_FIRST, ROSTER_SNAPSHOTS, due
 
 
 @given(st.uuids(), st.integers(1, 10**9), st.integers(1, 1000))
@@ -28,3 +29,12 @@ def test_books_that_move_together_come_due_a_few_at_a_time() -> None:
         )
         assert sum(per_version.values()) == len(books)
         assert max(per_version.values()) < 2 * len(books) / interval  # ~1/interval of them
+
+
+def test_the_roster_snapshots_whenever_it_grew_by_a_tenth() -> None:
+    versions = sorted(ROSTER_SNAPSHOTS)
+    assert versions[0] == ROSTER_FIRST
+    assert versions[-1] >= 2**62  # any roster a store can hold
+    for before, after in itertools.pairwise(versions):
+        # A load replays at most a tenth of the roster's events past its last snapshot.
+        assert 0 < after - before <= before // 10

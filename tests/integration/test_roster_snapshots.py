@@ -1,0 +1,50 @@
+"""The roster's snapshots: a process starting on a big roster reads its last one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.domain import Roster
+from ledger.user_answers import ChangeRequest, Scope
+
+TAKEN_AT = frozenset({3, 5, 8})
+
+
+def one_user(name: str) -> ChangeRequest:
+    """A change adding one user's book: one roster event each."""
+    profile = {name: {"STRATEGY_A": ["ACC"]}}
+    return ChangeRequest(Scope.BOOK, profile, name, "STRATEGY_A")  # type: ignore[arg-type]
+
+
+def folded(ledger: Ledger) -> Roster:
+    """The roster from all its events, no snapshot."""
+    roster: Any = None
+    for domain_event in ledger.events.get(Roster.create_id()):
+        roster = domain_event.mutate(roster)
+    assert isinstance(roster, Roster)
+    return roster
+
+
+def test_a_started_process_reads_the_roster_from_its_snapshot(
+    make_ledger: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ledger.snapshots.ROSTER_SNAPSHOTS", TAKEN_AT)
+    writer: Ledger = make_ledger()
+    writer.import_profiles({"Ann": {"STRATEGY_B": ["ACC"]}})  # versions 1 and 2
+    for n in range(7):  # a writer batch each
+        writer.place_orders([one_user(f"user {n}")])
+    assert writer.snapshots is not None
+    taken = [s.originator_version for s in writer.snapshots.get(Roster.create_id())]
+    assert taken == sorted(TAKEN_AT)
+    started: Ledger = make_ledger()
+    roster, events = started.roster(), folded(started)
+    assert roster is not None and roster.version == events.version == 9
+    assert roster.books == events.books and len(roster.books) == 8
+    assert roster.file_digest == events.file_digest
+    assert started.book_keys() == writer.book_keys()
+    # The snapshot is a copy: books added after it was taken are not in it.
+    (last,) = writer.snapshots.get(Roster.create_id(), gt=7)
+    assert len(last.state["books"]) == 7  # Ann, and user 0 to user 5
