@@ -8,7 +8,8 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
-from eventsourcing.domain import Aggregate, Snapshot, event
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Snapshot as StoredSnapshot
 from eventsourcing.utils import get_topic
 
 from ledger.amounts import ONE, booked, order_numbers
@@ -208,7 +209,7 @@ _POSITION_CLOSED: type[Any] = vars(Book)["PositionClosed"]
 class Roster(Aggregate):
     """Every (user, strategy) book the ledger has, so a process can find them all."""
 
-    class Snapshot(Snapshot):
+    class Snapshot(StoredSnapshot):
         """The roster at a version; its books come back as the tuples its events make."""
 
         def mutate(self, _: None) -> Roster:
