@@ -81,6 +81,57 @@ def no_delay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+HOLD_AT_MOST = 4096  # bytes of a write held back for the next one: a response head
+
+
+class OneSendPerTurn:
+    """A transport that sends a response's head with its body, in one write.
+
+    uvicorn writes a response's head and its body apart, and the event loop sends each at
+    once: two system calls and, with TCP_NODELAY, two packets per answer. A small write is
+    held until the next one, which takes it along, or until the end of this turn of the event
+    loop. Every other write goes straight through, so the transport's flow control (a long
+    answer waits while the client reads nothing) sees every byte as before.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held = b""
+        self._due = False  # a flush is scheduled
+
+    def write(self, data: bytes) -> None:
+        """Send data with what is held (a head), or hold it if it is small."""
+        held, self._held = self._held, b""
+        if held and len(data) <= HOLD_AT_MOST:
+            self._transport.write(held + data)
+        elif held:
+            self._transport.write(held)  # a long body goes as it is, never copied
+            self._transport.write(data)
+        elif len(data) > HOLD_AT_MOST:
+            self._transport.write(data)
+        else:
+            self._held = bytes(data)
+            if not self._due:
+                self._due = True
+                self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send what is held."""
+        self._due = False
+        held, self._held = self._held, b""
+        if held and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        """Send what is held, then close (a response with `connection: close`)."""
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a request-head timeout and idle-first eviction."""
 
@@ -108,6 +159,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Accept, closing the longest-idle connection when full; start the head timer."""
         super().connection_made(transport)
         no_delay(transport)
+        self.transport = OneSendPerTurn(transport, self.loop)  # type: ignore[assignment]
         while len(self.connections) > self.max_connections and self._idle:
             next(iter(self._idle)).drop()
         if len(self.connections) > self.max_connections:

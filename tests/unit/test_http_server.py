@@ -13,7 +13,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ledger.http.server import uvicorn_config
-from ledger.overrides.uvicorn_http import RELIED_ON, RELIED_ON_INSTANCES, GuardedHttpToolsProtocol
+from ledger.overrides.uvicorn_http import (
+    HOLD_AT_MOST,
+    RELIED_ON,
+    RELIED_ON_INSTANCES,
+    GuardedHttpToolsProtocol,
+    OneSendPerTurn,
+)
 
 
 def test_relied_on_methods_exist() -> None:
@@ -86,3 +92,53 @@ def test_connections_send_small_writes_at_once() -> None:
     left, right = socket.socketpair()  # a Unix socket refuses the option: no error
     with left, right:
         no_delay(SimpleNamespace(get_extra_info=lambda name: left))  # type: ignore[arg-type]
+
+
+class SentBytes:
+    """The socket transport's side: what it was asked to send, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+def test_an_answer_leaves_in_one_send() -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+    async def scenario() -> None:
+        socket_side = SentBytes()
+        transport = OneSendPerTurn(socket_side, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(head)  # uvicorn: the head,
+        assert socket_side.sent == []  # held for what follows
+        transport.write(b"{}")  # then the body
+        assert socket_side.sent == [head + b"{}"]
+        # A long body goes straight through (flow control counts it), after its head.
+        long = bytes(HOLD_AT_MOST + 1)
+        transport.write(head)
+        transport.write(long)
+        transport.write(long)
+        assert socket_side.sent[1:] == [head, long, long]
+        transport.write(b"0\r\n\r\n")  # a small write with nothing after it
+        await asyncio.sleep(0)  # leaves at the end of this turn of the event loop
+        assert socket_side.sent[-1] == b"0\r\n\r\n"
+        transport.write(b"last")
+        transport.close()  # `connection: close`: what is held goes first
+        assert (socket_side.sent[-1], socket_side.closed) == (b"last", True)
+        transport.write(b"late")
+        await asyncio.sleep(0)
+        assert socket_side.sent[-1] == b"last"  # nothing is sent once closing
+        assert transport.get_extra_info("peername") == "info peername"  # the rest: the transport's
+
+    asyncio.run(scenario())
