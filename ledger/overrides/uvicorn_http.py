@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import weakref
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
@@ -81,16 +82,17 @@ def no_delay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-HOLD_AT_MOST = 4096  # bytes of a write held back for the next one: a response head
+HOLD_AT_MOST = 4096  # bytes of a response head held back for its body
 
 
 class OneSendPerTurn:
     """A transport that sends a response's head with its body, in one write.
 
     uvicorn writes a response's head and its body apart, and the event loop sends each at
-    once: two system calls and, with TCP_NODELAY, two packets per answer. A small write is
-    held until the next one, which takes it along, or until the end of this turn of the event
-    loop. Every other write goes straight through, so the transport's flow control (a long
+    once: two system calls and, with TCP_NODELAY, two packets per answer. A head is held
+    until the next write, which takes it along, or until the end of this turn of the event
+    loop. Only heads are held: a body or a stream's last chunk leaves when written, as
+    before; a long body goes straight through, so the transport's flow control (a long
     answer waits while the client reads nothing) sees every byte as before.
     """
 
@@ -101,20 +103,20 @@ class OneSendPerTurn:
         self._due = False  # a flush is scheduled
 
     def write(self, data: bytes) -> None:
-        """Send data with what is held (a head), or hold it if it is small."""
+        """Send data with what is held (a head), or hold it if it is a head."""
         held, self._held = self._held, b""
         if held and len(data) <= HOLD_AT_MOST:
             self._transport.write(held + data)
-        elif held:
+            return
+        if held:
             self._transport.write(held)  # a long body goes as it is, never copied
-            self._transport.write(data)
-        elif len(data) > HOLD_AT_MOST:
-            self._transport.write(data)
-        else:
+        if len(data) <= HOLD_AT_MOST and data.startswith(b"HTTP/"):
             self._held = bytes(data)
             if not self._due:
                 self._due = True
                 self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
 
     def flush(self) -> None:
         """Send what is held."""
@@ -123,10 +125,25 @@ class OneSendPerTurn:
         if held and not self._transport.is_closing():
             self._transport.write(held)
 
+    def writelines(self, lines: Iterable[bytes]) -> None:
+        """Send what is held, then the lines."""
+        self.flush()
+        self._transport.writelines(lines)
+
+    def write_eof(self) -> None:
+        """Send what is held, then end the stream."""
+        self.flush()
+        self._transport.write_eof()
+
     def close(self) -> None:
         """Send what is held, then close (a response with `connection: close`)."""
         self.flush()
         self._transport.close()
+
+    def abort(self) -> None:
+        """Close at once: what is held is dropped, as the transport drops its buffer."""
+        self._held = b""
+        self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

@@ -104,41 +104,92 @@ class SentBytes:
     def write(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def writelines(self, lines: list[bytes]) -> None:
+        self.sent.extend(lines)
+
+    def write_eof(self) -> None:
+        self.sent.append(b"<eof>")
+
     def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
         self.closed = True
 
     def is_closing(self) -> bool:
         return self.closed
 
-    def get_extra_info(self, name: str) -> str:
-        return f"info {name}"
+    def get_extra_info(self, name: str) -> str | None:
+        return None if name in ("socket", "sslcontext") else f"info {name}"
+
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 
 
 def test_an_answer_leaves_in_one_send() -> None:
-    head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
-
     async def scenario() -> None:
         socket_side = SentBytes()
         transport = OneSendPerTurn(socket_side, asyncio.get_running_loop())  # type: ignore[arg-type]
-        transport.write(head)  # uvicorn: the head,
+        transport.write(HEAD)  # uvicorn: the head,
         assert socket_side.sent == []  # held for what follows
         transport.write(b"{}")  # then the body
-        assert socket_side.sent == [head + b"{}"]
+        assert socket_side.sent == [HEAD + b"{}"]
         # A long body goes straight through (flow control counts it), after its head.
         long = bytes(HOLD_AT_MOST + 1)
-        transport.write(head)
+        transport.write(HEAD)
         transport.write(long)
         transport.write(long)
-        assert socket_side.sent[1:] == [head, long, long]
-        transport.write(b"0\r\n\r\n")  # a small write with nothing after it
-        await asyncio.sleep(0)  # leaves at the end of this turn of the event loop
+        assert socket_side.sent[1:] == [HEAD, long, long]
+        transport.write(b"0\r\n\r\n")  # only heads are held: a stream's last chunk leaves now
         assert socket_side.sent[-1] == b"0\r\n\r\n"
-        transport.write(b"last")
+        transport.write(HEAD)  # a head with nothing after it (a HEAD request, a stream's start)
+        assert socket_side.sent[-1] == b"0\r\n\r\n"
+        await asyncio.sleep(0)  # leaves at the end of this turn of the event loop
+        assert socket_side.sent[-1] == HEAD
+        transport.write(HEAD)
+        transport.writelines([b"a", b"b"])  # what is held goes first, whichever way comes next
+        transport.write(HEAD)
+        transport.write_eof()
+        assert socket_side.sent[-5:] == [HEAD, b"a", b"b", HEAD, b"<eof>"]
+        transport.write(HEAD)
         transport.close()  # `connection: close`: what is held goes first
-        assert (socket_side.sent[-1], socket_side.closed) == (b"last", True)
-        transport.write(b"late")
+        assert (socket_side.sent[-1], socket_side.closed) == (HEAD, True)
+        transport.write(HEAD)
         await asyncio.sleep(0)
-        assert socket_side.sent[-1] == b"last"  # nothing is sent once closing
+        assert socket_side.sent[-1:] == [HEAD]  # nothing is sent once closing
+        assert len(socket_side.sent) == 12
         assert transport.get_extra_info("peername") == "info peername"  # the rest: the transport's
+
+    asyncio.run(scenario())
+
+
+def test_an_aborted_connection_sends_nothing_held() -> None:
+    async def scenario() -> None:
+        socket_side = SentBytes()
+        transport = OneSendPerTurn(socket_side, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(HEAD)
+        transport.abort()
+        socket_side.closed = False  # even were the transport still open, the head stays unsent
+        await asyncio.sleep(0)
+        assert socket_side.sent == []
+
+    asyncio.run(scenario())
+
+
+def test_every_connection_sends_through_one_send_per_turn() -> None:
+    config = uvicorn_config(Starlette(), log_config=None)
+    config.load()
+
+    async def scenario() -> None:
+        protocol = config.http_protocol_class(
+            config=config, server_state=ServerState(), app_state={}
+        )
+        socket_side = SentBytes()
+        protocol.connection_made(socket_side)  # type: ignore[arg-type]
+        assert isinstance(protocol.transport, OneSendPerTurn)
+        protocol.transport.write(HEAD)
+        protocol.transport.write(b"{}")
+        assert socket_side.sent == [HEAD + b"{}"]
+        protocol.transport.close()
 
     asyncio.run(scenario())
