@@ -45,6 +45,7 @@ def test_a_started_process_reads_the_roster_from_its_snapshot(
     assert roster.books == events.books and len(roster.books) == 8
     assert roster.file_digest == events.file_digest
     assert started.book_keys() == writer.book_keys()
-    # The snapshot is a copy: books added after it was taken are not in it.
+    # The last snapshot holds the books of its version, none added after it (that it is a
+    # copy, whatever the next batch does, is tests/unit/test_snapshots.py's).
     (last,) = writer.snapshots.get(Roster.create_id(), gt=7)
     assert len(last.state["books"]) == 7  # Ann, and user 0 to user 5

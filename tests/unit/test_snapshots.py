@@ -5,13 +5,16 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import Counter
+from types import SimpleNamespace
 from uuid import UUID
 
+import pytest
+from eventsourcing.application import ProcessingEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.domain import Book
-from ledger.snapshots import ROSTER_FIRST, ROSTER_SNAPSHOTS, due
+from ledger.domain import Book, Roster
+from ledger.snapshots import ROSTER_FIRST, ROSTER_SNAPSHOTS, due, due_snapshots
 
 
 @given(st.uuids(), st.integers(1, 10**9), st.integers(1, 1000))
@@ -38,3 +41,21 @@ def test_the_roster_snapshots_whenever_it_grew_by_a_tenth() -> None:
     for before, after in itertools.pairwise(versions):
         # A load replays at most a tenth of the roster's events past its last snapshot.
         assert 0 < after - before <= before // 10
+
+
+def test_a_roster_snapshot_keeps_the_books_it_was_taken_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("ledger.snapshots.ROSTER_SNAPSHOTS", frozenset({2}))
+    roster = Roster()
+    roster.add_books([["Ann", "STRATEGY_A"]])  # version 2: due
+    batch: ProcessingEvent[UUID] = ProcessingEvent()
+    batch.events.extend(roster.collect_events())
+    batch.aggregates[roster.id] = roster
+    app = SimpleNamespace(snapshots=object(), snapshotting_intervals={})
+    (snapshot,) = due_snapshots(app, batch)  # type: ignore[arg-type]
+    # The writer decides the next batch while this one's snapshots are stored.
+    roster.add_books([["Bob", "STRATEGY_A"]])
+    assert snapshot.originator_version == 2
+    assert snapshot.state["books"] == [("Ann", "STRATEGY_A")]
+    assert roster.books == [("Ann", "STRATEGY_A"), ("Bob", "STRATEGY_A")]
