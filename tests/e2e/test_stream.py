@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -339,13 +339,16 @@ queries = st.fixed_dictionaries(
 
 
 @given(query=queries, last_event_id=st.none() | st.text(st.characters(codec="ascii"), max_size=30))
+@example(query={}, last_event_id=" ")  # once failed in the client: h11 refuses b" "
+@example(query={}, last_event_id="")
 @hsettings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_any_query_opens_a_stream_or_is_a_clear_4xx(
     stream_server: Server, query: dict[str, str], last_event_id: str | None
 ) -> None:
     headers = {}
+    # A header value cannot start or end with whitespace (HTTP strips it; h11 refuses to send it).
     if last_event_id is not None and last_event_id.isprintable():
-        headers["Last-Event-ID"] = last_event_id
+        headers["Last-Event-ID"] = last_event_id.strip(" \t")
     with httpx.stream(
         "GET", f"{stream_server.url}/stream", params=query, headers=headers, timeout=30
     ) as response:
