@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import threading
 import time
 import weakref
@@ -27,6 +28,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg_pool.base import AttemptWithBackoff
 from pydantic_settings import BaseSettings, EnvSettingsSource
+
+log = logging.getLogger(__name__)
 
 # (owner, attribute, parameters it must accept): what the functions below rely on.
 RELIED_ON: list[tuple[Any, str, tuple[str, ...]]] = [
@@ -333,16 +336,16 @@ def _attached(shmid: str) -> int:
     return 0
 
 
-def _clear_dead_postmaster(pgdata: Path) -> str | None:
-    """Remove the pid file of a dead postmaster (under pgserver's lock); what was done."""
+def _clear_dead_postmaster(pgdata: Path) -> bool:
+    """Remove the pid file of a dead postmaster (under pgserver's lock); whether there was one."""
     lines = _postmaster_lines(pgdata)
     try:
         pid = int(lines[0])
     except (IndexError, ValueError):
-        return None
+        return False
     why = _why_dead(pgdata, pid)
     if why is None:
-        return None
+        return False
     # Its backends and helpers exit when they notice it died; until then postgres refuses to
     # start ("pre-existing shared memory block is still in use"). Line 7: shm key and id.
     shm = lines[6].split() if len(lines) > 6 else []
@@ -356,11 +359,19 @@ def _clear_dead_postmaster(pgdata: Path) -> str | None:
         with contextlib.suppress(OSError, ValueError, IndexError):
             if int(socket_lock.read_text().split()[0]) == pid:
                 socket_lock.unlink()
-    (pgdata / POSTMASTER_PID).unlink(missing_ok=True)
     waited = time.monotonic() - started
-    return f"postmaster {pid} had died ({why}); removed its stale lock files" + (
-        f" after {waited:.1f} s waiting for its processes to exit" if waited >= 0.1 else ""
+    # Said before it is done: a process killed after the removal (a server stopped while it
+    # revives postgres) would leave the next one nothing to report.
+    log.warning(
+        "embedded PostgreSQL under %s: postmaster %d had died (%s); removing its stale lock files"
+        "%s",
+        pgdata,
+        pid,
+        why,
+        f" (waited {waited:.1f} s for its processes to exit)" if waited >= 0.1 else "",
     )
+    (pgdata / POSTMASTER_PID).unlink(missing_ok=True)
+    return True
 
 
 def _pgserver_lock() -> Any:
@@ -384,15 +395,15 @@ def prune_dead_handles(pgdata: Path) -> None:
         _prune(pgdata)
 
 
-def prepare(pgdata: Path) -> str | None:
-    """Before pgserver opens pgdata: forget dead users, clear a dead postmaster; what was done."""
+def prepare(pgdata: Path) -> bool:
+    """Before pgserver opens pgdata: forget dead users, clear a dead postmaster (if there was)."""
     with _pgserver_lock():
         _prune(pgdata)
         return _clear_dead_postmaster(pgdata)
 
 
-def ensure_running(server: Any) -> str | None:
-    """Start an embedded server again whose postmaster has died; what was cleared first."""
+def ensure_running(server: Any) -> bool:
+    """Start an embedded server again; whether a dead postmaster's files were cleared first."""
     with server._lock:  # pgserver's own lock against concurrent starts
         cleared = _clear_dead_postmaster(Path(server.pgdata))
         server.ensure_postgres_running()

@@ -41,7 +41,7 @@ class Database:
             self._last_revive = time.monotonic()
             cleared = overrides.ensure_running(self._server)
             if cleared:
-                log.warning("embedded PostgreSQL: %s; started it again", cleared)
+                log.warning("embedded PostgreSQL: started it again")
         except Exception as failure:
             log.warning("could not restart the embedded PostgreSQL: %s", failure)
         finally:
@@ -72,15 +72,11 @@ class Database:
             # pgserver would take a killed postmaster's pid file (a zombie's) for a running
             # server, and postgres refuses to start over it: cleared first, said in one line.
             before = overrides.live_postmaster(pgdata)
-            cleared = overrides.prepare(pgdata)
+            overrides.prepare(pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
             url = str(server.get_uri())
             pid = server.get_pid()
-            if cleared:
-                log.warning(
-                    "embedded PostgreSQL under %s: %s; started postmaster %d", pgdata, cleared, pid
-                )
-            elif pid == before:
+            if pid == before:
                 log.info(
                     "embedded PostgreSQL under %s: reusing the running postmaster %d", pgdata, pid
                 )

@@ -17,7 +17,7 @@ import pytest
 from tests.support import Server, free_port
 
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
-STALE = "had died"  # the one line Database.open logs about a dead one
+STALE = "had died"  # the one line logged when a dead one's files are cleared
 
 
 def _postmaster(data_dir: Path) -> int:

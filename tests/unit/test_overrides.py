@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from ledger import overrides
 
 
@@ -21,3 +27,33 @@ def test_pools_retry_a_lost_database_every_second() -> None:
         attempt.update_delay(float(now))
         delays.append(attempt.delay)
     assert all(0.8 <= delay <= 1.2 for delay in delays), delays
+
+
+def test_a_dead_postmasters_pid_file_is_reported_before_it_is_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ledger.overrides import storage
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    pid_file = tmp_path / storage.POSTMASTER_PID
+    pid_file.write_text(f"{gone.pid}\n{tmp_path}\n")
+    seen_while_reporting = []
+
+    class Witness(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen_while_reporting.append(pid_file.exists())
+
+    witness = Witness()
+    logging.getLogger(storage.__name__).addHandler(witness)
+    try:
+        with caplog.at_level(logging.WARNING, logger=storage.__name__):
+            assert storage.prepare(tmp_path) is True
+    finally:
+        logging.getLogger(storage.__name__).removeHandler(witness)
+    # A process killed right after the removal must not take the only report with it.
+    assert seen_while_reporting == [True]
+    assert f"postmaster {gone.pid} had died (gone)" in caplog.text
+    assert not pid_file.exists()
+    assert storage.prepare(tmp_path) is False  # nothing left to clear, nothing said twice
+    assert caplog.text.count("had died") == 1
