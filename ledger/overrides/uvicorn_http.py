@@ -38,6 +38,7 @@ RELIED_ON: list[tuple[Any, str]] = [
     (HttpToolsProtocol, "connection_made"),
     (HttpToolsProtocol, "connection_lost"),
     (HttpToolsProtocol, "data_received"),
+    (HttpToolsProtocol, "eof_received"),
     (HttpToolsProtocol, "on_headers_complete"),
     (HttpToolsProtocol, "on_response_complete"),
 ]
@@ -51,6 +52,8 @@ RELIED_ON_INSTANCES = [
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "scope"),
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "loop"),
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "timeout_keep_alive_task"),
+    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "pipeline"),
+    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "cycle"),
     ("uvicorn.server.ServerState", "connections"),
     ("uvicorn.server.ServerState", "tasks"),
 ]
@@ -171,6 +174,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._unanswered: list[RequestResponseCycle] = []  # running or pipelined, in order
         self._idle = _IDLE.setdefault(server_state, {})
+        self._sending_done = False  # the client shut down its side: answer, then close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Accept, closing the longest-idle connection when full; start the head timer."""
@@ -195,6 +199,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._start_head_timer()
         super().data_received(data)
 
+    def eof_received(self) -> bool:  # type: ignore[override] # asyncio's: bool | None
+        """The client will send nothing more: answer the requests it sent, then close."""
+        # Returning false closes the transport, and connection_lost drops the answers still
+        # being worked on: a client that shuts down its sending side after a request (nc -N,
+        # some scripts) had its order booked and never heard so. A request whose body is
+        # cut short can never complete: that is a client gone.
+        waiting = [c for c in self._unanswered if not c.response_complete]
+        cut_short = self.cycle is not None and self.cycle.more_body
+        if not waiting or (cut_short and not self.cycle.response_complete):
+            return False
+        self._sending_done = True
+        self._stop_head_timer()  # a next request's head cannot come any more
+        return True
+
     def on_headers_complete(self) -> None:
         """Stop the head timer; answer 503 instead when too many requests are in flight."""
         self._stop_head_timer()
@@ -215,6 +233,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Once uvicorn waits for the next request on this connection, it may be closed."""
         self._unanswered = [c for c in self._unanswered if not c.response_complete]
         super().on_response_complete()
+        if self._sending_done and not self._unanswered:
+            self.drop()  # every request the client sent before its EOF is answered
+            return
         # uvicorn arms its keep-alive timer exactly when the connection turns idle (not
         # closing, no pipelined request queued); the head timer waits for the next byte.
         if self.timeout_keep_alive_task is not None:
