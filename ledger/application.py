@@ -19,7 +19,7 @@ from ledger.domain import Book, Order, Roster
 from ledger.overrides import storage as overrides
 from ledger.profile_import import ImportReport, import_profiles
 from ledger.retries import retrying
-from ledger.snapshots import put_snapshots, save_snapshots
+from ledger.snapshots import catch_up_roster, put_snapshots, save_snapshots
 from ledger.store.bulk import load_many
 from ledger.store.mapper import LedgerMapper
 from ledger.store.recorder import LedgerRecorder
@@ -99,6 +99,15 @@ class Ledger(Application[UUID]):
                 self._by_user.setdefault(user, []).append(strategy)
             self._by_strategy = index
         return self._by_strategy
+
+    def catch_up_roster_snapshot(self) -> int | None:
+        """Snapshot the roster as held if reading it replayed over a tenth of its events."""
+        try:
+            self._index()
+            return catch_up_roster(self, self._roster_held)
+        except Exception as failure:  # the database may be down at a start: not needed to run
+            log.warning("roster snapshot not checked (%s)", failure)
+            return None
 
     def roster_version(self) -> int:
         """The roster's version as held (0 before the first book): what a batch expects."""

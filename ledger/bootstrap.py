@@ -167,6 +167,8 @@ class Services:
             if self.role == "worker":
                 await self._link_writers()
             else:
+                if self.partition == 0:  # one writer for the one roster
+                    await asyncio.to_thread(ledger.catch_up_roster_snapshot)
                 self._desk = self._writer = Writer(
                     ledger,
                     max_batch=settings.max_batch,
