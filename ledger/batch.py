@@ -150,6 +150,34 @@ def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -
     return Prepared(list(requests), known, orders, batch, snapshots, decided)
 
 
+def merged(first: Prepared, then: Prepared) -> Prepared:
+    """Two batches decided one after the other, as one batch stored in one transaction.
+
+    `then` was decided on top of `first` in memory: a book both read is expected at the
+    version `first` read (the store's), as the stale check compares before either is stored.
+    """
+    offset, events_before = len(first.requests), len(first.batch.processing_event.events)
+    changes = dict(first.changes)
+    for n, (change, last) in then.changes.items():
+        changes[offset + n] = (change, None if last is None else events_before + last)
+    processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+    expected = dict(then.batch.processing_event.saved_kwargs["expected_versions"])
+    expected.update(first.batch.processing_event.saved_kwargs["expected_versions"])
+    processing_event.saved_kwargs["expected_versions"] = expected
+    for part in (first, then):
+        processing_event.events.extend(part.batch.processing_event.events)
+        processing_event.aggregates.update(part.batch.processing_event.aggregates)
+    stored = first.batch.stored_events + then.batch.stored_events
+    return Prepared(
+        first.requests + then.requests,
+        {**first.known, **then.known},
+        {**first.orders, **then.orders},
+        overrides.PreparedBatch(processing_event, stored),
+        first.snapshots + then.snapshots,
+        changes,
+    )
+
+
 def commit(ledger: Ledger, prepared: Prepared, *, snapshots: bool = True) -> list[Outcome]:
     """Store a prepared batch in one transaction, then its snapshots unless told not to (the
     writer stores them after answering); the answers, with their sequences."""

@@ -18,7 +18,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 from ledger import faults
 from ledger.answers import OrderOutcome, OrderRequest
 from ledger.application import Ledger
-from ledger.batch import Outcome, Prepared, Request
+from ledger.batch import Outcome, Prepared, Request, merged
 from ledger.logs import order_line
 from ledger.metrics import Metrics
 from ledger.user_answers import ChangeOutcome, ChangeRequest
@@ -162,11 +162,12 @@ class Writer:
             raise WriterUnavailable(msg) from None
         return future
 
-    def _take(self, first: _Pending | None) -> tuple[list[_Pending], bool]:
-        """The next batch (up to max_batch), and whether a stop was asked for."""
+    def _take(self, first: _Pending | None, room: int | None = None) -> tuple[list[_Pending], bool]:
+        """The next batch (up to `room`, max_batch), and whether a stop was asked for."""
         batch = [] if first is None else [first]
         stop = first is None
-        while len(batch) < self.max_batch and not self._queue.empty():
+        room = self.max_batch if room is None else room
+        while len(batch) < room and not self._queue.empty():
             item = self._queue.get_nowait()
             if item is None:
                 stop = True
@@ -213,6 +214,9 @@ class Writer:
                 batch = await self._defer_loads(batch)
                 if batch:
                     prepared = await self._prepare(batch)
+                    batch, prepared, getter, stop = await self._join_arrivals(
+                        committing, batch, prepared, getter, in_flight, stop
+                    )
                     if committing is not None:
                         ok = await self._settle(committing, prepared)
                         committing = None
@@ -229,6 +233,42 @@ class Writer:
                 getter.cancel()
             if committing is not None:
                 await self._settle(committing, None)
+
+    async def _join_arrivals(
+        self,
+        committing: asyncio.Task[bool] | None,
+        batch: list[_Pending],
+        prepared: Prepared | None,
+        getter: asyncio.Future[_Pending | None] | None,
+        in_flight: frozenset[str],
+        stop: bool,
+    ) -> tuple[list[_Pending], Prepared | None, asyncio.Future[_Pending | None] | None, bool]:
+        """Until the commit ends, decide the orders that come on top of the next batch and
+        join them to it: (that batch, decided, the queue's getter, whether a stop came).
+
+        Decided alone, the first order to come during a commit made the next batch, and all
+        that came after it waited for two commits (measured at 21 x 4: batches of 1, 17 and
+        46 in turn, the database idle a third of the time between commits).
+        """
+        if committing is None or prepared is None:
+            return batch, prepared, getter, stop
+        while not stop and not committing.done() and len(batch) < self.max_batch:
+            if getter is None:
+                getter = asyncio.ensure_future(self._queue.get())
+            if not getter.done():
+                waiting: set[asyncio.Future[Any]] = {getter, committing}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    break  # the commit ended
+            more, stop = self._take(getter.result(), self.max_batch - len(batch))
+            getter = None
+            # A retry of an ORDER_ID this batch or the commit stores waits for that commit.
+            more = self._hold_retries(more, in_flight | frozenset(prepared.orders))
+            more = await self._defer_loads(more)
+            part = await self._prepare(more) if more else None
+            if part is not None:
+                batch, prepared = batch + more, merged(prepared, part)
+        return batch, prepared, getter, stop
 
     async def _read_roster(self) -> None:
         """Hold the roster from the start: _defer_loads counts books only where it is held."""

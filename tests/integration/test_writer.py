@@ -21,6 +21,7 @@ from ledger.application import Ledger
 from ledger.domain import Book, Position
 from ledger.store.database import Database
 from ledger.store.recorder import StaleRead, unwritten, writers_key
+from ledger.user_answers import ChangeRequest, Scope
 from ledger.wire import WriterUnavailable
 from ledger.writer import Writer
 
@@ -116,6 +117,139 @@ def test_a_batch_decided_on_a_failed_commit_is_decided_again(
     assert ledger.strategy_books("STRATEGY_A")[0] is other
     for book in ledger.strategy_books("STRATEGY_B"):
         assert book.version == ledger.repository.get(book.id).version
+
+
+def committed_ids(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[list[str | None]]:
+    """The ORDER_IDs of each batch the ledger is asked to commit, in order (the store is real)."""
+    batches: list[list[str | None]] = []
+    commit = ledger.commit
+
+    def counted(prepared: Any, **kwargs: Any) -> Any:
+        batches.append([getattr(r, "order_id", None) for r in prepared.requests])
+        return commit(prepared, **kwargs)
+
+    monkeypatch.setattr(ledger, "commit", counted)
+    return batches
+
+
+async def during_a_commit(
+    ledger: Ledger, hold: TableHold, first: OrderRequest, then: list[Any]
+) -> tuple[Writer, Any, list[Any]]:
+    """A writer whose commit of `first` waits on the lock while `then` come one by one, each
+    taken (and so decided on its own, on top of the last) before the next comes."""
+    writer = Writer(ledger)
+    writer.start()
+    await hold.take()
+    committing = writer.enqueue(first)
+    await hold.until_a_commit_waits()
+    futures = []
+    for request in then:
+        futures.append(writer.enqueue(request))
+        await asyncio.to_thread(until, writer._queue.empty)
+    return writer, committing, futures
+
+
+def test_orders_that_come_while_a_batch_commits_are_stored_together_next(
+    ledger: Ledger,
+    make_ledger: Callable[[], Ledger],
+    hold: TableHold,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batches = committed_ids(ledger, monkeypatch)
+
+    async def run() -> list[Any]:
+        writer, first, joined = await during_a_commit(
+            ledger,
+            hold,
+            OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "j-0"),
+            [
+                OrderRequest("STRATEGY_B", "ACC", Position.BUY, "j-1"),
+                OrderRequest("STRATEGY_B", "MINDA", Position.SELL, "j-2"),  # closes j-0's
+                OrderRequest("STRATEGY_B", "ACC", Position.SELL, "j-3"),  # closes j-1's
+            ],
+        )
+        hold.release()
+        answers = [await first, *[await future for future in joined]]
+        await writer.stop()
+        return answers
+
+    answers = [outcome.answer for outcome in asyncio.run(run())]
+    assert batches == [["j-0"], ["j-1", "j-2", "j-3"]]
+    both = ["Holland Proctor", "Kamryn Li"]
+    assert [a.accepted_for for a in answers] == [
+        ["Holland Proctor"],
+        both,
+        ["Holland Proctor"],
+        both,
+    ]
+    sequences = [a.sequence for a in answers]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 4
+    started = make_ledger()  # the store holds what the writer holds
+    for book in ledger.strategy_books("STRATEGY_B"):
+        assert started.repository.get(book.id).version == book.version
+        assert book.open == {}
+
+
+def test_a_change_joined_between_orders_is_answered_with_its_own_sequence(
+    ledger: Ledger, hold: TableHold, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = committed_ids(ledger, monkeypatch)
+    zed = ChangeRequest(Scope.BOOK, {"Zed": {"STRATEGY_B": ["ACC"]}}, "Zed", "STRATEGY_B")
+
+    async def run() -> list[Any]:
+        writer, first, joined = await during_a_commit(
+            ledger,
+            hold,
+            OrderRequest("STRATEGY_A", "INFY", Position.BUY, "c-0"),
+            [
+                OrderRequest("STRATEGY_B", "ACC", Position.BUY, "c-1"),
+                zed,  # decided after c-1, before c-2: Zed holds no ACC position
+                OrderRequest("STRATEGY_B", "ACC", Position.SELL, "c-2"),
+            ],
+        )
+        hold.release()
+        outcomes = [await first, *[await future for future in joined]]
+        await writer.stop()
+        return outcomes
+
+    _, buy, change, sell = (outcome.answer for outcome in asyncio.run(run()))
+    assert batches == [["c-0"], ["c-1", None, "c-2"]]
+    assert [c.change for c in change.changes] == ["taken_up"]
+    assert buy.sequence < change.sequence < sell.sequence
+    assert sell.accepted_for == ["Holland Proctor", "Kamryn Li"]
+    assert {"user": "Zed", "reason": "NO_OPEN_POSITION"} in sell.rejected_for
+    stored = ledger.events.get(Book.create_id("Zed", "STRATEGY_B"))
+    assert [e.originator_version for e in stored][-1] >= 1  # the change is in the store
+
+
+def test_a_batch_joined_on_a_failed_commit_is_decided_again_whole(
+    ledger: Ledger, hold: TableHold, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = committed_ids(ledger, monkeypatch)
+
+    async def run() -> list[Any]:
+        writer, buy, joined = await during_a_commit(
+            ledger,
+            hold,
+            OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "f-0"),
+            [
+                OrderRequest("STRATEGY_B", "ACC", Position.BUY, "f-1"),
+                OrderRequest("STRATEGY_B", "MINDA", Position.SELL, "f-2"),  # f-0's, in memory
+            ],
+        )
+        with pytest.raises(WriterUnavailable):
+            await buy  # the lock timeout: not committed
+        hold.release()
+        answers = [await future for future in joined]
+        await writer.stop()
+        return answers
+
+    accepted, refused = [outcome.answer for outcome in asyncio.run(run())]
+    assert batches == [["f-0"], ["f-1", "f-2"]]  # f-0 failed; then both, decided again
+    assert accepted.accepted_for == ["Holland Proctor", "Kamryn Li"]
+    assert refused.RESPONSE == "REJECTED"  # from the store, where f-0 never happened
+    assert {"user": "Holland Proctor", "reason": "NO_OPEN_POSITION"} in refused.rejected_for
+    assert ledger.get_order("f-0") is None
 
 
 def test_a_retry_while_its_order_commits_waits_for_that_commit(
