@@ -68,6 +68,7 @@ class Writer:
         self._conflicted: list[_Pending] | None = None
         self._storing: Prepared | None = None  # the batch being committed
         self._held: list[_Pending] = []  # retries of ORDER_IDs committing (see _hold_retries)
+        self._stop_taken = False  # stop()'s sentinel has been taken from the queue
         self._failure: tuple[str, float] | None = None  # the last commit failure, and when
         self._warm_up = warm_up  # which strategies' books to load while idle; None: none
         self._warm_time = 0.0  # seconds spent warming up
@@ -173,6 +174,7 @@ class Writer:
                 stop = True
                 continue
             batch.append(item)
+        self._stop_taken = self._stop_taken or stop  # taken once: every later turn must know
         return batch, stop
 
     async def _run(self) -> None:
@@ -214,8 +216,8 @@ class Writer:
                 batch = await self._defer_loads(batch)
                 if batch:
                     prepared = await self._prepare(batch)
-                    batch, prepared, getter, stop = await self._join_arrivals(
-                        committing, batch, prepared, getter, in_flight, stop
+                    batch, prepared, getter = await self._join_arrivals(
+                        committing, batch, prepared, getter, in_flight
                     )
                     if committing is not None:
                         ok = await self._settle(committing, prepared)
@@ -226,7 +228,7 @@ class Writer:
                         self._storing = prepared
                         committing = asyncio.create_task(self._commit(batch, prepared))
                         in_flight = frozenset(prepared.orders)
-                if stop and self._queue.empty() and not self._held:
+                if self._stop_taken and self._queue.empty() and not self._held:
                     return
         finally:
             if getter is not None:
@@ -241,18 +243,17 @@ class Writer:
         prepared: Prepared | None,
         getter: asyncio.Future[_Pending | None] | None,
         in_flight: frozenset[str],
-        stop: bool,
-    ) -> tuple[list[_Pending], Prepared | None, asyncio.Future[_Pending | None] | None, bool]:
+    ) -> tuple[list[_Pending], Prepared | None, asyncio.Future[_Pending | None] | None]:
         """Until the commit ends, decide the orders that come on top of the next batch and
-        join them to it: (that batch, decided, the queue's getter, whether a stop came).
+        join them to it: (that batch, decided, the queue's getter).
 
         Decided alone, the first order to come during a commit made the next batch, and all
         that came after it waited for two commits (measured at 21 x 4: batches of 1, 17 and
         46 in turn, the database idle a third of the time between commits).
         """
         if committing is None or prepared is None:
-            return batch, prepared, getter, stop
-        while not stop and not committing.done() and len(batch) < self.max_batch:
+            return batch, prepared, getter
+        while not self._stop_taken and not committing.done() and len(batch) < self.max_batch:
             if getter is None:
                 getter = asyncio.ensure_future(self._queue.get())
             if not getter.done():
@@ -260,15 +261,21 @@ class Writer:
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
                     break  # the commit ended
-            more, stop = self._take(getter.result(), self.max_batch - len(batch))
+            more, _ = self._take(getter.result(), self.max_batch - len(batch))
             getter = None
             # A retry of an ORDER_ID this batch or the commit stores waits for that commit.
             more = self._hold_retries(more, in_flight | frozenset(prepared.orders))
             more = await self._defer_loads(more)
-            part = await self._prepare(more) if more else None
-            if part is not None:
-                batch, prepared = batch + more, merged(prepared, part)
-        return batch, prepared, getter, stop
+            if not more:
+                continue
+            part = await self._prepare(more)
+            if part is None:
+                # Answered with its failure, and the books it read forgotten: reloaded now,
+                # they would lack what this batch and the commit hold, and joined, the next
+                # part's stale read would go unseen (this batch's expected versions win).
+                break
+            batch, prepared = batch + more, merged(prepared, part)
+        return batch, prepared, getter
 
     async def _read_roster(self) -> None:
         """Hold the roster from the start: _defer_loads counts books only where it is held."""

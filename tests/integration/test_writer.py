@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from psycopg import sql
 
 from ledger import snapshots
@@ -250,6 +250,81 @@ def test_a_batch_joined_on_a_failed_commit_is_decided_again_whole(
     assert refused.RESPONSE == "REJECTED"  # from the store, where f-0 never happened
     assert {"user": "Holland Proctor", "reason": "NO_OPEN_POSITION"} in refused.rejected_for
     assert ledger.get_order("f-0") is None
+
+
+def test_a_stop_while_a_retry_is_held_in_a_joined_batch_still_ends(
+    ledger: Ledger, hold: TableHold
+) -> None:
+    async def run() -> list[Any]:
+        order = OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "s-1")
+        writer, first, (joined, retry) = await during_a_commit(
+            ledger, hold, OrderRequest("STRATEGY_A", "INFY", Position.BUY, "s-0"), [order, order]
+        )
+        assert len(writer._held) == 1  # the retry waits for its first copy's commit
+        stopping = asyncio.ensure_future(writer.stop())
+        await asyncio.to_thread(until, writer._queue.empty)  # stop's sentinel taken meanwhile
+        hold.release()
+        answers = [await first, await joined, await retry]
+        await asyncio.wait_for(stopping, 30)  # it used to wait for a next order forever
+        return answers
+
+    _, joined, retry = asyncio.run(run())
+    assert joined.answer == retry.answer
+    assert joined.stored and not retry.stored
+
+
+def test_after_a_failed_part_nothing_more_is_joined_on_reloaded_books(
+    ledger: Ledger, hold: TableHold, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    strategy_books = ledger.strategy_books
+    failing, failed = threading.Event(), threading.Event()
+
+    def flaky(strategy: str) -> list[Book]:
+        if strategy == "STRATEGY_D" and not failed.is_set():
+            failing.wait(30)  # until the order after it is queued
+            failed.set()
+            raise OperationalError("a dead pooled connection")
+        return strategy_books(strategy)
+
+    monkeypatch.setattr(ledger, "strategy_books", flaky)
+    settle = Writer._settle
+    settling = threading.Event()
+
+    async def observed_settle(self: Writer, *args: Any) -> bool:
+        settling.set()
+        return await settle(self, *args)
+
+    monkeypatch.setattr(Writer, "_settle", observed_settle)
+
+    async def run() -> list[Any]:
+        writer, first, (buy,) = await during_a_commit(
+            ledger,
+            hold,
+            OrderRequest("STRATEGY_A", "INFY", Position.BUY, "x-0"),
+            [OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "x-1")],  # the next batch
+        )
+        # One part: it reads STRATEGY_B's books, then fails, and they are forgotten.
+        part = [
+            writer.enqueue(OrderRequest("STRATEGY_B", "ACC", Position.BUY, "x-2")),
+            writer.enqueue(OrderRequest("STRATEGY_D", "NTPC", Position.BUY, "x-3")),
+        ]
+        await asyncio.to_thread(until, writer._queue.empty)  # the part is being decided
+        sell = writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", Position.SELL, "x-4"))
+        failing.set()
+        # Joined, x-4 would be decided on STRATEGY_B's books as stored, without x-1's BUY.
+        await asyncio.to_thread(until, lambda: writer._queue.empty() or settling.is_set())
+        hold.release()
+        answers = [await first, await buy, await sell]
+        for future in part:
+            with pytest.raises(WriterUnavailable):
+                await future
+        await writer.stop()
+        return answers
+
+    _, buy, sell = (outcome.answer for outcome in asyncio.run(run()))
+    assert buy.accepted_for == ["Holland Proctor"]
+    assert sell.accepted_for == ["Holland Proctor"]  # x-4 closes what x-1 opened
+    assert ledger.book(Book.create_id("Holland Proctor", "STRATEGY_B")).open == {}
 
 
 def test_a_retry_while_its_order_commits_waits_for_that_commit(
