@@ -65,14 +65,21 @@ class _Events:
         self.orders = []
 
 
+def _processing_event(
+    events: list[Any], aggregates: dict[UUID, Any], expected: dict[UUID, int]
+) -> ProcessingEvent[UUID]:
+    """What store_batch takes: the events in their order, their aggregates, the versions read."""
+    processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+    processing_event.events.extend(events)
+    processing_event.aggregates.update(aggregates)
+    processing_event.saved_kwargs["expected_versions"] = expected
+    return processing_event
+
+
 def _prepared(ledger: Ledger, out: _Events, expected: dict[UUID, int]) -> overrides.PreparedBatch:
     """The events in their order, mapped to their stored form, for overrides.store_batch."""
-    processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-    processing_event.events.extend(out.events)
-    processing_event.aggregates.update(out.aggregates)
-    processing_event.saved_kwargs["expected_versions"] = expected
     stored = list(map(ledger.mapper.to_stored_event, out.events))
-    return overrides.PreparedBatch(processing_event, stored)
+    return overrides.PreparedBatch(_processing_event(out.events, out.aggregates, expected), stored)
 
 
 def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -> Prepared:
@@ -160,13 +167,12 @@ def merged(first: Prepared, then: Prepared) -> Prepared:
     changes = dict(first.changes)
     for n, (change, last) in then.changes.items():
         changes[offset + n] = (change, None if last is None else events_before + last)
-    processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-    expected = dict(then.batch.processing_event.saved_kwargs["expected_versions"])
-    expected.update(first.batch.processing_event.saved_kwargs["expected_versions"])
-    processing_event.saved_kwargs["expected_versions"] = expected
-    for part in (first, then):
-        processing_event.events.extend(part.batch.processing_event.events)
-        processing_event.aggregates.update(part.batch.processing_event.aggregates)
+    before, after = first.batch.processing_event, then.batch.processing_event
+    processing_event = _processing_event(
+        before.events + after.events,
+        {**before.aggregates, **after.aggregates},
+        {**after.saved_kwargs["expected_versions"], **before.saved_kwargs["expected_versions"]},
+    )
     stored = first.batch.stored_events + then.batch.stored_events
     return Prepared(
         first.requests + then.requests,

@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 
 from ledger.domain import Roster
+from ledger.store.factory import SnapshotRecorder
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,9 @@ def catch_up_roster(app: Application[Any], roster: Roster | None) -> int | None:
     # snapshotted as it grew, a start replays at most a tenth: nothing is taken.
     if roster is None or app.snapshots is None or roster.version < ROSTER_FIRST:
         return None
-    last = app.snapshots.recorder.select_events(roster.id, desc=True, limit=1)
-    replayed = roster.version - (last[0].originator_version if last else 0)
+    recorder = app.snapshots.recorder
+    assert isinstance(recorder, SnapshotRecorder), "the ledger's own persistence module"
+    replayed = roster.version - recorder.last_version(roster.id)
     if replayed <= roster.version // 10:
         return None
     snapshot = type(roster).Snapshot.take(roster)

@@ -205,7 +205,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # being worked on: a client that shuts down its sending side after a request (nc -N,
         # some scripts) had its order booked and never heard so. A request whose body is
         # cut short can never complete: that is a client gone.
-        waiting = [c for c in self._unanswered if not c.response_complete]
+        waiting = any(not c.response_complete for c in self._unanswered)
         cut_short = self.cycle is not None and self.cycle.more_body
         if not waiting or (cut_short and not self.cycle.response_complete):
             return False
