@@ -411,6 +411,57 @@ def test_the_writer_stores_snapshots_after_its_answers(ledger: Ledger) -> None:
     assert [s.originator_version for s in stored] == [at]
 
 
+def test_answers_do_not_wait_for_snapshots_and_the_next_commit_does(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = ledger.strategy_books("STRATEGY_B")[0]
+    interval = Ledger.snapshotting_intervals[Book]
+    at = next(v for v in range(book.version + 2, 10**6) if snapshots.due(book.id, v, interval))
+    happened: list[str] = []
+    release = threading.Event()
+    commit, store_snapshots = Ledger.commit, Ledger.store_snapshots
+
+    def committing(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        happened.append("commit")
+        return commit(self, *args, **kwargs)
+
+    def storing(self: Ledger, prepared: Any) -> None:
+        happened.append("snapshots")
+        assert release.wait(timeout=30)
+        store_snapshots(self, prepared)
+        happened.append("snapshots stored")
+
+    monkeypatch.setattr(Ledger, "commit", committing)
+    monkeypatch.setattr(Ledger, "store_snapshots", storing)
+
+    def place(n: int) -> asyncio.Future[Any]:
+        side = Position.SELL if "MINDA" in book.open else Position.BUY
+        return writer.enqueue(OrderRequest("STRATEGY_B", "MINDA", side, f"s-{n}"))
+
+    async def run() -> None:
+        writer.start()
+        n = 0
+        while book.version < at:
+            n += 1
+            assert (await place(n)).stored
+        # Answered while its snapshot is (or is about to be) held up.
+        await asyncio.to_thread(until, lambda: happened[-1] == "snapshots")
+        follower = place(n + 1)  # queued behind the snapshot
+        release.set()
+        assert (await follower).stored
+        await writer.stop()
+
+    writer = Writer(ledger)
+    try:
+        asyncio.run(asyncio.wait_for(run(), timeout=30))
+    finally:
+        release.set()
+    assert happened[-3:] == ["snapshots", "snapshots stored", "commit"]
+    assert ledger.snapshots is not None
+    stored = list(ledger.snapshots.get(book.id, desc=True, limit=1))
+    assert [s.originator_version for s in stored] == [at]
+
+
 def test_an_idle_writer_loads_the_books_of_its_strategies(
     ledger: Ledger, make_ledger: Callable[[], Ledger]
 ) -> None:
