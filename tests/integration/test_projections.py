@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
+from eventsourcing.persistence import Tracking
 from eventsourcing.projection import ProjectionRunner
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -21,7 +23,7 @@ from ledger.domain import Position
 from ledger.overrides.storage import BatchingProjectionRunner
 from ledger.settings import Settings
 from ledger.store.database import Database
-from projections import queries
+from projections import queries, views
 from projections.fold import Key, Opened, PlacedOrder, fold
 from projections.projection import LedgerProjection
 from projections.replay import replay
@@ -180,3 +182,29 @@ def test_positions_as_of_a_past_sequence(ledger: Ledger, database: Database) -> 
         (p.user, p.order_id) for p in queries.positions(view, everything).positions
     ]
     view.datastore.close()
+
+
+def test_a_view_batch_commits_without_waiting_for_the_disk(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rebuilt from the events if lost: its transaction does not wait for its WAL flush.
+    database = Database.open(settings)
+    try:
+        view = open_view(database.eventsourcing_env())
+        seen: list[str] = []
+        insert_tracking = views.insert_tracking
+
+        def spying(recorder: Any, curs: Any, tracking: Tracking) -> None:
+            row = curs.execute("SELECT current_setting('synchronous_commit') AS s").fetchone()
+            seen.append(row["s"])
+            insert_tracking(recorder, curs, tracking)
+
+        monkeypatch.setattr(views, "insert_tracking", spying)
+        view.write(None, Tracking(notification_id=1, application_name=LedgerProjection.name))
+        with view.datastore.transaction() as curs:
+            after = curs.execute("SELECT current_setting('synchronous_commit') AS s").fetchone()
+        assert seen == ["off"]
+        assert after is not None and after["s"] == "on"  # for that transaction only
+        assert view.max_tracking_id(LedgerProjection.name) == 1  # and it was committed
+    finally:
+        database.close()
