@@ -422,9 +422,12 @@ class Writer:
             # Answers first: nothing after this may keep a client waiting. The snapshots only
             # shorten loads; they are stored next, before the next commit, in this thread: a
             # hop back to it cost ~2 ms a batch under load (a thread waiting for the GIL).
-            loop.call_soon_threadsafe(self._answer, batch, outcomes, started)
+            loop.call_soon_threadsafe(self._answer_or_fail, batch, outcomes, started)
             if prepared.snapshots:  # most batches have none due
-                self.ledger.store_snapshots(prepared)
+                try:
+                    self.ledger.store_snapshots(prepared)
+                except Exception:  # committed and answered: only loads get longer
+                    log.exception("snapshots of a committed batch not stored")
 
         try:
             await loop.run_in_executor(self._executor, store)
@@ -436,6 +439,16 @@ class Writer:
             self._fail(batch, error)
             return False
         return True
+
+    def _answer_or_fail(
+        self, batch: list[_Pending], outcomes: list[Outcome], started: float
+    ) -> None:
+        # A callback of the loop, not of the task: what it raised would only be logged, and
+        # the clients left waiting for their answer until they give up.
+        try:
+            self._answer(batch, outcomes, started)
+        except Exception as error:
+            self._fail(batch, error)
 
     def _fail(self, batch: list[_Pending], error: Exception) -> None:
         if isinstance(error, PersistenceError):

@@ -98,7 +98,10 @@ RUN_USERS = SQL(
     "CROSS JOIN LATERAL unnest(string_to_array(r.users, chr(31))) WITH ORDINALITY AS u(u, k)"
 )
 # A batch's trades, in fold order. A trade whose BUY came before the batch has no BUY
-# columns: its open position is taken out of the table and completes it.
+# columns: its open position is taken out of the table and completes it. Trade ids (the trades
+# pages' cursor) follow the last one stored, not the column's sequence: a batch lost in a crash
+# of PostgreSQL (its commit does not wait for the disk, see views.py) is projected again with
+# the same ids, where the sequence, logged ahead of use, would have jumped past them.
 CLOSE_POSITIONS = (
     "WITH t AS MATERIALIZED (SELECT u.u, r.s, r.i, r.b, r.x, r.o, r.c, r.bs, r.ss, r.q, r.ep,"
     " r.xp, r.n, u.k FROM unnest({text}, {text}, {text},"
@@ -109,9 +112,10 @@ CLOSE_POSITIONS = (
     " AND p.strategy = t.s AND p.instrument = t.i"
     " RETURNING p.user_name, p.strategy, p.instrument, p.order_id, p.opened_at,"
     " p.sequence, p.quantity, p.entry_price)"
-    " INSERT INTO {trades} (user_name, strategy, instrument, buy_order_id, sell_order_id,"
+    " INSERT INTO {trades} (id, user_name, strategy, instrument, buy_order_id, sell_order_id,"
     " opened_at, closed_at, buy_sequence, sell_sequence, quantity, entry_price, exit_price)"
-    " SELECT t.u, t.s, t.i, coalesce(t.b, g.order_id), t.x, coalesce(t.o, g.opened_at),"
+    " SELECT (SELECT coalesce(max(id), 0) FROM {trades}) + row_number() OVER (ORDER BY t.n, t.k),"
+    " t.u, t.s, t.i, coalesce(t.b, g.order_id), t.x, coalesce(t.o, g.opened_at),"
     " t.c, coalesce(t.bs, g.sequence), t.ss,"
     " CASE WHEN t.b IS NULL THEN g.quantity ELSE t.q END,"
     " CASE WHEN t.b IS NULL THEN g.entry_price ELSE t.ep END, t.xp"
