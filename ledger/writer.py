@@ -424,10 +424,7 @@ class Writer:
             # hop back to it cost ~2 ms a batch under load (a thread waiting for the GIL).
             loop.call_soon_threadsafe(self._answer_or_fail, batch, outcomes, started)
             if prepared.snapshots:  # most batches have none due
-                try:
-                    self.ledger.store_snapshots(prepared)
-                except Exception:  # committed and answered: only loads get longer
-                    log.exception("snapshots of a committed batch not stored")
+                self.ledger.store_snapshots(prepared)  # never raises: a failure is logged
 
         try:
             await loop.run_in_executor(self._executor, store)

@@ -16,7 +16,7 @@ from eventsourcing.postgres import (
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from ledger.store.recorder import LedgerRecorder
+from ledger.store.recorder import LedgerRecorder, event_columns
 from ledger.store.schema import OneCreatorAtATime
 
 # The stock factory's environment, for code that means to use eventsourcing as it comes.
@@ -53,6 +53,9 @@ class SnapshotRecorder(OneCreatorAtATime, PostgresAggregateRecorder):
         self._put_sql = SQL("SELECT {0}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])").format(
             put
         )
+        self._last_version_sql = SQL(
+            "SELECT max(originator_version) FROM {0}.{1} WHERE originator_id = %s"
+        ).format(schema, table)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -62,27 +65,14 @@ class SnapshotRecorder(OneCreatorAtATime, PostgresAggregateRecorder):
             return None
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             assert conn.autocommit  # the call is its own transaction
-            curs.execute(
-                self._put_sql,
-                (
-                    [e.originator_id for e in stored_events],
-                    [e.originator_version for e in stored_events],
-                    [e.topic for e in stored_events],
-                    [e.state for e in stored_events],
-                ),
-                prepare=True,
-            )
+            curs.execute(self._put_sql, event_columns(stored_events), prepare=True)
         return None
 
     def last_version(self, originator_id: UUID) -> int:
         """The version of an aggregate's last snapshot (0: none), without reading the snapshot."""
         # The roster's holds every book: megabytes at 50,000 books, where only its version counts.
-        statement = SQL("SELECT max(originator_version) FROM {0}.{1} WHERE originator_id = %s")
-        table = statement.format(
-            Identifier(self.datastore.schema), Identifier(self.events_table_name)
-        )
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            row = curs.execute(table, (originator_id,)).fetchone()
+            row = curs.execute(self._last_version_sql, (originator_id,)).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
 

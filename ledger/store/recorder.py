@@ -61,6 +61,18 @@ END $$
 """
 
 
+def event_columns(
+    stored_events: Sequence[StoredEvent],
+) -> tuple[list[UUID | str], list[int], list[str], list[bytes]]:
+    """A batch as four plain arrays (ids, versions, topics, states): what the functions take."""
+    return (
+        [e.originator_id for e in stored_events],
+        [e.originator_version for e in stored_events],
+        [e.topic for e in stored_events],
+        [e.state for e in stored_events],
+    )
+
+
 def unwritten(stored_events: Sequence[StoredEvent], expected: dict[UUID, int]) -> dict[UUID, int]:
     """The read books the stale check must probe: those the batch does not write next.
 
@@ -112,14 +124,7 @@ class LedgerRecorder(OneCreatorAtATime, PostgresApplicationRecorder):
             try:
                 curs.execute(
                     self._append_sql,
-                    (
-                        [e.originator_id for e in stored_events],
-                        [e.originator_version for e in stored_events],
-                        [e.topic for e in stored_events],
-                        [e.state for e in stored_events],
-                        list(expected),
-                        list(expected.values()),
-                    ),
+                    (*event_columns(stored_events), list(expected), list(expected.values())),
                     prepare=True,
                 )
             except psycopg.Error as error:
