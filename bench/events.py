@@ -28,6 +28,7 @@ from eventsourcing.persistence import (
 from ledger.domain import Book, Order, Position, Reason, decide
 from ledger.store.mapper import LedgerMapper
 from ledger.store.transcoder import OrjsonTranscoder
+from tests.support import book_by_decorators
 
 AT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 INSTRUMENTS = ["GRASIM", "INFY", "MINDA", "ACC", "NTPC"]
@@ -38,23 +39,10 @@ def best_us(func: Callable[[], Any], per_call: int, number: int = 20_000, repeat
     return min(timeit.repeat(func, number=number, repeat=repeat)) / number / per_call * 1e6
 
 
-def generic_book(
-    self: Book, order_id: str, instrument: str, position: Position, at: datetime
-) -> None:
-    """Book.book as it was: through the @event methods' generic dispatch."""
-    self.check(instrument, position)
-    if position is Position.BUY:
-        self.open_position(instrument=instrument, order_id=order_id, at=at)
-    else:
-        self.close_position(
-            instrument=instrument, order_id=order_id, buy_order_id=self.open[instrument], at=at
-        )
-
-
 @contextmanager
 def generic_booking() -> Iterator[None]:
     fast = Book.book
-    Book.book = generic_book  # type: ignore[method-assign]
+    Book.book = book_by_decorators  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -130,7 +118,8 @@ def writer_cycle(users: int, fast: bool) -> tuple[Callable[[], None], Callable[[
         nonlocal n, events
         instrument, position = orders[n % len(orders)]
         n += 1
-        accepted, rejected, reason = decide(books, str(n), instrument, position, AT)
+        booked, rejected, reason = decide(books, str(n), instrument, position, AT)
+        accepted = [b.user for b in booked]
         new = Order.place if fast else Order
         order = new(str(n), "S", instrument, position.value, AT, accepted, rejected, reason)
         pending = [e for b in books for e in b.collect_events()] + list(order.collect_events())

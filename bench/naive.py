@@ -39,7 +39,8 @@ class NaiveLedger(Application[UUID]):
                     loaded: Any = self.repository.get(Book.create_id(user, strategy))
                     books.append(loaded)
             now = datetime.now(UTC)
-            accepted, rejected, reason = decide(books, order_id, instrument, position, now)
+            booked, rejected, reason = decide(books, order_id, instrument, position, now)
+            accepted = [b.user for b in booked]
             order = Order(
                 order_id=order_id,
                 strategy=strategy,

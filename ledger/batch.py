@@ -112,9 +112,8 @@ def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -
             books = ledger.strategy_books(request.strategy)
             if request.strategy not in read:
                 read[request.strategy] = [(b, b.version) for b in books]
-            versions = [b.version for b in books]
             price = None if request.price is None else canonical(request.price)
-            accepted, rejected, reason = decide(
+            booked, rejected, reason = decide(
                 books,
                 order_id,
                 request.instrument,
@@ -123,9 +122,10 @@ def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -
                 request.asked_quantity,
                 price,
             )
-            for book, version in zip(books, versions, strict=True):
-                if book.version != version:
-                    out.touched[id(book)] = book
+            touched = out.touched
+            for book in booked:  # a book changes only by booking
+                touched[id(book)] = book
+            accepted = [book.user for book in booked]
             orders[order_id] = order = Order.place(
                 order_id=order_id,
                 strategy=request.strategy,
@@ -191,7 +191,10 @@ def commit(ledger: Ledger, prepared: Prepared, *, snapshots: bool = True) -> lis
     if snapshots:
         put_snapshots(ledger, prepared.snapshots)
     events = prepared.batch.processing_event.events
-    sequences = {e.originator_id: n for e, n in zip(events, ids, strict=True)}
+    # Only the orders' sequences are answered: hashing every book event's UUID (Python code)
+    # cost a 5,000-user order ~1 ms.
+    placed = Order.Placed  # type: ignore[attr-defined]
+    sequences = {e.originator_id: n for e, n in zip(events, ids, strict=True) if type(e) is placed}
     known, orders = dict(prepared.known), dict(prepared.orders)
     for order_id, order in orders.items():
         answer = OrderAnswer.of(order, sequences.get(order.id))

@@ -74,12 +74,13 @@ def decide(
     at: datetime,
     quantity: int | None = None,
     price: str | None = None,
-) -> tuple[list[str], list[Rejection], Reason | None]:
-    """Book the order in every concerned book; return (accepted_for, rejected_for, reason)."""
+) -> tuple[list[Book], list[Rejection], Reason | None]:
+    """Book the order in every concerned book; return (the books it was booked in,
+    rejected_for, reason)."""
     concerned = [b for b in books if b.concerned]
     if not concerned:
         return [], [], Reason.UNKNOWN_STRATEGY
-    accepted: list[str] = []
+    booked: list[Book] = []
     rejected: list[Rejection] = []
     for book in concerned:
         try:
@@ -87,8 +88,8 @@ def decide(
         except OrderRefused as refused:
             rejected.append({"user": book.user, "reason": refused.reason})
         else:
-            accepted.append(book.user)
-    return accepted, rejected, None
+            booked.append(book)
+    return booked, rejected, None
 
 
 def multipliers(books: list[Book], accepted: list[str]) -> dict[str, str] | None:

@@ -31,6 +31,7 @@ def _roster_versions() -> frozenset[int]:
 
 
 ROSTER_SNAPSHOTS = _roster_versions()  # the roster versions a snapshot is taken at
+ROSTER, UNKNOWN = 0, -1  # in due_snapshots, for an event class: the roster's, not yet known
 
 
 def due(aggregate_id: UUID, version: int, interval: int) -> bool:
@@ -47,17 +48,26 @@ def due_snapshots(app: Application[Any], processing_event: ProcessingEvent[Any])
     # aggregate in memory is that same state, so it is snapshotted as it is.
     if app.snapshots is None:
         return []
+    aggregates = processing_event.aggregates
     taken: dict[Any, Any] = {}
+    # An event class belongs to one aggregate class: its interval is looked up once, and the
+    # aggregate (a dict keyed by UUIDs, whose hashing is Python code) only when one is due.
+    intervals: dict[type, int | None] = {}  # event class -> interval; ROSTER: the roster's
     for domain_event in processing_event.events:
-        aggregate = processing_event.aggregates.get(domain_event.originator_id)
-        version = domain_event.originator_version
-        if isinstance(aggregate, Roster):
-            if version in ROSTER_SNAPSHOTS:
-                taken[aggregate.id] = aggregate
+        kind = type(domain_event)
+        interval = intervals.get(kind, UNKNOWN)
+        if interval == UNKNOWN:
+            owner: Any = type(aggregates.get(domain_event.originator_id))
+            interval = ROSTER if owner is Roster else app.snapshotting_intervals.get(owner) or None
+            intervals[kind] = interval
+        if interval is None:
             continue
-        interval = app.snapshotting_intervals.get(type(aggregate))  # type: ignore[arg-type]
-        if interval and due(domain_event.originator_id, version, interval):
-            taken[aggregate.id] = aggregate  # type: ignore[union-attr]
+        aggregate_id, version = domain_event.originator_id, domain_event.originator_version
+        if interval == ROSTER:
+            if version in ROSTER_SNAPSHOTS:
+                taken[aggregate_id] = aggregates[aggregate_id]
+        elif due(aggregate_id, version, interval):
+            taken[aggregate_id] = aggregates[aggregate_id]
     snapshots = []
     for aggregate in taken.values():
         snapshot = type(aggregate).Snapshot.take(aggregate)

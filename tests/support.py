@@ -22,6 +22,8 @@ import httpx
 import psutil
 import pytest
 
+from ledger.amounts import booked
+from ledger.domain import Book, Position
 from projections.fold import Key, Opened, PlacedOrder, fold
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,3 +269,36 @@ def example_server(prefix: str) -> Iterator[Server]:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def book_by_decorators(
+    book: Book,
+    order_id: str,
+    instrument: str,
+    position: Position,
+    at: datetime,
+    quantity: int | None = None,
+    price: str | None = None,
+) -> None:
+    """Book.book() as it was: the @event methods themselves, through their generic dispatch."""
+    book.check(instrument, position, quantity)
+    if position is Position.BUY:
+        book.open_position(
+            instrument=instrument,
+            order_id=order_id,
+            at=at,
+            quantity=booked(quantity or 1, book.multiplier),
+            order_quantity=quantity or 1,
+            price=price,
+        )
+    else:
+        lot = book.sizes[instrument]
+        book.close_position(
+            instrument=instrument,
+            order_id=order_id,
+            buy_order_id=book.open[instrument],
+            at=at,
+            quantity=lot["quantity"],
+            price=price,
+            entry_price=lot["price"],
+        )

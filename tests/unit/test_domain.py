@@ -34,7 +34,10 @@ def test_worked_example() -> None:
     books = books_for(EXAMPLE_PROFILES)
 
     def place(n: int, strategy: str, instrument: str, position: str) -> Any:
-        return decide(books.get(strategy, []), str(n), instrument, Position(position), NOW)
+        booked, rejected, reason = decide(
+            books.get(strategy, []), str(n), instrument, Position(position), NOW
+        )
+        return [b.user for b in booked], rejected, reason
 
     accepted, rejected, reason = place(1, "STRATEGY_A", "GRASIM", "SELL")
     assert (accepted, reason) == ([], None)
@@ -166,8 +169,9 @@ def test_multipliers_name_the_accepted_users_not_1() -> None:
     scaled = Book(user="b", strategy="S", instruments=["ACC"], multiplier="3")
     other = Book(user="c", strategy="S", instruments=["NTPC"], multiplier="2")
     books = [plain, scaled, other]
-    accepted, _, _ = decide(books, "1", "ACC", Position.BUY, NOW, 2)
-    assert accepted == ["a", "b"]
+    booked, _, _ = decide(books, "1", "ACC", Position.BUY, NOW, 2)
+    assert booked == [plain, scaled]
+    accepted = [b.user for b in booked]
     assert multipliers(books, accepted) == {"b": "3"}
     assert multipliers([plain], ["a"]) is None
 
@@ -258,9 +262,10 @@ class RulesMachine(RuleBasedStateMachine):
         self.n += 1
         order_id = str(self.n)
         books = [b for (_, s), b in sorted(self.books.items()) if s == strategy]
-        accepted, rejected, reason = decide(
+        booked, rejected, reason = decide(
             books, order_id, instrument, position, NOW, quantity, price
         )
+        accepted = [b.user for b in booked]
         expected_accepted, expected_rejected = [], []
         for (user, s), opened in sorted(self.open.items()):
             if s != strategy or ((user, s) not in self.lists and not opened):

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.amounts import booked
 from ledger.domain import Book, Order, OrderRefused, Position, Reason
+from tests.support import book_by_decorators
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 INSTRUMENTS = ["ACC", "MINDA", "Zoë"]
@@ -24,39 +24,6 @@ def without_timestamps(obj: Any) -> dict[str, Any]:
     }
     state["<keys>"] = list(vars(obj))  # the stored JSON follows this order
     return state
-
-
-def by_decorators(
-    book: Book,
-    order_id: str,
-    instrument: str,
-    position: Position,
-    at: datetime,
-    quantity: int | None,
-    price: str | None,
-) -> None:
-    """The generic path that Book.book() took before: the @event methods themselves."""
-    book.check(instrument, position, quantity)
-    if position is Position.BUY:
-        book.open_position(
-            instrument=instrument,
-            order_id=order_id,
-            at=at,
-            quantity=booked(quantity or 1, book.multiplier),
-            order_quantity=quantity or 1,
-            price=price,
-        )
-    else:
-        lot = book.sizes[instrument]
-        book.close_position(
-            instrument=instrument,
-            order_id=order_id,
-            buy_order_id=book.open[instrument],
-            at=at,
-            quantity=lot["quantity"],
-            price=price,
-            entry_price=lot["price"],
-        )
 
 
 PRICES = st.none() | st.sampled_from(["0.1", "101.25", "999999999999.99999999"])
@@ -88,7 +55,7 @@ def test_book_makes_the_events_the_decorated_methods_make(
     )
     for n, (instrument, position, quantity, price) in enumerate(orders):
         outcomes = []
-        for book, place in ((fast, Book.book), (generic, by_decorators)):
+        for book, place in ((fast, Book.book), (generic, book_by_decorators)):
             try:
                 place(book, str(n), instrument, position, AT, quantity, price)
                 outcomes.append(None)
