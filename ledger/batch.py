@@ -123,7 +123,7 @@ def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -
                 price,
             )
             touched = out.touched
-            for book in booked:  # a book changes only by booking
+            for book in booked:  # in decide(), a book changes only by booking
                 touched[id(book)] = book
             accepted = [book.user for book in booked]
             orders[order_id] = order = Order.place(

@@ -50,24 +50,32 @@ def due_snapshots(app: Application[Any], processing_event: ProcessingEvent[Any])
         return []
     aggregates = processing_event.aggregates
     taken: dict[Any, Any] = {}
-    # An event class belongs to one aggregate class: its interval is looked up once, and the
-    # aggregate (a dict keyed by UUIDs, whose hashing is Python code) only when one is due.
+    # An event class belongs to one aggregate class (eventsourcing makes each aggregate's
+    # own; a subclass of Book would share Book.book's, so its interval would be Book's): its
+    # interval is looked up once per class, and the aggregates dict, keyed by UUIDs whose
+    # hashing is Python code, is read again only for the events that come due.
     intervals: dict[type, int | None] = {}  # event class -> interval; ROSTER: the roster's
     for domain_event in processing_event.events:
         kind = type(domain_event)
         interval = intervals.get(kind, UNKNOWN)
         if interval == UNKNOWN:
-            owner: Any = type(aggregates.get(domain_event.originator_id))
-            interval = ROSTER if owner is Roster else app.snapshotting_intervals.get(owner) or None
-            intervals[kind] = interval
+            owner = aggregates.get(domain_event.originator_id)
+            if owner is None:
+                continue  # not this batch's to snapshot
+            interval = intervals[kind] = (
+                ROSTER
+                if isinstance(owner, Roster)
+                else app.snapshotting_intervals.get(type(owner)) or None
+            )
         if interval is None:
             continue
         aggregate_id, version = domain_event.originator_id, domain_event.originator_version
         if interval == ROSTER:
-            if version in ROSTER_SNAPSHOTS:
-                taken[aggregate_id] = aggregates[aggregate_id]
-        elif due(aggregate_id, version, interval):
-            taken[aggregate_id] = aggregates[aggregate_id]
+            is_due = version in ROSTER_SNAPSHOTS
+        else:
+            is_due = due(aggregate_id, version, interval)
+        if is_due and (aggregate := aggregates.get(aggregate_id)) is not None:
+            taken[aggregate_id] = aggregate
     snapshots = []
     for aggregate in taken.values():
         snapshot = type(aggregate).Snapshot.take(aggregate)

@@ -280,7 +280,7 @@ def book_by_decorators(
     quantity: int | None = None,
     price: str | None = None,
 ) -> None:
-    """Book.book() as it was: the @event methods themselves, through their generic dispatch."""
+    """What Book.book() does, the generic way: through the @event methods' dispatch."""
     book.check(instrument, position, quantity)
     if position is Position.BUY:
         book.open_position(

@@ -262,10 +262,10 @@ class RulesMachine(RuleBasedStateMachine):
         self.n += 1
         order_id = str(self.n)
         books = [b for (_, s), b in sorted(self.books.items()) if s == strategy]
-        booked, rejected, reason = decide(
+        booked_in, rejected, reason = decide(
             books, order_id, instrument, position, NOW, quantity, price
         )
-        accepted = [b.user for b in booked]
+        accepted = [b.user for b in booked_in]
         expected_accepted, expected_rejected = [], []
         for (user, s), opened in sorted(self.open.items()):
             if s != strategy or ((user, s) not in self.lists and not opened):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,3 +108,20 @@ def test_order_place_makes_what_order_makes(
     assert without_timestamps(fast_placed) == without_timestamps(generic_placed)
     assert fast_placed.timestamp == fast.created_on
     assert fast_placed.mutate(None) == fast
+
+
+@given(quantity=st.none() | st.integers(1, 10**9), price=PRICES)
+def test_book_events_hold_every_field_in_the_dataclass_order_and_nothing_else(
+    quantity: int | None, price: str | None
+) -> None:
+    # Book.book builds them without their dataclass __init__: a field missed, misspelt or out
+    # of order would be stored as it is.
+    book = Book(user="Holland Proctor", strategy="STRATEGY_B", instruments=INSTRUMENTS)
+    book.book("b", "ACC", Position.BUY, AT, quantity, price)
+    book.book("s", "ACC", Position.SELL, AT, quantity, price)
+    opened, closed = book.collect_events()[1:]
+    for built in (opened, closed):
+        assert list(vars(built)) == [f.name for f in dataclasses.fields(built)]
+    # And they are what their classes' own __init__ makes of the same fields.
+    assert opened == type(opened)(**vars(opened))
+    assert closed == type(closed)(**vars(closed))

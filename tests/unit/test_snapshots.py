@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from uuid import UUID
 
@@ -13,8 +15,10 @@ from eventsourcing.application import ProcessingEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.domain import Book, Roster
+from ledger.domain import Book, Order, OrderRefused, Position, Roster
 from ledger.snapshots import ROSTER_FIRST, ROSTER_SNAPSHOTS, due, due_snapshots
+
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
 
 
 @given(st.uuids(), st.integers(1, 10**9), st.integers(1, 1000))
@@ -59,3 +63,63 @@ def test_a_roster_snapshot_keeps_the_books_it_was_taken_with(
     assert snapshot.originator_version == 2
     assert snapshot.state["books"] == [("Ann", "STRATEGY_A")]
     assert roster.books == [("Ann", "STRATEGY_A"), ("Bob", "STRATEGY_A")]
+
+
+def reference_due(
+    app: SimpleNamespace, batch: ProcessingEvent[UUID], roster_versions: frozenset[int]
+) -> set[UUID]:
+    """The books (and roster) due, event by event, as due_snapshots chose them before."""
+    taken = set()
+    for domain_event in batch.events:
+        aggregate = batch.aggregates.get(domain_event.originator_id)
+        version = domain_event.originator_version
+        if isinstance(aggregate, Roster):
+            if version in roster_versions:
+                taken.add(aggregate.id)
+            continue
+        interval = app.snapshotting_intervals.get(type(aggregate))
+        if interval and due(domain_event.originator_id, version, interval):
+            taken.add(domain_event.originator_id)
+    return taken
+
+
+@given(
+    books=st.integers(1, 12),
+    orders=st.lists(st.sampled_from(["ACC", "INFY"]), max_size=12),
+    interval=st.integers(1, 5),
+    order_interval=st.sampled_from([None, 0, 2]),
+    roster_due=st.booleans(),
+)
+def test_due_snapshots_take_what_each_event_makes_due(
+    books: int, orders: list[str], interval: int, order_interval: int | None, roster_due: bool
+) -> None:
+    # A mixed batch: books taken up and booking orders, the orders, the roster's books added.
+    held = [
+        Book(user=f"user-{n}", strategy="STRATEGY_A", instruments=["ACC", "INFY"])
+        for n in range(books)
+    ]
+    roster = Roster()
+    roster.add_books([[b.user, b.strategy] for b in held])
+    batch: ProcessingEvent[UUID] = ProcessingEvent()
+    for n, instrument in enumerate(orders):
+        for book in held:
+            with contextlib.suppress(OrderRefused):
+                book.book(str(n), instrument, Position.BUY if n % 2 == 0 else Position.SELL, NOW)
+        order = Order.place(str(n), "STRATEGY_A", instrument, "BUY", NOW, [], [], None)
+        batch.events.extend(order.collect_events())
+        batch.aggregates[order.id] = order
+    for aggregate in [*held, roster]:
+        batch.events.extend(aggregate.collect_events())
+        batch.aggregates[aggregate.id] = aggregate
+    intervals: dict[type, int] = {Book: interval}
+    if order_interval is not None:
+        intervals[Order] = order_interval
+    app = SimpleNamespace(snapshots=object(), snapshotting_intervals=intervals)
+    roster_versions = frozenset({roster.version}) if roster_due else frozenset()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("ledger.snapshots.ROSTER_SNAPSHOTS", roster_versions)
+        expected = reference_due(app, batch, roster_versions)
+        snapshots = due_snapshots(app, batch)  # type: ignore[arg-type]
+    assert {s.originator_id for s in snapshots} == expected
+    assert len(snapshots) == len(expected)
+    assert (roster.id in expected) is roster_due
