@@ -31,6 +31,8 @@ def test_the_database_password_and_the_token_stay_out_of_argv_and_logs(
     server.start()
     try:
         assert server.proc is not None
+        # The projector starts once the writers listen, so /health may answer before it runs.
+        server.child("project")
         family = [psutil.Process(server.proc.pid), *psutil.Process(server.proc.pid).children()]
         assert len(family) >= 4  # supervisor, writer, worker, projector
         for process in family:
