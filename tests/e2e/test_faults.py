@@ -21,6 +21,7 @@ def test_sigterm_answers_in_flight_orders_and_exits_0(
 ) -> None:
     server = make_server("embedded")
     assert server.proc is not None
+    server.child("project")  # started once the writers listen: /health may answer before
     projector = psutil.Process(server.proc.pid).children()
     codes: list[int] = []
     acked = run_load([server.url], 6, 60, 1, lambda: codes.append(server.stop()))

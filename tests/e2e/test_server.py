@@ -46,7 +46,8 @@ def test_sigkill_after_acknowledged_orders_loses_nothing(server: Server) -> None
         assert response.status_code == 200
         acknowledged[f"ack-{n}"] = (body, response.json())
     assert server.proc is not None
-    children = psutil.Process(server.proc.pid).children()  # the projection process
+    server.child("project")  # started once the writers listen: /health may answer before
+    children = psutil.Process(server.proc.pid).children()  # the projection process among them
     assert children
     server.kill()
     _, alive = psutil.wait_procs(children, timeout=30)
