@@ -240,8 +240,7 @@ def check_read_models(server: Server, acked: dict[str, Any]) -> dict[str, Any]:
     open_: dict[Key, Opened] = {}
     closed = fold(sorted((placed(o) for o in orders), key=lambda o: o.sequence), open_)
     trades = [(*c.key, c.buy.order_id, c.sell.order_id) for c in closed]
-    positions = httpx.get(f"{server.url}/positions?min_sequence={top}", timeout=30)
-    positions = positions.json()["positions"]
+    positions = get_all(server, "/positions", "positions", top)  # every page, not the first
     shown_open = {(p["user"], p["strategy"], p["instrument"]): p["order_id"] for p in positions}
     assert shown_open == {key: opened.order_id for key, opened in open_.items()}
     shown = get_all(server, "/trades", "trades", top)
