@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from ledger.domain import Outcome, Position
 from projections.fold import Closed, Key, Opened, PlacedOrder, decisions, fold
@@ -149,6 +149,56 @@ def _joined(values: Iterable[Any]) -> str:
 def statements(tables: dict[str, Composable], *texts: str) -> list[Composed]:
     """The statements with the schema's table names and column parameters filled in."""
     return [SQL(text).format(**tables, **COLUMNS, run_users=RUN_USERS) for text in texts]
+
+
+# A batch's writes and its tracking record in one call, one round trip and one transaction,
+# as the writers' append: seven (BEGIN, SET, three writes, the tracking record, COMMIT) cost a
+# one-order batch ~0.6 ms of the projector's CPU and ~0.7 of PostgreSQL's, one call 0.2 and
+# 0.4. Live 21 x 4 (~65 batches a second), 8 alternating A/B pairs: the projection's CPU with
+# its PostgreSQL work per order -4.5% (~11 us), against the writer's in the same run. The
+# tracking record is eventsourcing's single-row upsert; one that would not move forward is
+# refused (TRACKING_STALE). Its transaction does not wait for the disk: see LedgerView.write.
+APPLY_FUNCTION = """
+CREATE OR REPLACE FUNCTION {function}(p_trades text[], p_positions text[], p_orders text[],
+  p_application text, p_position bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE tracked bigint;
+BEGIN
+  PERFORM set_config('synchronous_commit', 'off', true);
+  IF p_trades IS NOT NULL THEN {close}; END IF;
+  IF p_positions IS NOT NULL THEN {open}; END IF;
+  IF p_orders IS NOT NULL THEN {insert}; END IF;
+  INSERT INTO {tracking} VALUES (p_application, p_position)
+    ON CONFLICT (application_name) DO UPDATE SET notification_id = p_position
+    WHERE {tracking}.notification_id < p_position RETURNING notification_id INTO tracked;
+  IF tracked IS NULL THEN
+    RAISE EXCEPTION 'tracking % at % would not move forward', p_application, p_position
+      USING ERRCODE = {stale};
+  END IF;
+END $$
+"""
+TRACKING_STALE = "LDTRK"  # the SQLSTATE of a tracking record that would not move forward
+
+
+def _in_function(statement: Composed, argument: str) -> SQL:
+    """A statement with its column parameters, in order, taken from one text[] argument."""
+    parts = statement.as_string(None).split("%s")
+    numbered = [f"{part}{argument}[{n}]" for n, part in enumerate(parts[:-1], 1)]
+    return SQL("".join([*numbered, parts[-1]]))
+
+
+def apply_function(
+    tables: dict[str, Composable], function: Composable, tracking: Composable
+) -> Composed:
+    """The CREATE statement of the batch function (APPLY_FUNCTION)."""
+    close, open_, insert = statements(tables, CLOSE_POSITIONS, OPEN_POSITIONS, INSERT_ORDERS)
+    return SQL(APPLY_FUNCTION).format(
+        function=function,
+        close=_in_function(close, "p_trades"),
+        open=_in_function(open_, "p_positions"),
+        insert=_in_function(insert, "p_orders"),
+        tracking=tracking,
+        stale=Literal(TRACKING_STALE),
+    )
 
 
 def index_statements(tables: dict[str, Composable]) -> list[Composed]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.projection import ProjectionRunner
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -19,7 +19,7 @@ from psycopg import sql
 
 from ledger.answers import OrderAnswer, OrderRequest
 from ledger.application import Ledger
-from ledger.domain import Position
+from ledger.domain import Book, Position
 from ledger.overrides.storage import BatchingProjectionRunner
 from ledger.settings import Settings
 from ledger.store.database import Database
@@ -27,6 +27,7 @@ from projections import queries, views
 from projections.fold import Key, Opened, PlacedOrder, fold
 from projections.projection import LedgerProjection
 from projections.replay import replay
+from projections.roster import BookRows
 from projections.runner import ProjectionService, open_view
 from projections.views import LedgerView
 from tests.support import EXAMPLE_PROFILES
@@ -88,6 +89,20 @@ def fresh_store(database_url: str) -> Iterator[Database]:
         database.close()
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@contextmanager
+def empty_view(settings: Settings) -> Iterator[LedgerView]:
+    """The read tables of a new store, with no projector running."""
+    database = Database.open(settings)
+    try:
+        view = open_view(database.eventsourcing_env())
+        try:
+            yield view
+        finally:
+            view.datastore.close()
+    finally:
+        database.close()
 
 
 def runner(env: dict[str, str], *, batching: bool = False) -> ProjectionRunner[Ledger, LedgerView]:
@@ -188,37 +203,63 @@ def test_a_view_batch_commits_without_waiting_for_the_disk(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Rebuilt from the events if lost: its transaction does not wait for its WAL flush.
-    database = Database.open(settings)
-    try:
-        view = open_view(database.eventsourcing_env())
+    with empty_view(settings) as view:
+        setting = "SELECT current_setting('synchronous_commit') AS s"
+        name = LedgerProjection.name
+        with view.datastore.get_connection() as conn:
+            default = conn.execute(setting).fetchone()
+            with conn.transaction(force_rollback=True):  # the view's function, seen from inside
+                view.call_apply(None, Tracking(notification_id=1, application_name=name), conn)
+                inside = conn.execute(setting).fetchone()
+            after = conn.execute(setting).fetchone()
+        assert default is not None and default["s"] != "off"
+        assert inside == {"s": "off"}
+        assert after == default  # for that transaction only
+        view.write(None, Tracking(notification_id=1, application_name=name))
+        assert view.max_tracking_id(name) == 1  # and it was committed
+
+        # A batch with book changes is written statement by statement, also without waiting.
         seen: list[str] = []
         insert_tracking = views.insert_tracking
 
         def spying(recorder: Any, curs: Any, tracking: Tracking) -> None:
-            row = curs.execute("SELECT current_setting('synchronous_commit') AS s").fetchone()
-            seen.append(row["s"])
+            seen.append(curs.execute(setting).fetchone()["s"])
             insert_tracking(recorder, curs, tracking)
 
         monkeypatch.setattr(views, "insert_tracking", spying)
-        with view.datastore.transaction() as curs:
-            default = curs.execute("SELECT current_setting('synchronous_commit') AS s").fetchone()
-        view.write(None, Tracking(notification_id=1, application_name=LedgerProjection.name))
-        with view.datastore.transaction() as curs:
-            after = curs.execute("SELECT current_setting('synchronous_commit') AS s").fetchone()
+        books = BookRows()
+        taken_up = Book(user="Ann", strategy="S", instruments=["ACC"]).collect_events()[0]
+        books.add(taken_up, 2)
+        view.write(None, Tracking(notification_id=2, application_name=name), books)
         assert seen == ["off"]
-        assert default is not None and after == default  # for that transaction only
-        assert view.max_tracking_id(LedgerProjection.name) == 1  # and it was committed
-        view.datastore.close()
-    finally:
-        database.close()
+        assert view.max_tracking_id(name) == 2
+
+
+def test_a_view_batch_that_would_move_tracking_back_writes_nothing(settings: Settings) -> None:
+    # The batch and its tracking record are one transaction: a refused record takes the
+    # batch's rows with it, as eventsourcing's own tracking recorder refuses it.
+    with empty_view(settings) as view:
+        name = LedgerProjection.name
+
+        def placed(n: int, user: str) -> PlacedOrder:
+            return PlacedOrder(n, f"o{n}", "S", "ACC", "BUY", NOW, [user], [], None)
+
+        view.apply([placed(5, "Ann")], Tracking(notification_id=5, application_name=name))
+        with pytest.raises(IntegrityError, match="would not move forward"):
+            view.apply([placed(4, "Bob")], Tracking(notification_id=4, application_name=name))
+        rows = {
+            table: view.query(sql.SQL("SELECT * FROM {0}").format(view.tables[table]), [])
+            for table in ("orders", "positions")
+        }
+        assert [r["order_id"] for r in rows["orders"]] == ["o5"]
+        assert [r["user_name"] for r in rows["positions"]] == ["Ann"]
+        assert view.max_tracking_id(name) == 5
 
 
 def test_trade_ids_follow_the_last_trade_stored_not_the_sequence(settings: Settings) -> None:
     # A view batch lost in a crash of PostgreSQL is projected again; its trades must get the
     # same ids (the trades pages' cursor), though the id sequence, logged ahead, moved on.
-    database = Database.open(settings)
-    try:
-        view = open_view(database.eventsourcing_env())
+    with empty_view(settings) as view:
         trades = view.tables["trades"]
         with view.datastore.transaction(commit=True) as curs:  # ids a lost batch took
             for _ in range(5):
@@ -247,6 +288,3 @@ def test_trade_ids_follow_the_last_trade_stored_not_the_sequence(settings: Setti
             (5, "Bob", "o4"),
             (6, "Cy", "o4"),
         ]
-        view.datastore.close()
-    finally:
-        database.close()
