@@ -28,6 +28,8 @@ READ_STATEMENT_TIMEOUT_MS = 5000  # a read's statements give up here even if nob
 # always at least one order: keeps a transaction's memory and time bounded at any fan-out.
 DECISION_BUDGET = 200_000
 ASYNC_COMMIT = b"SET LOCAL synchronous_commit = off"  # for this transaction only
+# The batch function's column parameters of a write with no rows.
+NO_TRADES, NO_POSITIONS, NO_ORDERS = ([None] * width for width in writes.WIDTHS.values())
 
 
 class ReadCancelled(Exception):
@@ -108,12 +110,9 @@ class LedgerView(OneCreatorAtATime, PostgresTrackingRecorder):
         tracking_table = SQL("{0}.{1}").format(
             Identifier(schema), Identifier(self.tracking_table_name)
         )
-        self.sql_create_statements.append(writes.apply_function(t, function, tracking_table))
-        self._apply_call = (
-            SQL("SELECT {0}(%b::text[], %b::text[], %b::text[], %s, %s)")
-            .format(function)
-            .as_bytes(None)
-        )
+        create, call = writes.apply_function(t, function, tracking_table)
+        self.sql_create_statements.append(create)
+        self._apply_call = call.as_bytes(None)
 
     def apply(
         self,
@@ -153,10 +152,13 @@ class LedgerView(OneCreatorAtATime, PostgresTrackingRecorder):
     ) -> None:
         """A batch and its tracking record by one call of the view's function (writes.py), in
         its own transaction, or in the caller's on `conn`."""
+        trades, positions, orders = (
+            (batch.trades, batch.positions, batch.orders) if batch else (None, None, None)
+        )
         params = (
-            None if batch is None else batch.trades,
-            None if batch is None else batch.positions,
-            None if batch is None else list(batch.orders),
+            *(trades or NO_TRADES),
+            *(positions or NO_POSITIONS),
+            *(orders or NO_ORDERS),
             tracking.application_name,
             tracking.notification_id,
         )

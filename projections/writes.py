@@ -155,18 +155,20 @@ def statements(tables: dict[str, Composable], *texts: str) -> list[Composed]:
 # as the writers' append: seven (BEGIN, SET, three writes, the tracking record, COMMIT) cost a
 # one-order batch ~0.6 ms of the projector's CPU and ~0.7 of PostgreSQL's, one call 0.2 and
 # 0.4. Live 21 x 4 (~65 batches a second), 8 alternating A/B pairs: the projection's CPU with
-# its PostgreSQL work per order -4.5% (~11 us), against the writer's in the same run. The
-# tracking record is eventsourcing's single-row upsert; one that would not move forward is
-# refused (TRACKING_STALE). Its transaction does not wait for the disk: see LedgerView.write.
+# its PostgreSQL work per order -4.5% (~11 us), against the writer's in the same run. Each
+# column is an argument of its own: as elements of one text[] per write, a replay's batches
+# (megabytes a column) were copied twice more, and the replay was ~6% slower. The tracking
+# record is eventsourcing's single-row upsert; one that would not move forward is refused
+# (TRACKING_STALE). Its transaction does not wait for the disk: see LedgerView.write.
 APPLY_FUNCTION = """
-CREATE OR REPLACE FUNCTION {function}(p_trades text[], p_positions text[], p_orders text[],
-  p_application text, p_position bigint) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION {function}({arguments}, p_application text, p_position bigint)
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE tracked bigint;
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
-  IF p_trades IS NOT NULL THEN {close}; END IF;
-  IF p_positions IS NOT NULL THEN {open}; END IF;
-  IF p_orders IS NOT NULL THEN {insert}; END IF;
+  IF p_trades_1 IS NOT NULL THEN {close}; END IF;
+  IF p_positions_1 IS NOT NULL THEN {open}; END IF;
+  IF p_orders_1 IS NOT NULL THEN {insert}; END IF;
   INSERT INTO {tracking} VALUES (p_application, p_position)
     ON CONFLICT (application_name) DO UPDATE SET notification_id = p_position
     WHERE {tracking}.notification_id < p_position RETURNING notification_id INTO tracked;
@@ -177,28 +179,39 @@ BEGIN
 END $$
 """
 TRACKING_STALE = "LDTRK"  # the SQLSTATE of a tracking record that would not move forward
+# The column parameters of each write, in the function's order.
+WIDTHS = {"trades": 12, "positions": 8, "orders": 13}
 
 
-def _in_function(statement: Composed, argument: str) -> SQL:
-    """A statement with its column parameters, in order, taken from one text[] argument."""
+def _in_function(statement: Composed, name: str) -> SQL:
+    """A statement with its column parameters, in order, read from arguments p_<name>_<n>."""
     parts = statement.as_string(None).split("%s")
-    numbered = [f"{part}{argument}[{n}]" for n, part in enumerate(parts[:-1], 1)]
+    assert len(parts) - 1 == WIDTHS[name], name
+    numbered = [f"{part}p_{name}_{n}" for n, part in enumerate(parts[:-1], 1)]
     return SQL("".join([*numbered, parts[-1]]))
 
 
 def apply_function(
     tables: dict[str, Composable], function: Composable, tracking: Composable
-) -> Composed:
-    """The CREATE statement of the batch function (APPLY_FUNCTION)."""
+) -> tuple[Composed, Composed]:
+    """The CREATE statement of the batch function (APPLY_FUNCTION), and its call: the writes'
+    column parameters (WIDTHS, NULL for a write with no rows), the application name and the
+    tracking position."""
     close, open_, insert = statements(tables, CLOSE_POSITIONS, OPEN_POSITIONS, INSERT_ORDERS)
-    return SQL(APPLY_FUNCTION).format(
+    arguments = [
+        f"p_{name}_{n} text" for name, width in WIDTHS.items() for n in range(1, width + 1)
+    ]
+    create = SQL(APPLY_FUNCTION).format(
         function=function,
-        close=_in_function(close, "p_trades"),
-        open=_in_function(open_, "p_positions"),
-        insert=_in_function(insert, "p_orders"),
+        arguments=SQL(", ".join(arguments)),
+        close=_in_function(close, "trades"),
+        open=_in_function(open_, "positions"),
+        insert=_in_function(insert, "orders"),
         tracking=tracking,
         stale=Literal(TRACKING_STALE),
     )
+    call = SQL("SELECT {0}({1})").format(function, SQL(", ".join(["%s"] * (len(arguments) + 2))))
+    return create, call
 
 
 def index_statements(tables: dict[str, Composable]) -> list[Composed]:
@@ -275,7 +288,7 @@ def _trade(c: Closed) -> tuple[Any, ...]:
 
 def _trades(closed: list[Closed]) -> list[str] | None:
     """The trades' columns, in fold order: the closing statement numbers them in that order."""
-    columns = _Columns(12)
+    columns = _Columns(WIDTHS["trades"])
     for users, c in _runs((c.key[0], (id(c.buy), id(c.sell)), c) for c in closed):
         columns.add(users, _trade(c))
     return columns.texts()
@@ -283,7 +296,7 @@ def _trades(closed: list[Closed]) -> list[str] | None:
 
 def _positions(open_: dict[Key, Opened]) -> list[str] | None:
     """The open positions' columns."""
-    columns = _Columns(8)
+    columns = _Columns(WIDTHS["positions"])
     runs = _runs((user, id(o), (s, i, o)) for (user, s, i), o in open_.items())
     for users, (strategy, instrument, o) in runs:
         columns.add(
