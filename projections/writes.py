@@ -154,10 +154,10 @@ def statements(tables: dict[str, Composable], *texts: str) -> list[Composed]:
 # A batch's writes and its tracking record in one call, one round trip and one transaction,
 # as the writers' append: seven (BEGIN, SET, three writes, the tracking record, COMMIT) cost a
 # one-order batch ~0.6 ms of the projector's CPU and ~0.7 of PostgreSQL's, one call 0.2 and
-# 0.4. Live 21 x 4 (~65 batches a second), 8 alternating A/B pairs: the projection's CPU with
-# its PostgreSQL work per order -4.5% (~11 us), against the writer's in the same run. Each
-# column is an argument of its own: as elements of one text[] per write, a replay's batches
-# (megabytes a column) were copied twice more, and the replay was ~6% slower. The tracking
+# 0.4. Live 21 x 4 (~65 batches a second), 5 alternating A/B pairs: the projection's CPU with
+# its PostgreSQL work per order -7% against the writer's in the same run; `ledger replay`
+# +12% (4 pairs). Each column is an argument of its own: as elements of one text[] per write,
+# a replay's columns (megabytes each) were copied twice more, and it was ~6% slower. The tracking
 # record is eventsourcing's single-row upsert; one that would not move forward is refused
 # (TRACKING_STALE). Its transaction does not wait for the disk: see LedgerView.write.
 APPLY_FUNCTION = """
