@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from ledger.domain import Book, Order, Roster
+from projections.decoding import placed_decoder
 from projections.fold import PlacedOrder, decisions
 from projections.roster import BookRows
 from projections.views import DECISION_BUDGET, LedgerView
@@ -46,9 +47,24 @@ class LedgerProjection(Projection[LedgerView]):
     @staticmethod
     def cost(domain_event: Any) -> int:
         """What an event adds to a batch: an order's decisions, 1 for any other event."""
-        if isinstance(domain_event, Order.Placed):  # type: ignore[attr-defined]
+        if isinstance(domain_event, (PlacedOrder, Order.Placed)):  # type: ignore[attr-defined]
             return max(1, len(domain_event.accepted_for) + len(domain_event.rejected_for))
         return 1
+
+    @staticmethod
+    def decoder(mapper: Any) -> Callable[[Notification], Any]:
+        """How the batching runner reads a stored event for process_events: an order straight
+        into its PlacedOrder, any other event as its domain event."""
+        # Without the event object an order costs ~6 µs to read instead of ~16 (its fields
+        # are taken from the stored JSON: projections/decoding.py).
+        placed, to_domain_event = placed_decoder(mapper), mapper.to_domain_event
+
+        def decode(notification: Notification) -> Any:
+            if notification.topic == PLACED_TOPIC:
+                return placed(notification)
+            return to_domain_event(notification)
+
+        return decode
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """One event and its tracking record, in one transaction."""
@@ -61,16 +77,19 @@ class LedgerProjection(Projection[LedgerView]):
         books = BookRows()  # the roster read model: each book's last state in the batch
         size = 0
         last: Tracking | None = None
-        for domain_event, tracking in batch:
-            match domain_event:
-                case Order.Placed():  # type: ignore[attr-defined]
-                    order = PlacedOrder.from_event(domain_event, tracking.notification_id)
+        for item, tracking in batch:
+            read: Any = item
+            if isinstance(item, Order.Placed):  # type: ignore[attr-defined]
+                # From the stock runner: the batching one reads a PlacedOrder (decoder()).
+                read = PlacedOrder.from_event(item, tracking.notification_id)
+            match read:
+                case PlacedOrder() as order:
                     if orders and last is not None and size + decisions(order) > self.budget:
                         self.view.apply(orders, last, books)
                         orders, size, books = [], 0, BookRows()
                     orders.append(order)
                     size += decisions(order)
                 case _:
-                    books.add(domain_event, tracking.notification_id)  # roster events: none
+                    books.add(read, tracking.notification_id)  # roster events: none
             last = tracking
         self.view.apply(orders, batch[-1][1], books)

@@ -7,13 +7,14 @@ lists what an upgrade has moved, so a test fails here rather than a running proj
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,23 @@ def insert_tracking(
     recorder._insert_tracking(curs, tracking)
 
 
+def _reader(subscription: Any, projection: Any) -> Callable[[], tuple[Any, Tracking]]:
+    """next(subscription), but read by the projection's own decoder(mapper) when it has one."""
+    # ApplicationSubscription makes a domain event of every stored event; a projection may
+    # need less (LedgerProjection reads an order without its event object).
+    make = getattr(projection, "decoder", None)
+    if make is None:
+        return functools.partial(next, subscription)
+    decode = make(subscription.mapper)
+    pages, name = subscription.subscription, subscription.name
+
+    def take() -> tuple[Any, Tracking]:
+        notification = next(pages)
+        return decode(notification), Tracking(name, notification.id)
+
+    return take
+
+
 class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
     """ProjectionRunner that hands the projection the events already fetched, in bounded batches."""
 
@@ -209,6 +227,7 @@ class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
         # processed together, up to the batch's bounds.
         this = BatchingProjectionRunner
         pages = subscription.subscription
+        take = _reader(subscription, projection)
         budget: float = getattr(projection, "budget", float("inf"))
         cost = getattr(projection, "cost", lambda _event: 1)
         held: Any = None  # fetched, but over the last batch's budget: it starts the next
@@ -218,7 +237,7 @@ class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
             while True:
                 if held is None:
                     try:
-                        held = next(subscription)  # blocks until an event comes, or a stop
+                        held = take()  # blocks until an event comes, or a stop
                     except StopIteration:
                         return
                 if window and (delay := ended + window - time.monotonic()) > 0:
@@ -229,7 +248,7 @@ class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
                         pages._notifications_index < len(pages._notifications)
                         or not pages._notifications_queue.empty()
                     ):
-                        item = next(subscription)
+                        item = take()
                         size = cost(item[0])
                         if total + size > budget:
                             held = item

@@ -1,9 +1,19 @@
-"""The projection decides about every event the domain defines."""
+"""The projection decides about every event the domain defines, and reads orders without
+their event objects."""
 
 from __future__ import annotations
 
-from ledger.domain import Book, Order, Roster
-from projections.projection import EVENTS
+from datetime import UTC, datetime
+from typing import Any
+
+from eventsourcing.persistence import Notification
+
+from ledger.domain import Book, Order, Position, Reason, Rejection, Roster
+from ledger.store.mapper import LedgerMapper
+from ledger.store.transcoder import OrjsonTranscoder
+from projections.fold import PlacedOrder
+from projections.projection import EVENTS, LedgerProjection
+from tests.unit.test_mapper import registered
 
 
 def test_every_event_of_the_domain_has_a_projection_case() -> None:
@@ -18,3 +28,32 @@ def test_every_event_of_the_domain_has_a_projection_case() -> None:
     }
     assert events
     assert events == set(EVENTS), "a new event needs a decision in projections.projection.EVENTS"
+
+
+def stored(mapper: LedgerMapper, event: Any, sequence: int) -> Notification:
+    record = mapper.to_stored_event(event)
+    return Notification(
+        id=sequence,
+        originator_id=record.originator_id,
+        originator_version=record.originator_version,
+        topic=record.topic,
+        state=record.state,
+    )
+
+
+def test_the_decoder_reads_an_order_as_its_placed_order_and_any_other_event_as_itself() -> None:
+    mapper = LedgerMapper(transcoder=registered(OrjsonTranscoder()))
+    at = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    rejected: list[Rejection] = [{"user": "Kamryn Li", "reason": Reason.ALREADY_OPEN}]
+    order = Order.place("o1", "STRATEGY_A", "ACC", Position.BUY.value, at, ["Holland Proctor"],
+                        rejected, None, 2, "101.5", {"Holland Proctor": "3"})  # fmt: skip
+    roster = Roster()
+    roster.add_books(books=[["Holland Proctor", "STRATEGY_A"]])
+    decode = LedgerProjection.decoder(mapper)
+    (placed,) = order.collect_events()
+    read = decode(stored(mapper, placed, 41))
+    assert read == PlacedOrder.from_event(mapper.to_domain_event(stored(mapper, placed, 41)), 41)
+    assert read.sequence == 41 and read.multipliers == {"Holland Proctor": "3"}
+    assert LedgerProjection.cost(read) == LedgerProjection.cost(placed) == 2
+    for event in roster.collect_events():
+        assert decode(stored(mapper, event, 42)) == event

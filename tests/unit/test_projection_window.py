@@ -1,4 +1,5 @@
-"""The projector's window: under a steady flow a batch waits for more, never longer than it."""
+"""The projector's loop: under a steady flow a batch waits for more, never longer than the
+window; a projection with a decoder reads the stored events itself."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import threading
 import weakref
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import Notification, Tracking
 
 from ledger.overrides.storage import BatchingProjectionRunner
 from ledger.settings import Settings, SettingsError
@@ -88,3 +91,62 @@ def test_the_window_setting_is_seconds_up_to_one() -> None:
     assert Settings.from_env({}).projection_window == 0
     with pytest.raises(SettingsError):
         Settings.from_env({"LEDGER_PROJECTION_WINDOW": "2"})
+
+
+class StoredPages(Pages):
+    """Stored events as a ListenNotifySubscription hands them out, then a stop."""
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__()
+        self._ids = iter(ids)
+
+    def __next__(self) -> Any:
+        return Notification(
+            id=next(self._ids),
+            originator_id=UUID(int=1),
+            originator_version=1,
+            topic="t",
+            state=b"",
+        )
+
+
+class Stored(Events):
+    """An ApplicationSubscription over stored events; its own decoding is not to be used."""
+
+    name = "app"
+    mapper = "the application's mapper"
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__(0)
+        self.subscription = StoredPages(ids)
+
+    def __next__(self) -> tuple[str, int]:
+        raise AssertionError("the projection's decoder reads the stored events")
+
+
+class Decoding(Projection):
+    """Reads stored events with a decoder of its own."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.items: list[Any] = []
+        self.mappers: list[Any] = []
+
+    def decoder(self, mapper: Any) -> Any:
+        self.mappers.append(mapper)
+        return lambda notification: f"read {notification.id}"
+
+    def process_events(self, batch: list[Any]) -> None:
+        super().process_events(batch)
+        self.items.extend(batch)
+
+
+def test_a_projection_with_a_decoder_reads_the_stored_events_itself() -> None:
+    projection, owner = Decoding(), Projection(0)
+    loop: Any = BatchingProjectionRunner._process_events_loop
+    loop(Stored([3, 5]), projection, Stopping(), weakref.ref(owner))
+    assert projection.mappers == ["the application's mapper"]
+    assert projection.items == [
+        ("read 3", Tracking(application_name="app", notification_id=3)),
+        ("read 5", Tracking(application_name="app", notification_id=5)),
+    ]

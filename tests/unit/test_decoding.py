@@ -1,4 +1,5 @@
-"""Replay's decoder of stored orders gives what the stock event decoding gives."""
+"""The decoder of stored orders (the replay's and the live projector's) gives what the stock
+event decoding gives."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from ledger.domain import Order, Position, Reason
 from ledger.store.mapper import LedgerMapper
 from ledger.store.transcoder import OrjsonTranscoder
-from projections.replay import placed_decoder
+from projections.decoding import placed_decoder
 from tests.unit.test_mapper import instants, names, registered
 
 
