@@ -16,6 +16,7 @@ import psutil
 from ledger import faults, heap
 from ledger.application import Ledger
 from ledger.metrics import Metrics
+from ledger.processes import PROJECTOR, child_env, writer_socket
 from ledger.profile_import import digest
 from ledger.profiles import load as load_profiles
 from ledger.settings import Settings
@@ -31,15 +32,9 @@ log = logging.getLogger(__name__)
 
 Projector = ProjectionService | ProjectionProcess
 Role = Literal["all", "writer", "worker"]
-PROJECTOR = "projector.pid"  # in the run directory: the projector process, for /health
 # A projection behind the store whose position has not moved for this long is stalled: reads
 # keep answering, but only up to that position (/health says degraded).
 STALL_SECONDS = 10.0
-
-
-def writer_socket(run_dir: Path, partition: int) -> Path:
-    """The socket of the writer process owning one partition of the strategies."""
-    return run_dir / f"writer-{partition}.sock"
 
 
 def import_profiles(ledger: Ledger, settings: Settings) -> None:
@@ -67,19 +62,6 @@ def _reported(step: str) -> Iterator[None]:
         yield
     except Exception:
         log.exception("shutting down %s failed", step)
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    """The environment of the projection process: the server's settings, not its DATABASE_URL."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the URL is an argument
-    env.update(
-        LEDGER_DB_SCHEMA=settings.db_schema,
-        LEDGER_LOG_DIR=str(settings.log_dir),
-        LEDGER_LOG_LEVEL=settings.log_level,
-        LEDGER_FAULTS=settings.faults,
-        LEDGER_PROJECTION_WINDOW=str(settings.projection_window),
-    )
-    return env
 
 
 class Services:

@@ -17,8 +17,6 @@ from typing import Any
 
 from ledger import faults, heap, logs, profiles, remote, tail
 from ledger.domain import Outcome
-from ledger.producer import produce as run
-from ledger.producer import random_orders
 from ledger.settings import Settings, SettingsError
 from projections.fold import Key
 from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, position_key
@@ -54,7 +52,6 @@ def serve(args: argparse.Namespace) -> int:
     """Run the HTTP service until interrupted."""
     _connections("server")
     from ledger import supervisor  # noqa: PLC0415 - only the server needs it
-    from ledger.http import worker  # noqa: PLC0415
 
     settings = _settings(args)
     if settings.profiles is None and DEFAULT_PROFILES.exists():
@@ -72,6 +69,8 @@ def serve(args: argparse.Namespace) -> int:
         profiles.load(settings.profiles)  # fail now, with a clear message, not mid-start-up
     workers = supervisor.default_workers() if settings.workers is None else settings.workers
     if workers == 0:
+        from ledger.http import worker  # noqa: PLC0415 - not in the supervisor of processes
+
         return worker.run(settings)  # one process: HTTP, writer and (by default) projector
     return supervisor.serve(settings, workers, settings.writers)
 
@@ -92,7 +91,7 @@ def writer_command(args: argparse.Namespace) -> int:
     """A writer process of `serve` (started by the supervisor)."""
     _connections("writer")
     from ledger import writer_process  # noqa: PLC0415
-    from ledger.bootstrap import writer_socket  # noqa: PLC0415
+    from ledger.processes import writer_socket  # noqa: PLC0415
 
     settings = Settings.from_env()
     logs.configure(settings.log_dir, settings.log_level)
@@ -112,6 +111,10 @@ def generate_profiles(args: argparse.Namespace) -> int:
 
 def produce(args: argparse.Namespace) -> int:
     """Send random orders and print a summary."""
+    # Here, not at the top: httpx is the producer's, and every server process imports this module.
+    from ledger.producer import produce as run  # noqa: PLC0415
+    from ledger.producer import random_orders  # noqa: PLC0415
+
     settings = Settings.from_env()
     logs.configure(settings.log_dir, settings.log_level)
     _, strategies, instruments = profiles.load_raw(args.raw)

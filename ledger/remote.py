@@ -9,8 +9,6 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -21,6 +19,8 @@ def _path(*names: str) -> str:
 
 def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
     """One request; the answer's JSON on stdout (0), or the error on stderr (1)."""
+    import httpx  # noqa: PLC0415 - only this command's: the server's processes never load it
+
     token = os.environ.get("LEDGER_API_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:

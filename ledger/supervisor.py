@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from ledger.application import Ledger
-from ledger.bootstrap import PROJECTOR, child_env, import_profiles, writer_socket
+from ledger.processes import PROJECTOR, child_env, die_with_parent, writer_socket
 from ledger.settings import Settings
 from ledger.store.database import Database
-from projections.runner import die_with_parent, open_view
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +109,23 @@ def _wait_for(path: Path, child: Child, timeout: float) -> None:
 
 
 def _import(env: dict[str, str], settings: Settings) -> int:
+    # Imported here, in the child: the supervisor, which lives as long as the service, never
+    # loads the application (~15 MB of its resident memory).
+    from ledger.application import Ledger  # noqa: PLC0415
+    from ledger.bootstrap import import_profiles  # noqa: PLC0415
+    from projections.runner import open_view  # noqa: PLC0415
+
     with Ledger(env=env) as ledger:
         import_profiles(ledger, settings)
-        return ledger.last_sequence()
+        top = ledger.last_sequence()
+    # The read tables exist before any child starts: CREATE TABLE IF NOT EXISTS races.
+    open_view(env).datastore.close()
+    return top
 
 
 def _import_in_child(env: dict[str, str], settings: Settings) -> int:
-    """Import the profile file in a forked child; the store's last sequence after it.
+    """Import the profile file and create the read tables in a forked child; the store's last
+    sequence after it.
 
     The import loads every book: in the supervisor, which lives as long as the service, that
     memory would stay taken (CPython keeps freed small objects' arenas). A child returns it.
@@ -135,8 +143,6 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
     children: list[Child] = []
     try:
         top = _import_in_child(database.eventsourcing_env(), settings)
-        # The read tables exist before any child starts: CREATE TABLE IF NOT EXISTS races.
-        open_view(database.eventsourcing_env()).datastore.close()
         env = child_env(settings)
         # Secrets travel in the environment, never in argv (which `ps` shows).
         env.update(DATABASE_URL=database.url, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics"))

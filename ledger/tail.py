@@ -10,9 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-import httpx
 import orjson
-from httpx_sse import connect_sse
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +63,10 @@ def follow(
     keep_going: Callable[[], bool] = lambda: True,
 ) -> None:
     """Print every event; after a dropped connection, resume after the last one printed."""
+    # Only this command's: the server's processes, which import this module, never load them.
+    import httpx  # noqa: PLC0415
+    from httpx_sse import connect_sse  # noqa: PLC0415
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     last = after
     while keep_going():

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +19,7 @@ from eventsourcing.projection import ProjectionRunner
 
 from ledger.application import Ledger
 from ledger.overrides.storage import BatchingProjectionRunner, projection_env
+from ledger.processes import die_with_parent
 from projections.projection import LedgerProjection
 from projections.views import LedgerView
 
@@ -185,18 +184,6 @@ class ProjectionProcess:
                 self._proc.wait()
         if self._watchdog is not None:
             self._watchdog.join(timeout=5)
-
-
-def die_with_parent(parent: int | None = None) -> None:
-    """In a child, before exec: SIGTERM when the parent dies; stop signals not blocked."""
-    # A parent that takes its stop signals with sigwait() blocks them; children inherit that.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    # Linux: have the kernel send SIGTERM to the child when the server dies.
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if parent is not None and os.getppid() != parent:
-        os._exit(1)  # the parent died before prctl: nobody would stop this child
 
 
 def open_view(env: Mapping[str, str]) -> LedgerView:
