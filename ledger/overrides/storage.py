@@ -54,6 +54,10 @@ RELIED_ON_INSTANCES = [
     ("eventsourcing.persistence.ListenNotifySubscription", "_thread_error"),
     ("eventsourcing.persistence.Subscription", "_has_been_stopped"),
     ("eventsourcing.persistence.Subscription", "_recorder"),
+    # BatchingProjectionRunner reads through a projection's decoder, as __next__ would.
+    ("eventsourcing.projection.ApplicationSubscription", "subscription"),
+    ("eventsourcing.projection.ApplicationSubscription", "name"),
+    ("eventsourcing.projection.ApplicationSubscription", "mapper"),
 ]
 PGSERVER_HANDLES = ".handle_pids.json"
 RECONNECT_EVERY = 1.0  # seconds between a pool's attempts to reconnect, however long the outage
@@ -227,13 +231,14 @@ class BatchingProjectionRunner(ProjectionRunner[Any, Any]):
         # processed together, up to the batch's bounds.
         this = BatchingProjectionRunner
         pages = subscription.subscription
-        take = _reader(subscription, projection)
         budget: float = getattr(projection, "budget", float("inf"))
         cost = getattr(projection, "cost", lambda _event: 1)
         held: Any = None  # fetched, but over the last batch's budget: it starts the next
         window: float = getattr(projection, "window", 0.0)  # see ProjectionService
         ended = 0.0  # when the last batch was written
         try:
+            # Inside: a decoder that fails to build stops the runner with its error, as any.
+            take = _reader(subscription, projection)
             while True:
                 if held is None:
                     try:

@@ -150,3 +150,18 @@ def test_a_projection_with_a_decoder_reads_the_stored_events_itself() -> None:
         ("read 3", Tracking(application_name="app", notification_id=3)),
         ("read 5", Tracking(application_name="app", notification_id=5)),
     ]
+
+
+class Undecodable(Decoding):
+    """A projection whose decoder cannot be built."""
+
+    def decoder(self, mapper: Any) -> Any:
+        raise LookupError(mapper)
+
+
+def test_a_decoder_that_cannot_be_built_stops_the_runner_with_its_error() -> None:
+    stopping, owner = Stopping(), Projection(0)
+    loop: Any = BatchingProjectionRunner._process_events_loop
+    loop(Stored([3]), Undecodable(), stopping, weakref.ref(owner))
+    assert isinstance(getattr(owner, "_thread_error", None), LookupError)
+    assert stopping.is_set()  # the runner sees the error instead of waiting for events
