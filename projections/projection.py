@@ -48,7 +48,7 @@ class LedgerProjection(Projection[LedgerView]):
     def cost(domain_event: Any) -> int:
         """What an event adds to a batch: an order's decisions, 1 for any other event."""
         if isinstance(domain_event, (PlacedOrder, Order.Placed)):  # type: ignore[attr-defined]
-            return max(1, len(domain_event.accepted_for) + len(domain_event.rejected_for))
+            return max(1, decisions(domain_event))
         return 1
 
     @staticmethod
@@ -67,22 +67,22 @@ class LedgerProjection(Projection[LedgerView]):
         return decode
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        """One event and its tracking record, in one transaction."""
+        """One event (from the stock runner) and its tracking record, in one transaction."""
+        if isinstance(domain_event, Order.Placed):  # type: ignore[attr-defined]
+            # What decoder() reads for the batching runner.
+            domain_event = PlacedOrder.from_event(domain_event, tracking.notification_id)
         self.process_events([(domain_event, tracking)])
 
     def process_events(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
-        """Many events, in view transactions of at most `budget` decisions (at least one order)."""
+        """Many events as decoder() reads them, in view transactions of at most `budget`
+        decisions (at least one order)."""
         # Each transaction is tracked at the last event it covers: a restart resumes there.
         orders: list[PlacedOrder] = []
         books = BookRows()  # the roster read model: each book's last state in the batch
         size = 0
         last: Tracking | None = None
         for item, tracking in batch:
-            read: Any = item
-            if isinstance(item, Order.Placed):  # type: ignore[attr-defined]
-                # From the stock runner: the batching one reads a PlacedOrder (decoder()).
-                read = PlacedOrder.from_event(item, tracking.notification_id)
-            match read:
+            match item:
                 case PlacedOrder() as order:
                     if orders and last is not None and size + decisions(order) > self.budget:
                         self.view.apply(orders, last, books)
@@ -90,6 +90,6 @@ class LedgerProjection(Projection[LedgerView]):
                     orders.append(order)
                     size += decisions(order)
                 case _:
-                    books.add(read, tracking.notification_id)  # roster events: none
+                    books.add(item, tracking.notification_id)  # roster events: none
             last = tracking
         self.view.apply(orders, batch[-1][1], books)

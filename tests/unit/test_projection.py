@@ -4,15 +4,13 @@ their event objects."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-from eventsourcing.persistence import Notification
 
 from ledger.domain import Book, Order, Position, Reason, Rejection, Roster
 from ledger.store.mapper import LedgerMapper
 from ledger.store.transcoder import OrjsonTranscoder
 from projections.fold import PlacedOrder
 from projections.projection import EVENTS, LedgerProjection
+from tests.unit.test_decoding import stored
 from tests.unit.test_mapper import registered
 
 
@@ -28,17 +26,6 @@ def test_every_event_of_the_domain_has_a_projection_case() -> None:
     }
     assert events
     assert events == set(EVENTS), "a new event needs a decision in projections.projection.EVENTS"
-
-
-def stored(mapper: LedgerMapper, event: Any, sequence: int) -> Notification:
-    record = mapper.to_stored_event(event)
-    return Notification(
-        id=sequence,
-        originator_id=record.originator_id,
-        originator_version=record.originator_version,
-        topic=record.topic,
-        state=record.state,
-    )
 
 
 def test_the_decoder_reads_an_order_as_its_placed_order_and_any_other_event_as_itself() -> None:
