@@ -20,6 +20,7 @@ from ledger.answers import (
     TradesPage,
 )
 from ledger.domain import Outcome, Position, Reason
+from ledger.names import valid_name
 from projections.fold import Key, text
 from projections.views import Cancellation, LedgerView
 
@@ -136,7 +137,8 @@ def position_key(cursor: str) -> Key:
         key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error):
         raise ValueError("not a cursor this API gave") from None
-    if not (isinstance(key, list) and len(key) == 3 and all(type(k) is str for k in key)):
+    # Names by the one rule: a tampered key (a NUL, say) must not reach the database.
+    if not (isinstance(key, list) and len(key) == 3 and all(valid_name(k) for k in key)):
         raise ValueError("not a cursor this API gave")
     return key[0], key[1], key[2]
 

@@ -13,7 +13,6 @@ from pydantic import (
     Field,
     ValidationError,
     WithJsonSchema,
-    field_validator,
 )
 
 from ledger import amounts, names
@@ -59,14 +58,6 @@ class OrderBody(BaseModel):
         None, ge=1, le=amounts.MAX_QUANTITY, description="whole units; 1 when not given"
     )
 
-    @field_validator("QUANTITY", mode="before")
-    @classmethod
-    def _whole(cls, value: Any) -> Any:
-        # JSON Schema's integer includes 5.0 (a number whose fraction is zero): so does this.
-        if type(value) is float and value.is_integer():
-            return int(value)
-        return value
-
     PRICE: Annotated[Decimal | None, WithJsonSchema(PRICE_SCHEMA)] = Field(
         None,
         gt=0,
@@ -92,16 +83,25 @@ def _normalise_keys(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _read_again(raw: bytes, **how: Any) -> Any:
+    """The body read by json, as orjson read it but for `how`; BadRequest if json cannot."""
+    try:
+        return json.loads(raw, **how)
+    except RecursionError:
+        # orjson reads 1,024 levels, json fewer: such a body is no order, and what json
+        # checks in it (repeated keys, exact numbers) cannot be checked.
+        raise BadRequest("malformed order", {"body": "nested too deeply"}) from None
+    except ValueError as error:
+        raise BadRequest("body is not valid JSON", {"body": str(error)[:200]}) from None
+
+
 def _refuse_repeated_keys(raw: bytes, data: dict[str, Any]) -> None:
     """Refuse a key given twice: orjson, like json, silently keeps the last one."""
     # Every key is followed by one colon, so a repeat needs more colons than the dict has
     # keys: one C-speed count keeps the slow second parse to bodies with colons in values.
     if raw.count(b":") <= len(data):
         return
-    try:
-        pairs = json.loads(raw, object_pairs_hook=list)  # objects as pairs: repeats kept
-    except (ValueError, RecursionError):
-        return  # deep nesting: no field can be a nested value, validation names it
+    pairs = _read_again(raw, object_pairs_hook=list)  # objects as pairs: repeats kept
     seen: set[str] = set()
     errors: dict[str, str] = {}
     for key, _ in pairs:
@@ -112,20 +112,39 @@ def _refuse_repeated_keys(raw: bytes, data: dict[str, Any]) -> None:
         raise BadRequest("malformed order", errors)
 
 
-def _exact_price(raw: bytes, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """PRICE as an exact Decimal: a JSON number is read again from the body's text."""
-    # orjson reads numbers as floats (1.1 would be 1.100000000000000088...): only a body with
-    # a fractional or exponent PRICE pays for the second, decimal-preserving parse.
-    value = data.get("PRICE")
-    if isinstance(value, float):
-        exact = json.loads(raw, parse_float=Decimal)  # keys as sent: one of the two
-        value = exact["PRICE"] if "PRICE" in exact else exact["price"]
-    if value is None:
-        return data, {}
+def _as_sent(exact: dict[str, Any], field: str) -> Any:
+    """A field of the body read again, by the key it was sent with (one of the two)."""
+    return exact[field] if field in exact else exact[field.lower()]
+
+
+def _exact_numbers(raw: bytes, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """PRICE as an exact Decimal and QUANTITY as an exact whole number: a JSON number with a
+    fraction or an exponent is read again from the body's text."""
+    # orjson reads such numbers as floats (1.1 would be 1.100000000000000088..., and
+    # 1.0000000000000001 would be 1): only a body with one pays for the second,
+    # decimal-preserving parse.
+    price, quantity = data.get("PRICE"), data.get("QUANTITY")
+    errors: dict[str, str] = {}
+    if isinstance(price, float) or isinstance(quantity, float):
+        exact = _read_again(raw, parse_float=Decimal)
+        if isinstance(price, float):
+            price = _as_sent(exact, "PRICE")
+        if isinstance(quantity, float):
+            # An int here too when orjson took one past 64 bits for a float.
+            number: Decimal | int = _as_sent(exact, "QUANTITY")
+            # JSON Schema's integer includes 5.0 (a number whose fraction is zero): so does
+            # this, exactly. orjson read it as a finite float: int() is at most 309 digits.
+            if isinstance(number, int) or number == number.to_integral_value():
+                data = {**data, "QUANTITY": int(number)}
+            else:
+                errors["QUANTITY"] = "must be a whole number"
+                data = {**data, "QUANTITY": None}
+    if price is None:
+        return data, errors
     try:
-        return {**data, "PRICE": Decimal(amounts.decimal(value))}, {}
+        return {**data, "PRICE": Decimal(amounts.decimal(price))}, errors
     except amounts.AmountError as bad:
-        return {**data, "PRICE": None}, {"PRICE": str(bad)}
+        return {**data, "PRICE": None}, {**errors, "PRICE": str(bad)}
 
 
 def parse_order(raw: bytes) -> OrderRequest:
@@ -140,7 +159,7 @@ def parse_order(raw: bytes) -> OrderRequest:
         raise BadRequest("body must be a JSON object", {"body": type(data).__name__})
     _refuse_repeated_keys(raw, data)
     # Keys first: PRICE and price together are refused before either is read.
-    data, errors = _exact_price(raw, _normalise_keys(data))
+    data, errors = _exact_numbers(raw, _normalise_keys(data))
     try:
         body = OrderBody.model_validate(data)
     except ValidationError as error:

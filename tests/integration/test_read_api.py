@@ -201,6 +201,9 @@ def test_positions_come_in_pages_in_key_order_now_and_as_of(client: TestClient) 
         ("/positions?limit=10001", "limit"),
         ("/positions?after=5", "after"),
         ("/positions?after=WyJhIiwiYiJd", "after"),  # a list of two names
+        # Three texts, but not names: a NUL (which PostgreSQL refuses), an empty one.
+        ("/positions?after=WyJhXHUwMDAwIiwgImIiLCAiYyJd", "after"),
+        ("/positions?after=WyJhIiwgImIiLCAiIl0", "after"),
         ("/positions?after=%E2%82%AC", "after"),
         ("/positions?as_of=3&after=", "after"),
         ("/positions?user=" + "u" * 65, "user"),

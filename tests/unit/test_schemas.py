@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from ledger.amounts import canonical
@@ -114,6 +116,12 @@ def test_a_bad_price_is_422_naming_it(more: str) -> None:
         '"QUANTITY": 1e10',
         '"QUANTITY": "2"',
         '"QUANTITY": true',
+        # Whole as a float, not exactly: orjson reads each of these as a whole number.
+        '"QUANTITY": 0.99999999999999999',
+        '"QUANTITY": 1.0000000000000001',
+        '"quantity": 1000000000.00000001',
+        '"QUANTITY": 1e-999999999',
+        '"QUANTITY": 1000000000000000000000000000000',
     ],
 )
 def test_a_bad_quantity_is_422_naming_it(more: str) -> None:
@@ -126,6 +134,7 @@ def test_quantity_bounds_and_lower_case_keys() -> None:
     assert parse_order(order_with('"QUANTITY": 1000000000')).quantity == 10**9
     # JSON Schema's integers include numbers with a zero fraction: the OpenAPI document says so.
     assert parse_order(order_with('"QUANTITY": 2.0')).quantity == 2
+    assert parse_order(order_with('"quantity": 3e2')).quantity == 300
     order = parse_order(b'{"strategy":"A","instrument":"I","position":"SELL","quantity":1}')
     assert (order.quantity, order.quantity_given, order.asked_quantity) == (1, True, 1)
 
@@ -140,3 +149,48 @@ def test_price_given_in_both_cases_is_refused() -> None:
     with pytest.raises(BadRequest) as refused:
         parse_order(order_with('"PRICE": 1.5, "price": 1.5'))
     assert "twice" in refused.value.errors["PRICE"]
+
+
+@pytest.mark.parametrize(
+    "more",
+    [
+        '"PRICE": 1e-99999999',
+        '"price": 1e-9999999999999',
+        '"PRICE": 1E+99999999',  # orjson: infinite, so not JSON it reads
+    ],
+)
+def test_a_price_s_exponent_is_refused_before_its_digits_are_written(more: str) -> None:
+    # 1e-99999999 written out is 100 MB of digits: the check must not build it.
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadRequest) as refused:
+            parse_order(order_with(more))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert set(refused.value.errors) <= {"PRICE", "body"}
+    assert refused.value.errors
+    assert peak < 2**20
+
+
+DEEP = 1010  # orjson reads up to 1,024 levels, Python's json fewer
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"STRATEGY":"A","INSTRUMENT":"I","POSITION":"BUY","PRICE":1.5,"ORDER_ID":'
+        + b"[" * DEEP
+        + b"]" * DEEP
+        + b"}",
+        # A key given twice behind deep nesting: not stored with the second value.
+        b'{"STRATEGY":' + b"[" * DEEP + b"]" * DEEP + b',"STRATEGY":"A","INSTRUMENT":"I",'
+        b'"POSITION":"BUY","ORDER_ID":"x"}',
+        b'{"PRICE":' + b"[" * DEEP + b"]" * DEEP + b',"PRICE":1.5,"STRATEGY":"A",'
+        b'"INSTRUMENT":"I","POSITION":"BUY"}',
+    ],
+)
+def test_deep_nesting_is_422_not_an_order(raw: bytes) -> None:
+    with pytest.raises(BadRequest) as refused:
+        parse_order(raw)
+    assert refused.value.errors == {"body": "nested too deeply"}
