@@ -16,9 +16,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _REFUSED = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
+# eventsourcing's stored JSON marks a typed value as an object of exactly the keys "_type_" and
+# "_data_", and the store keeps that format. Names become keys of stored objects (an order's
+# multipliers by user, a book's open positions by instrument): with both names as keys, the
+# object reads back as a tag and its event can never be decoded again (the projection, the
+# stream and retries of that order stop for good). So neither is a name.
+RESERVED = frozenset({"_type_", "_data_"})
+
 LENGTH_PROBLEM = f"must be 1-{MAX_NAME} characters"
 CONTROL_PROBLEM = "must not contain control characters"
 SURROGATE_PROBLEM = "must not contain lone surrogates"
+RESERVED_PROBLEM = "is reserved: _type_ and _data_ mark typed values in stored events"
 
 
 def printable(value: str) -> bool:
@@ -36,12 +44,20 @@ def name_problem(value: object) -> str | None:
         return CONTROL_PROBLEM
     if _SURROGATE.search(value) is not None:
         return SURROGATE_PROBLEM
+    if value in RESERVED:
+        return RESERVED_PROBLEM
     return None
 
 
 def valid_name(value: object) -> bool:
-    """True for a str of 1-64 characters with no control character and no lone surrogate."""
-    return isinstance(value, str) and 1 <= len(value) <= MAX_NAME and printable(value)
+    """True for a str of 1-64 characters with no control character and no lone surrogate,
+    other than the RESERVED ones."""
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= MAX_NAME
+        and printable(value)
+        and value not in RESERVED
+    )
 
 
 def _checked(value: str) -> str:
@@ -51,10 +67,16 @@ def _checked(value: str) -> str:
     return value
 
 
-# The pattern only describes the rule in JSON Schema (OpenAPI): clients and generators see it.
+# The pattern and NOT_RESERVED only describe the rule in JSON Schema (OpenAPI): clients and
+# generators see it.
 PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+NOT_RESERVED = {"enum": sorted(RESERVED)}
 Name = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_NAME, json_schema_extra={"pattern": PATTERN}),
+    Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        json_schema_extra={"pattern": PATTERN, "not": NOT_RESERVED},
+    ),
     AfterValidator(_checked),
 ]

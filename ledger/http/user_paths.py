@@ -15,7 +15,7 @@ from starlette.types import Scope
 
 from ledger import amounts
 from ledger.http.queries import Query
-from ledger.names import PATTERN, Name, name_problem
+from ledger.names import NOT_RESERVED, PATTERN, Name, name_problem
 
 
 class Invalid(Exception):
@@ -102,7 +102,11 @@ def _names_only(schema: dict[str, Any]) -> None:
     # keys must match it (a user or strategy name), at both levels.
     for level in (schema, schema["patternProperties"][PATTERN]):
         level["additionalProperties"] = False
-        level["propertyNames"] = {**level.get("propertyNames", {}), "pattern": PATTERN}
+        level["propertyNames"] = {
+            **level.get("propertyNames", {}),
+            "pattern": PATTERN,
+            "not": NOT_RESERVED,
+        }
 
 
 class ScaledStrategy(BaseModel):

@@ -108,6 +108,10 @@ def test_unknown_names_are_404_and_bad_ones_422(client: TestClient) -> None:
         client.delete(f"/users/{long}"),
         client.put(f"/users/{long}/strategies/S", json={"instruments": ["A"]}),
         client.put("/users/u/strategies/%7F", json={"instruments": ["A"]}),
+        # Names that would read back from the store as a type tag (ledger.names.RESERVED).
+        client.put("/users/_type_/strategies/S", json={"instruments": ["A"]}),
+        client.put("/users/u/strategies/_data_", json={"instruments": ["A"]}),
+        client.get("/users/_type_"),
     ):
         assert response.status_code == 422, response.text
         assert response.json()["fields"]
@@ -123,6 +127,10 @@ def test_unknown_names_are_404_and_bad_ones_422(client: TestClient) -> None:
         (b'{"instruments": [""]}', "instruments.0"),
         (b'{"instruments": ["A"], "other": 1}', "other"),
         (b'{"instruments": ["A"], "instruments": ["B"]}', "instruments"),
+        (b'{"instruments": ["_type_", "_data_"]}', "instruments.0"),
+        # Refused by their exponent, before a billion digits are written out.
+        (b'{"instruments": ["A"], "multiplier": 1e999999999}', "multiplier"),
+        (b'{"instruments": ["A"], "multiplier": 1e-999999999}', "multiplier"),
     ],
 )
 def test_bad_bodies_are_422(client: TestClient, body: bytes, field: str) -> None:
@@ -171,6 +179,8 @@ def test_post_profiles_applies_differences_and_dry_run_writes_nothing(
         ("", b'{"u": {"S": ["A"], "S": ["B"]}}'),
         ("", b'{"\\u0001": {}}'),
         ("", b"[1]"),
+        ("", b'{"_type_": {"S": ["A"]}, "_data_": {"S": ["A"]}}'),
+        ("", b'{"u": {"S": {"instruments": ["A"], "multiplier": 1e-999999999}}}'),
     ],
 )
 def test_bad_profile_documents_are_422(client: TestClient, query: str, body: bytes) -> None:

@@ -30,6 +30,7 @@ def reference(value: object) -> bool:
         isinstance(value, str)
         and 1 <= len(value) <= MAX_NAME
         and not any(refused_by_category(ch) for ch in value)
+        and value not in ("_type_", "_data_")
     )
 
 
@@ -87,6 +88,8 @@ def test_length_counts_code_points() -> None:
         ("\x7f", "must not contain control characters"),
         ("C1 \x85", "must not contain control characters"),
         ("\ud800", "must not contain lone surrogates"),
+        ("_type_", "is reserved: _type_ and _data_ mark typed values in stored events"),
+        ("_data_", "is reserved: _type_ and _data_ mark typed values in stored events"),
     ],
 )
 def test_problems_are_short_reasons(value: object, problem: str) -> None:
@@ -124,6 +127,11 @@ SAMPLE = [
     "\x9f",
     "\ud800",
     "lone \udfff",
+    "_type_",
+    "_data_",
+    "_type",
+    "_DATA_",
+    " _type_",
 ]
 
 

@@ -8,9 +8,10 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, UUIDAsHex
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from ledger.names import RESERVED, valid_name
 from ledger.store.transcoder import OrjsonTranscoder
 
 
@@ -73,3 +74,13 @@ def test_an_order_event_state_round_trips() -> None:
     assert decoded == state
     assert isinstance(decoded["timestamp"], datetime)
     assert isinstance(decoded["id"], UUID)
+
+
+@given(st.lists(st.text(min_size=1, max_size=8) | st.sampled_from(sorted(RESERVED)), max_size=4))
+@example(["_type_", "_data_"])
+def test_names_as_keys_of_stored_values_read_back_as_stored(names: list[str]) -> None:
+    """Names are keys of stored values (an order's multipliers by user, a book's open
+    positions by instrument): any two the name rule lets in must never read as a tag."""
+    state = {"multipliers": {name: "2" for name in names if valid_name(name)}}
+    stored = STDLIB.encode(state)
+    assert ORJSON.decode(stored) == STDLIB.decode(stored) == state
