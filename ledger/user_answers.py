@@ -77,6 +77,10 @@ class BookChange:
     change: Change
     kept_open: list[str]
     multiplier: str = ONE  # booked quantity = order quantity x this ("1" when dropped)
+    # The change's place in the log: orders of its strategy with a greater sequence were
+    # decided with it, smaller ones without. Null when nothing was written. With several
+    # writers a request's changes are written by each strategy's writer, at its own sequence.
+    sequence: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +121,7 @@ class UserDropped:
 
     user: str
     dropped: list[BookChange]
-    sequence: int | None
+    sequence: int | None  # the last written (each dropped strategy has its own); null if none
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +131,7 @@ class ProfilesApplied:
     dry_run: bool
     changes: list[BookChange]  # taken up, changed and dropped; not the unchanged
     unchanged: int
-    sequence: int | None  # the last written (one per writer partition); null if none
+    sequence: int | None  # the last written (each change has its own); null if none
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,8 +60,10 @@ async def changed(running: Services, requests: list[ChangeRequest]) -> dict[str,
     merged: dict[str, Any] = {"changes": [], "unchanged": 0, "sequence": None}
     for answer in answers:
         part = orjson.loads(answer.body)
+        # Each writer's changes are written in one batch, answered with its last sequence.
         merged["changes"] += [
-            BookChange(**{**c, "change": Change(c["change"])}) for c in part["changes"]
+            BookChange(**{**c, "change": Change(c["change"]), "sequence": part["sequence"]})
+            for c in part["changes"]
         ]
         merged["unchanged"] += part["unchanged"]
         if part["sequence"] is not None:
@@ -197,7 +199,9 @@ async def delete_strategy(request: Request) -> Response:
         "Drop every strategy of a user",
         UserDropped,
         path=UserPath,
-        description="Open positions stay (`kept_open` of each) and a SELL still closes them.",
+        description="Open positions stay (`kept_open` of each) and a SELL still closes them."
+        " Each dropped strategy has the `sequence` of its writer (with several writer"
+        " processes they differ); the answer's `sequence` is the last.",
         errors={**WRITE_ERRORS, 404: "the user trades no strategy"},
     )
 )
@@ -223,7 +227,8 @@ async def delete_user(request: Request) -> Response:
         description="The document has the profile file's shape. Books it lists are taken up"
         " or changed, books it does not list are dropped (open positions kept); `changes`"
         " lists what differs, `unchanged` counts the rest. With several writer processes a"
-        " document is applied per writer partition: `sequence` is the last written.",
+        " document is applied per writer partition, each at its own sequence: each change"
+        " has the `sequence` of its strategy's writer, the answer's `sequence` is the last.",
         errors={**WRITE_ERRORS, 413: f"body over {PROFILES_BODY // 2**20} MiB"},
     )
 )

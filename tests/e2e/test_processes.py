@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 
@@ -12,7 +13,8 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import Server, check_read_models, run_load
+from ledger.wire import partition
+from tests.support import Server, check_read_models, get_all, run_load
 
 
 def _kill(server: Server, role: str) -> Callable[[], None]:
@@ -87,7 +89,59 @@ def test_two_writers_split_the_strategies(make_server: Callable[[str], Server]) 
         if sample.name == "ledger_orders_total" and sample.labels["outcome"] != "UNAVAILABLE"
     )
     assert stored >= len(acked)
+    _each_dropped_strategy_has_its_writer_s_sequence(server)
     assert server.stop() == 0
+
+
+def _each_dropped_strategy_has_its_writer_s_sequence(server: Server) -> None:
+    """DELETE /users/{user} across both writers, orders flowing to both: each dropped
+    strategy's sequence parts its orders into those decided with the user and without."""
+    a, d = "STRATEGY_A", "STRATEGY_D"
+    assert partition(a, 2) != partition(d, 2)
+    for strategy in (a, d):  # an instrument nobody orders: refused, never open, until dropped
+        put = httpx.put(
+            f"{server.url}/users/Zed/strategies/{strategy}", json={"instruments": ["ZZZ"]}
+        )
+        assert put.status_code == 200, put.text
+    sent = {a: 0, d: 0}
+    more = threading.Condition()
+    stop = threading.Event()
+
+    def orders(strategy: str) -> None:
+        while not stop.is_set():
+            n = sent[strategy] + 1
+            body = {"STRATEGY": strategy, "INSTRUMENT": "ACC", "POSITION": "BUY"}
+            assert server.post({**body, "ORDER_ID": f"zed-{strategy}-{n}"}).status_code == 200
+            with more:
+                sent[strategy] = n
+                more.notify_all()
+
+    def each_sent(at_least: dict[str, int]) -> bool:
+        with more:
+            return more.wait_for(lambda: all(sent[s] >= at_least[s] for s in sent), timeout=30)
+
+    threads = [threading.Thread(target=orders, args=(s,)) for s in (a, d)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert each_sent({a: 10, d: 10})
+        answer = httpx.delete(f"{server.url}/users/Zed", timeout=30)
+        with more:
+            after = {s: n + 10 for s, n in sent.items()}
+        assert each_sent(after)  # and after it, on both
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert answer.status_code == 200, answer.text
+    dropped = {c["strategy"]: c["sequence"] for c in answer.json()["dropped"]}
+    assert set(dropped) == {a, d}
+    assert answer.json()["sequence"] == max(dropped.values())
+    top = httpx.get(f"{server.url}/health", timeout=30).json()["sequence"]
+    for order in get_all(server, "/orders", "orders", top):
+        if order["order_id"].startswith("zed-"):
+            decided = {r["user"] for r in order["rejected_for"]} | set(order["accepted_for"])
+            assert ("Zed" in decided) is (order["sequence"] < dropped[order["strategy"]])
 
 
 def test_an_idle_server_holds_few_database_connections(embedded_server: Server) -> None:

@@ -163,8 +163,12 @@ def test_post_profiles_applies_differences_and_dry_run_writes_nothing(
     }
     assert dry["unchanged"] == 1
     applied = client.post("/profiles", json=wanted).json()
-    assert {**applied, "dry_run": True, "sequence": None} == dry
     assert applied["sequence"] > before
+    # One writer: every change has the answer's sequence; a dry run wrote none.
+    assert {c["sequence"] for c in applied["changes"]} == {applied["sequence"]}
+    assert {c["sequence"] for c in dry["changes"]} == {None}
+    unwritten = [{**c, "sequence": None} for c in applied["changes"]]
+    assert {**applied, "dry_run": True, "sequence": None, "changes": unwritten} == dry
     assert client.get("/users").json() == wanted
     again = client.post("/profiles", json=wanted).json()
     assert (again["changes"], again["unchanged"], again["sequence"]) == ([], 2, None)
