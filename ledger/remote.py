@@ -17,27 +17,37 @@ def _path(*names: str) -> str:
     return "/".join(quote(name, safe="") for name in names)
 
 
-def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
-    """One request; the answer's JSON on stdout (0), or the error on stderr (1)."""
+def _send(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    """One request: the httpx response, or None (the failure told on stderr)."""
     import httpx  # noqa: PLC0415 - only this command's: the server's processes never load it
 
     token = os.environ.get("LEDGER_API_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(
+        return httpx.request(
             method, args.url.rstrip("/") + path, json=body, headers=headers, timeout=30
         )
     except httpx.HTTPError as failure:
         sys.stderr.write(f"ledger: {args.url} did not answer: {failure}\n")
-        return 1
+        return None
+
+
+def _shown(response: Any) -> str:
     try:
-        shown = json.dumps(response.json(), indent=2, ensure_ascii=False)
+        return json.dumps(response.json(), indent=2, ensure_ascii=False)
     except ValueError:
-        shown = response.text
-    if response.status_code != 200:
-        sys.stderr.write(f"ledger: {response.status_code}: {shown}\n")
+        return str(response.text)
+
+
+def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
+    """One request; the answer's JSON on stdout (0), or the error on stderr (1)."""
+    response = _send(args, method, path, body)
+    if response is None:
         return 1
-    sys.stdout.write(shown + "\n")
+    if response.status_code != 200:
+        sys.stderr.write(f"ledger: {response.status_code}: {_shown(response)}\n")
+        return 1
+    sys.stdout.write(_shown(response) + "\n")
     return 0
 
 
@@ -49,8 +59,22 @@ def users(args: argparse.Namespace) -> int:
 
 
 def subscribe(args: argparse.Namespace) -> int:
-    """Take up a strategy for a user, or change its instruments."""
-    body = {"instruments": args.instruments}
+    """Take up a strategy for a user, or change its instruments (and multiplier)."""
+    body: dict[str, Any] = {"instruments": args.instruments}
+    multiplier = args.multiplier
+    if multiplier is None:
+        # A PUT without one sets 1: a new instrument list keeps the multiplier it had.
+        current = _send(args, "GET", "/users/" + _path(args.user))
+        if current is None:
+            return 1
+        if current.status_code == 200:
+            held = current.json()["strategies"].get(args.strategy)
+            multiplier = held["multiplier"] if isinstance(held, dict) else None
+        elif current.status_code != 404:  # 404: the user has no strategy yet
+            sys.stderr.write(f"ledger: {current.status_code}: {_shown(current)}\n")
+            return 1
+    if multiplier is not None:
+        body["multiplier"] = multiplier
     return call(args, "PUT", "/users/" + _path(args.user, "strategies", args.strategy), body)
 
 
@@ -74,6 +98,10 @@ def add_commands(sub: Any) -> Any:
     p.add_argument("user")
     p.add_argument("strategy")
     p.add_argument("instruments", nargs="+", metavar="INSTRUMENT")
+    p.add_argument(
+        "--multiplier",
+        help="booked quantity = the order's times this (default: keep the strategy's, else 1)",
+    )
     p.add_argument("--url", **url)
     p.set_defaults(func=subscribe)
 

@@ -32,6 +32,16 @@ def test_cli_subscribes_and_unsubscribes(
     assert json.loads(capsys.readouterr().out)["change"] == "taken_up"
     assert main(["users", "Kamryn Li", *url]) == 0
     assert json.loads(capsys.readouterr().out)["strategies"]["STRATEGY_A"] == ["INFY", "ACC"]
+    # A multiplier given stays when only the instruments change.
+    assert main(["subscribe", "Kamryn Li", "STRATEGY_A", "INFY", "--multiplier", "3", *url]) == 0
+    assert json.loads(capsys.readouterr().out)["multiplier"] == "3"
+    assert main(["subscribe", "Kamryn Li", "STRATEGY_A", "INFY", "ACC", *url]) == 0
+    assert json.loads(capsys.readouterr().out)["multiplier"] == "3"
+    assert (
+        main(["subscribe", "Kamryn Li", "STRATEGY_A", "INFY", "ACC", "--multiplier", "1", *url])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["multiplier"] == "1"
     assert main(["unsubscribe", "Kamryn Li", "STRATEGY_A", *url]) == 0
     assert json.loads(capsys.readouterr().out)["change"] == "dropped"
     assert main(["unsubscribe", "Kamryn Li", "STRATEGY_A", *url]) == 1
