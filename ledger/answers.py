@@ -152,8 +152,9 @@ class ProfileChange:
 
     user: str
     strategy: str
-    change: Literal["taken_up", "changed", "dropped"]
+    change: Literal["taken_up", "changed", "dropped"]  # taken up again after a drop: changed
     instruments: list[str]  # empty when dropped
+    multiplier: str  # an exact decimal: booked quantity = order quantity x this
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import orjson
 from eventsourcing.utils import get_topic
 from sse_starlette import ServerSentEvent
 
-from ledger.amounts import closed_numbers, opened_numbers
+from ledger.amounts import ONE, closed_numbers, multiplier_of, opened_numbers
 from ledger.answers import LoggedOrder, PositionChange, ProfileChange
 from ledger.domain import Book, Order, Roster
 from projections.fold import decimal, pnl, text
@@ -134,14 +134,18 @@ class Feed:
                 self._learn([(domain_event.user, domain_event.strategy)])
                 return self._profile(
                     sequence, domain_event.user, domain_event.strategy, "taken_up",
-                    domain_event.instruments,
+                    domain_event.instruments, multiplier_of(domain_event),
                 )  # fmt: skip
             case _CHANGED():
+                # A book taken up again after a drop is stored as a change too: so it streams.
                 user, strategy = self.owner(domain_event.originator_id)
-                return self._profile(sequence, user, strategy, "changed", domain_event.instruments)
+                return self._profile(
+                    sequence, user, strategy, "changed", domain_event.instruments,
+                    multiplier_of(domain_event),
+                )  # fmt: skip
             case _DROPPED():
                 user, strategy = self.owner(domain_event.originator_id)
-                return self._profile(sequence, user, strategy, "dropped", [])
+                return self._profile(sequence, user, strategy, "dropped", [], ONE)
             case _BOOKS_ADDED():
                 self._learn(domain_event.books)
                 return None
@@ -155,8 +159,9 @@ class Feed:
         strategy: str,
         change: Literal["taken_up", "changed", "dropped"],
         instruments: list[str],
+        multiplier: str,
     ) -> StreamEvent:
-        data = ProfileChange(user, strategy, change, list(instruments))
+        data = ProfileChange(user, strategy, change, list(instruments), multiplier)
         return StreamEvent(
             sequence,
             "profile",

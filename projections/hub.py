@@ -21,6 +21,11 @@ RING_BYTES = 32 * 2**20  # ... and at most this many bytes of them
 QUEUE_BYTES = 8 * 2**20  # a subscriber this far behind is disconnected: it resumes by id
 QUEUE_EVENTS = 50_000
 HISTORY_PAGE = 100  # stored events read at a time for a subscriber resuming from the past
+# ... and at most about this many bytes of frames handed to it at a time, from the store or the
+# ring: a page of orders fanned out to 4,000 users was ~44 MB, held whole by a client that read
+# nothing (20 such clients took a worker to 2 GB); and the ring's backlog offered at once to a
+# subscriber more than QUEUE_BYTES behind cut it off before it was sent anything, every time.
+CATCH_UP_BYTES = 2**20
 IDLE_STOP = 30.0  # seconds the tail keeps running after its last subscriber left
 RETRY_AFTER = 1.0  # seconds between attempts when the database fails under the tail
 
@@ -141,11 +146,26 @@ class Hub:
         """Whether the ring holds every event after `cursor` (the tail runs and has passed it)."""
         return self.running and cursor >= self.floor
 
+    def _after(self, cursor: int) -> list[StreamEvent]:
+        """The ring's events after `cursor`, oldest first: read from the newest end, so a
+        subscriber starting at the present costs nothing however full the ring is."""
+        newer = []
+        for event in reversed(self.ring):
+            if event.sequence <= cursor:
+                break
+            newer.append(event)
+        newer.reverse()
+        return newer
+
     def join(self, want: StreamFilter, cursor: int, abort: Callable[[], None] | None) -> Subscriber:
-        """Subscribe after `cursor` (covered): what the ring holds now, then everything new."""
+        """Subscribe after `cursor` (covered): what the ring holds now, then everything new.
+
+        Join once `recent` has all that matches after `cursor`: more than QUEUE_BYTES of it
+        would disconnect the subscriber at once.
+        """
         assert self.covers(cursor)
         subscriber = Subscriber(want, cursor, abort)
-        subscriber.offer(list(self.ring))
+        subscriber.offer(self._after(cursor))
         self.subscribers.add(subscriber)
         if self._idle is not None:
             self._idle.cancel()
@@ -163,21 +183,45 @@ class Hub:
         if not self.subscribers:
             self.stop()
 
-    def history(self, cursor: int, want: StreamFilter, stop: int) -> tuple[list[StreamEvent], int]:
-        """Stored events after `cursor` up to `stop` that match, and the new cursor (a thread)."""
+    def history(
+        self, cursor: int, want: StreamFilter, stop: int, budget: int | None = None
+    ) -> tuple[list[StreamEvent], int]:
+        """Stored events after `cursor` up to `stop` that match, of about `budget` bytes at
+        most (CATCH_UP_BYTES; one event at least), and the new cursor (a thread)."""
+        budget = CATCH_UP_BYTES if budget is None else budget
         notifications = self.ledger.recorder.select_notifications(
             start=cursor, limit=HISTORY_PAGE, stop=stop, topics=TOPICS, inclusive_of_start=False
         )
         found = []
+        size = 0
         for notification in notifications:
             event = self.feed.translate(
                 self.ledger.mapper.to_domain_event(notification), notification.id
             )
             if event is not None and want.matches(event):
                 found.append(event)
+                size += len(event.frame)
+                if size >= budget:
+                    return found, notification.id
         if len(notifications) < HISTORY_PAGE:
             return found, stop
         return found, notifications[-1].id
+
+    def recent(
+        self, want: StreamFilter, cursor: int, budget: int | None = None
+    ) -> tuple[list[StreamEvent], bool]:
+        """The ring's events after `cursor` (covered) that match, of about `budget` bytes at
+        most (CATCH_UP_BYTES); True when they are all of them (few enough for `join`)."""
+        budget = CATCH_UP_BYTES if budget is None else budget
+        found = []
+        size = 0
+        for event in self._after(cursor):
+            if want.matches(event):
+                found.append(event)
+                size += len(event.frame)
+                if size >= budget:
+                    return found, False
+        return found, True
 
     def _publish(self, events: list[StreamEvent], position: int, generation: int) -> None:
         """On the loop: add the tail's events to the ring and offer them to every subscriber."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
@@ -15,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ledger.http.lanes import POLLS, Lane
+from ledger.http.limits import STALL
 from ledger.http.queries import INT64, BadQuery, parse
 from ledger.http.responses import error
 from ledger.http.spec import Doc, documented
@@ -111,15 +113,31 @@ async def events(
 ) -> AsyncIterator[Any]:
     """The retry hint, the stored events after `cursor`, then the live ones, in sequence order."""
     yield ServerSentEvent(retry=RETRY_MS)
+    loop = asyncio.get_running_loop()
     try:
         await hub.start()
-        while not hub.covers(cursor):
-            if not hub.running:  # stopped while idle, between two pages
+        # Catching up: the past at the client's pace, a page at a time, from the store and
+        # then from the ring, until what is left fits in a live subscriber's queue.
+        while True:
+            if hub.covers(cursor):
+                page, complete = hub.recent(want, cursor)
+                if complete:
+                    break  # joined below, with no await between: nothing can come in between
+                cursor = page[-1].sequence
+            elif not hub.running:  # stopped while idle, between two pages
                 await hub.start()
                 continue
-            page, cursor = await HISTORY.run(partial(_page, hub, cursor, want, hub.floor))
-            for event in page:
-                yield event.frame
+            else:
+                page, cursor = await HISTORY.run(partial(_page, hub, cursor, want, hub.floor))
+            for frames in writes(page):
+                # A live subscriber that reads nothing is cut when its queue overflows; one
+                # catching up holds a page until it reads: it is cut after STALL seconds.
+                timer = loop.call_later(STALL, abort) if abort is not None else None
+                try:
+                    yield frames
+                finally:
+                    if timer is not None:
+                        timer.cancel()
     except PersistenceError as failure:
         # The client reconnects after `retry` and resumes from the last id it received.
         log.warning("a stream ended: the database failed (%s)", failure)

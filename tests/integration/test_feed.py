@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +16,9 @@ from ledger.amounts import canonical
 from ledger.answers import OrderRequest
 from ledger.application import Ledger
 from ledger.domain import Position
+from ledger.http import stream as stream_module
+from ledger.http.stream import events
+from projections import hub as hub_module
 from projections.feed import KINDS, StreamEvent, StreamFilter
 from projections.hub import HISTORY_PAGE, Hub
 from tests.support import EXAMPLE_PROFILES
@@ -53,7 +59,7 @@ def profile_events() -> list[Seen]:
     return [
         (
             "profile",
-            {"user": u, "strategy": s, "change": "taken_up", "instruments": i},
+            {"user": u, "strategy": s, "change": "taken_up", "instruments": i, "multiplier": "1"},
             frozenset([u]),
             s,
             None,
@@ -193,3 +199,69 @@ def test_history_pages_are_bounded(ledger: Ledger) -> None:
     assert 0 < cursor < top
     rest, end = hub.history(cursor, StreamFilter(), top)
     assert end == top or len(rest) <= HISTORY_PAGE
+
+
+def fill(ledger: Ledger, orders: int) -> None:
+    """Orders opening and closing one position, each decided for every follower."""
+    for n in range(orders):
+        side = "BUY" if n % 2 == 0 else "SELL"
+        ledger.place_orders([OrderRequest("STRATEGY_B", "ACC", Position(side))])
+
+
+def test_history_pages_stop_at_their_byte_budget(ledger: Ledger) -> None:
+    fill(ledger, 40)
+    hub = Hub(ledger)
+    top = ledger.last_sequence()
+    whole = [s for s, _, _ in read(hub, 0, StreamFilter(), top)]
+    paged: list[int] = []
+    cursor = 0
+    while cursor < top:
+        page, cursor = hub.history(cursor, StreamFilter(), top, budget=1)
+        assert len(page) <= 1  # one event passes any budget; a second would pass this one
+        paged += [event.sequence for event in page]
+    assert paged == whole
+
+
+def ids(frames: bytes) -> list[int]:
+    return [int(n) for n in re.findall(rb"^id: (\d+)", frames, re.MULTILINE)]
+
+
+def test_a_subscriber_far_behind_catches_up_at_its_pace_then_goes_live(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        hub = Hub(ledger)
+        await hub.start()
+        start = hub.position
+        watcher = hub.join(StreamFilter(), start, None)  # to know when the ring has it all
+        await asyncio.to_thread(fill, ledger, 40)
+        top = ledger.last_sequence()
+        while watcher.cursor < top:
+            await watcher.ready.wait()
+            watcher.take()
+        hub.leave(watcher)
+        behind = [event.sequence for event in hub.recent(StreamFilter(), start, 10**9)[0]]
+        # More behind than a live subscriber may queue: it used to be cut before any was sent.
+        monkeypatch.setattr(hub_module, "QUEUE_BYTES", 4096)
+        monkeypatch.setattr(hub_module, "CATCH_UP_BYTES", 1024)
+        assert sum(len(e.frame) for e in hub.recent(StreamFilter(), start, 10**9)[0]) > 4096
+        got: list[int] = []
+        stream = events(hub, StreamFilter(), start, None)
+        async for item in stream:
+            if isinstance(item, bytes):
+                got += ids(item)
+            if got and got[-1] == behind[-1]:
+                break
+        await stream.aclose()
+        assert got == behind
+        # One that stops reading while it catches up is cut off after STALL seconds.
+        monkeypatch.setattr(stream_module, "STALL", 0.05)
+        aborted = asyncio.Event()
+        stalled = events(hub, StreamFilter(), start, aborted.set)
+        await anext(stalled)  # the retry hint
+        assert ids(await anext(stalled))  # a first page, then nothing more is read
+        await asyncio.wait_for(aborted.wait(), timeout=10)
+        await stalled.aclose()
+        hub.close()
+
+    asyncio.run(scenario())
