@@ -26,6 +26,9 @@ HISTORY_PAGE = 100  # stored events read at a time for a subscriber resuming fro
 # nothing (20 such clients took a worker to 2 GB); and the ring's backlog offered at once to a
 # subscriber more than QUEUE_BYTES behind cut it off before it was sent anything, every time.
 CATCH_UP_BYTES = 2**20
+# Bytes of those pages held for subscribers catching up at once (each until it has gone out,
+# a stalled client's for up to the stall limit): past it, the next page waits its turn.
+CATCH_UP_HELD = 64 * 2**20
 IDLE_STOP = 30.0  # seconds the tail keeps running after its last subscriber left
 RETRY_AFTER = 1.0  # seconds between attempts when the database fails under the tail
 
@@ -100,6 +103,8 @@ class Hub:
         self._idle: asyncio.TimerHandle | None = None
         self._starting = asyncio.Lock()
         self._generation = 0  # a stopped tail's last batches, arriving late, are dropped
+        self.held = 0  # bytes of catch-up pages reserved or held (CATCH_UP_HELD)
+        self._released = asyncio.Event()
 
     def _books(self) -> list[tuple[str, str]]:
         roster = self.ledger.roster()
@@ -145,6 +150,21 @@ class Hub:
     def covers(self, cursor: int) -> bool:
         """Whether the ring holds every event after `cursor` (the tail runs and has passed it)."""
         return self.running and cursor >= self.floor
+
+    async def reserve(self) -> int:
+        """Wait until a catch-up page fits in CATCH_UP_HELD; its bytes are reserved (on the
+        loop, as `release`)."""
+        while self.held >= CATCH_UP_HELD:
+            self._released.clear()
+            await self._released.wait()
+        self.held += CATCH_UP_BYTES
+        return CATCH_UP_BYTES
+
+    def release(self, size: int) -> None:
+        """A reserved page has gone out (or will not). Never waits: a subscriber joins right
+        after its last page, with nothing in between."""
+        self.held -= size
+        self._released.set()
 
     def _after(self, cursor: int) -> list[StreamEvent]:
         """The ring's events after `cursor`, oldest first: read from the newest end, so a

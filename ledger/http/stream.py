@@ -122,22 +122,36 @@ async def events(
             if hub.covers(cursor):
                 page, complete = hub.recent(want, cursor)
                 if complete:
-                    break  # joined below, with no await between: nothing can come in between
-                cursor = page[-1].sequence
+                    break  # joined below, with no await between: nothing comes in between
+                after = page[-1].sequence
+                held = await hub.reserve()  # what all clients catching up hold is bounded
             elif not hub.running:  # stopped while idle, between two pages
                 await hub.start()
                 continue
             else:
-                page, cursor = await HISTORY.run(partial(_page, hub, cursor, want, hub.floor))
-            for frames in writes(page):
-                # A live subscriber that reads nothing is cut when its queue overflows; one
-                # catching up holds a page until it reads: it is cut after STALL seconds.
-                timer = loop.call_later(STALL, abort) if abort is not None else None
+                held = await hub.reserve()
                 try:
-                    yield frames
-                finally:
-                    if timer is not None:
-                        timer.cancel()
+                    page, after = await HISTORY.run(partial(_page, hub, cursor, want, hub.floor))
+                except BaseException:
+                    hub.release(held)
+                    raise
+            try:
+                # A page is one event at least, whatever its size: the reservation is settled.
+                size = sum(len(event.frame) for event in page)
+                hub.held += size - held
+                held = size
+                for frames in writes(page):
+                    # A live subscriber that reads nothing is cut when its queue overflows; one
+                    # catching up holds a page until it reads: it is cut after STALL seconds.
+                    timer = loop.call_later(STALL, abort) if abort is not None else None
+                    try:
+                        yield frames
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
+            finally:
+                hub.release(held)
+            cursor = after
     except PersistenceError as failure:
         # The client reconnects after `retry` and resumes from the last id it received.
         log.warning("a stream ended: the database failed (%s)", failure)

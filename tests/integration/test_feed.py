@@ -261,7 +261,19 @@ def test_a_subscriber_far_behind_catches_up_at_its_pace_then_goes_live(
         await anext(stalled)  # the retry hint
         assert ids(await anext(stalled))  # a first page, then nothing more is read
         await asyncio.wait_for(aborted.wait(), timeout=10)
+        # What clients catching up hold is counted until it goes (or they do)...
+        assert hub.held > 0
         await stalled.aclose()
+        assert hub.held == 0
+        # ... and past CATCH_UP_HELD the next page waits until some is released.
+        monkeypatch.setattr(hub_module, "CATCH_UP_HELD", 1)
+        first = await hub.reserve()
+        waiting = asyncio.create_task(hub.reserve())
+        await asyncio.sleep(0)  # one turn of the loop: it would have reserved by now
+        assert not waiting.done()
+        hub.release(first)
+        hub.release(await waiting)
+        assert hub.held == 0
         hub.close()
 
     asyncio.run(scenario())
