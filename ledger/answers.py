@@ -117,6 +117,7 @@ class OpenPosition:
 class Trade:
     """A position closed by a SELL: the BUY that opened it and the SELL that closed it."""
 
+    id: int  # its place in the trades' log: `after` for the trades closed since
     user: str
     strategy: str
     instrument: str

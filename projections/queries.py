@@ -324,6 +324,7 @@ def trades(
     return TradesPage(
         [
             Trade(
+                r["id"],
                 *_key(r),
                 r["buy_order_id"],
                 r["sell_order_id"],

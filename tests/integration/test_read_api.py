@@ -37,6 +37,19 @@ def test_read_your_writes(client: TestClient) -> None:
     assert logged["received_at"]
 
 
+def test_a_caught_up_trades_walk_goes_on_from_the_last_trade_s_id(client: TestClient) -> None:
+    post(client, "STRATEGY_B", "MINDA", "BUY")
+    sell = post(client, "STRATEGY_B", "MINDA", "SELL", ORDER_ID="first")
+    seen = client.get(f"/trades?min_sequence={sell['sequence']}").json()
+    assert seen["next"] is None  # caught up: nothing more yet
+    post(client, "STRATEGY_B", "MINDA", "BUY")
+    sell = post(client, "STRATEGY_B", "MINDA", "SELL", ORDER_ID="second")
+    last = seen["trades"][-1]["id"]
+    since = client.get(f"/trades?after={last}&min_sequence={sell['sequence']}").json()
+    assert [t["sell_order_id"] for t in since["trades"]] == ["second"]
+    assert since["trades"][0]["id"] > last
+
+
 def test_a_projection_window_still_shows_every_order_and_ends_caught_up(
     settings: Settings, profile_file: Path
 ) -> None:
