@@ -204,13 +204,19 @@ class Hub:
             self.stop()
 
     def history(
-        self, cursor: int, want: StreamFilter, stop: int, budget: int | None = None
+        self,
+        cursor: int,
+        want: StreamFilter,
+        stop: int,
+        budget: int | None = None,
+        limit: int = HISTORY_PAGE,
     ) -> tuple[list[StreamEvent], int]:
         """Stored events after `cursor` up to `stop` that match, of about `budget` bytes at
-        most (CATCH_UP_BYTES; one event at least), and the new cursor (a thread)."""
+        most (CATCH_UP_BYTES; one event at least) among the next `limit`, and the new cursor
+        (a thread)."""
         budget = CATCH_UP_BYTES if budget is None else budget
         notifications = self.ledger.recorder.select_notifications(
-            start=cursor, limit=HISTORY_PAGE, stop=stop, topics=TOPICS, inclusive_of_start=False
+            start=cursor, limit=limit, stop=stop, topics=TOPICS, inclusive_of_start=False
         )
         found = []
         size = 0
@@ -223,7 +229,7 @@ class Hub:
                 size += len(event.frame)
                 if size >= budget:
                     return found, notification.id
-        if len(notifications) < HISTORY_PAGE:
+        if len(notifications) < limit:
             return found, stop
         return found, notifications[-1].id
 

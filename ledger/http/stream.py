@@ -24,7 +24,7 @@ from ledger.http.state import services
 from ledger.names import name_problem
 from ledger.overrides.uvicorn_http import ABORT
 from projections.feed import KINDS, Kind, StreamEvent, StreamFilter
-from projections.hub import Hub
+from projections.hub import CATCH_UP_BYTES, HISTORY_PAGE, Hub
 
 log = logging.getLogger(__name__)
 
@@ -114,32 +114,22 @@ async def events(
     """The retry hint, the stored events after `cursor`, then the live ones, in sequence order."""
     yield ServerSentEvent(retry=RETRY_MS)
     loop = asyncio.get_running_loop()
+    limit = HISTORY_PAGE  # stored events read for the next page
     try:
         await hub.start()
         # Catching up: the past at the client's pace, a page at a time, from the store and
         # then from the ring, until what is left fits in a live subscriber's queue.
-        while True:
-            if hub.covers(cursor):
-                page, complete = hub.recent(want, cursor)
-                if complete:
-                    break  # joined below, with no await between: nothing comes in between
-                after = page[-1].sequence
-                held = await hub.reserve()  # what all clients catching up hold is bounded
-            elif not hub.running:  # stopped while idle, between two pages
-                await hub.start()
-                continue
-            else:
-                held = await hub.reserve()
-                try:
-                    page, after = await HISTORY.run(partial(_page, hub, cursor, want, hub.floor))
-                except BaseException:
-                    hub.release(held)
-                    raise
+        while (found := await _next_page(hub, want, cursor, limit)) is not None:
+            page, after, held = found
             try:
                 # A page is one event at least, whatever its size: the reservation is settled.
                 size = sum(len(event.frame) for event in page)
                 hub.held += size - held
                 held = size
+                # Big events (a fan-out to thousands): read about a page's worth of them next
+                # time, not HISTORY_PAGE to keep a few; small ones: back up to HISTORY_PAGE.
+                full = size >= CATCH_UP_BYTES
+                limit = max(len(page), 1) if full else min(limit * 2, HISTORY_PAGE)
                 for frames in writes(page):
                     # A live subscriber that reads nothing is cut when its queue overflows; one
                     # catching up holds a page until it reads: it is cut after STALL seconds.
@@ -174,6 +164,29 @@ async def events(
         hub.leave(subscriber)
 
 
+async def _next_page(
+    hub: Hub, want: StreamFilter, cursor: int, limit: int
+) -> tuple[list[StreamEvent], int, int] | None:
+    """The next page after `cursor`, the cursor after it and the bytes reserved for it; None
+    once the rest fits in a live subscriber's queue (then join: nothing awaited since)."""
+    while True:
+        if hub.covers(cursor):
+            page, complete = hub.recent(want, cursor)
+            if complete:
+                return None
+            return page, page[-1].sequence, await hub.reserve()
+        if not hub.running:  # stopped while idle, between two pages
+            await hub.start()
+            continue
+        held = await hub.reserve()  # what all clients catching up hold is bounded
+        try:
+            page, after = await HISTORY.run(partial(_page, hub, cursor, want, hub.floor, limit))
+        except BaseException:
+            hub.release(held)
+            raise
+        return page, after, held
+
+
 def writes(events: list[StreamEvent], limit: int = WRITE) -> Iterator[bytes]:
     """The events' frames joined into writes of at most `limit` bytes (or one frame)."""
     start, size = 0, 0
@@ -187,9 +200,9 @@ def writes(events: list[StreamEvent], limit: int = WRITE) -> Iterator[bytes]:
 
 
 def _page(
-    hub: Hub, cursor: int, want: StreamFilter, stop: int, _: Any
+    hub: Hub, cursor: int, want: StreamFilter, stop: int, limit: int, _: Any
 ) -> tuple[list[StreamEvent], int]:
-    return hub.history(cursor, want, stop)
+    return hub.history(cursor, want, stop, limit=limit)
 
 
 STREAM_DOC = (

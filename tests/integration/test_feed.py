@@ -220,6 +220,10 @@ def test_history_pages_stop_at_their_byte_budget(ledger: Ledger) -> None:
         assert len(page) <= 1  # one event passes any budget; a second would pass this one
         paged += [event.sequence for event in page]
     assert paged == whole
+    # Read `limit` stored events at a time: the next page starts after the last one read.
+    page, cursor = hub.history(0, StreamFilter(), top, limit=2)
+    assert [event.sequence for event in page] == whole[:2]
+    assert cursor == whole[1]
 
 
 def ids(frames: bytes) -> list[int]:
