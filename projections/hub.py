@@ -104,7 +104,7 @@ class Hub:
         self._starting = asyncio.Lock()
         self._generation = 0  # a stopped tail's last batches, arriving late, are dropped
         self.held = 0  # bytes of catch-up pages reserved or held (CATCH_UP_HELD)
-        self._released = asyncio.Event()
+        self._turns: deque[asyncio.Future[None]] = deque()  # reserve()s waiting, oldest first
 
     def _books(self) -> list[tuple[str, str]]:
         roster = self.ledger.roster()
@@ -152,19 +152,44 @@ class Hub:
         return self.running and cursor >= self.floor
 
     async def reserve(self) -> int:
-        """Wait until a catch-up page fits in CATCH_UP_HELD; its bytes are reserved (on the
-        loop, as `release`)."""
-        while self.held >= CATCH_UP_HELD:
-            self._released.clear()
-            await self._released.wait()
-        self.held += CATCH_UP_BYTES
+        """Reserve a catch-up page's bytes within CATCH_UP_HELD, in turn: past it, wait behind
+        the clients that asked before (one giving a page back and asking again queues too)."""
+        if self.held < CATCH_UP_HELD and not self._turns:
+            self.held += CATCH_UP_BYTES
+            return CATCH_UP_BYTES
+        turn = asyncio.get_running_loop().create_future()
+        self._turns.append(turn)
+        try:
+            await turn  # granted: its bytes are counted already (_grant)
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release(CATCH_UP_BYTES)  # granted as its client left: passed on
+            else:
+                self._turns.remove(turn)
+            raise
         return CATCH_UP_BYTES
 
+    def settle(self, reserved: int, size: int) -> int:
+        """A page read: count its real size instead of what was reserved; returns it."""
+        self.held += size - reserved
+        self._grant()
+        return size
+
     def release(self, size: int) -> None:
-        """A reserved page has gone out (or will not). Never waits: a subscriber joins right
-        after its last page, with nothing in between."""
+        """A page has gone out (or never will). Never waits: a subscriber joins right after
+        its last page, with nothing in between."""
         self.held -= size
-        self._released.set()
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._turns and self.held < CATCH_UP_HELD:
+            turn = self._turns.popleft()
+            self.held += CATCH_UP_BYTES
+            turn.set_result(None)
+
+    def left_early(self) -> None:
+        """A client left before joining live: the tail stops if nobody else listens."""
+        self._idle_unless_listened()
 
     def _after(self, cursor: int) -> list[StreamEvent]:
         """The ring's events after `cursor`, oldest first: read from the newest end, so a
@@ -195,7 +220,12 @@ class Hub:
     def leave(self, subscriber: Subscriber) -> None:
         """Unsubscribe; the tail stops a while after the last subscriber left."""
         self.subscribers.discard(subscriber)
+        self._idle_unless_listened()
+
+    def _idle_unless_listened(self) -> None:
         if not self.subscribers and self.running and self._loop is not None:
+            if self._idle is not None:
+                self._idle.cancel()
             self._idle = self._loop.call_later(IDLE_STOP, self._stop_if_idle)
 
     def _stop_if_idle(self) -> None:

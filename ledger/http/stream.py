@@ -23,8 +23,9 @@ from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from ledger.names import name_problem
 from ledger.overrides.uvicorn_http import ABORT
+from projections import hub as hubs
 from projections.feed import KINDS, Kind, StreamEvent, StreamFilter
-from projections.hub import CATCH_UP_BYTES, HISTORY_PAGE, Hub
+from projections.hub import Hub, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ async def events(
     """The retry hint, the stored events after `cursor`, then the live ones, in sequence order."""
     yield ServerSentEvent(retry=RETRY_MS)
     loop = asyncio.get_running_loop()
-    limit = HISTORY_PAGE  # stored events read for the next page
+    limit = hubs.HISTORY_PAGE  # stored events read for the next page
+    subscriber: Subscriber | None = None
     try:
         await hub.start()
         # Catching up: the past at the client's pace, a page at a time, from the store and
@@ -124,12 +126,11 @@ async def events(
             try:
                 # A page is one event at least, whatever its size: the reservation is settled.
                 size = sum(len(event.frame) for event in page)
-                hub.held += size - held
-                held = size
+                held = hub.settle(held, size)
                 # Big events (a fan-out to thousands): read about a page's worth of them next
                 # time, not HISTORY_PAGE to keep a few; small ones: back up to HISTORY_PAGE.
-                full = size >= CATCH_UP_BYTES
-                limit = max(len(page), 1) if full else min(limit * 2, HISTORY_PAGE)
+                full = size >= hubs.CATCH_UP_BYTES
+                limit = min(len(page) if full else limit * 2, hubs.HISTORY_PAGE) or 1
                 for frames in writes(page):
                     # A live subscriber that reads nothing is cut when its queue overflows; one
                     # catching up holds a page until it reads: it is cut after STALL seconds.
@@ -142,11 +143,14 @@ async def events(
             finally:
                 hub.release(held)
             cursor = after
+        subscriber = hub.join(want, cursor, abort)
     except PersistenceError as failure:
         # The client reconnects after `retry` and resumes from the last id it received.
         log.warning("a stream ended: the database failed (%s)", failure)
         return
-    subscriber = hub.join(want, cursor, abort)
+    finally:
+        if subscriber is None:  # gone while catching up: the tail need not run for it
+            hub.left_early()
     try:
         while True:
             await subscriber.ready.wait()
@@ -171,10 +175,14 @@ async def _next_page(
     once the rest fits in a live subscriber's queue (then join: nothing awaited since)."""
     while True:
         if hub.covers(cursor):
-            page, complete = hub.recent(want, cursor)
-            if complete:
+            if hub.recent(want, cursor)[1]:
                 return None
-            return page, page[-1].sequence, await hub.reserve()
+            held = await hub.reserve()  # before the page is taken: waiting, it holds nothing
+            page, complete = hub.recent(want, cursor) if hub.covers(cursor) else ([], False)
+            if not page or complete:  # moved on meanwhile: look again (at once if complete)
+                hub.release(held)
+                continue
+            return page, page[-1].sequence, held
         if not hub.running:  # stopped while idle, between two pages
             await hub.start()
             continue

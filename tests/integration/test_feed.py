@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from decimal import Decimal
 from typing import Any
@@ -230,11 +231,23 @@ def ids(frames: bytes) -> list[int]:
     return [int(n) for n in re.findall(rb"^id: (\d+)", frames, re.MULTILINE)]
 
 
+async def until(stream: Any, last: int) -> list[int]:
+    """The ids a stream sends, up to `last`."""
+    got: list[int] = []
+    async for item in stream:
+        if isinstance(item, bytes):
+            got += ids(item)
+        if got and got[-1] >= last:
+            break
+    return got
+
+
 def test_a_subscriber_far_behind_catches_up_at_its_pace_then_goes_live(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def scenario() -> None:
         hub = Hub(ledger)
+        await asyncio.to_thread(fill, ledger, 20)  # before the tail: read from the store
         await hub.start()
         start = hub.position
         watcher = hub.join(StreamFilter(), start, None)  # to know when the ring has it all
@@ -249,15 +262,29 @@ def test_a_subscriber_far_behind_catches_up_at_its_pace_then_goes_live(
         monkeypatch.setattr(hub_module, "QUEUE_BYTES", 4096)
         monkeypatch.setattr(hub_module, "CATCH_UP_BYTES", 1024)
         assert sum(len(e.frame) for e in hub.recent(StreamFilter(), start, 10**9)[0]) > 4096
-        got: list[int] = []
         stream = events(hub, StreamFilter(), start, None)
-        async for item in stream:
-            if isinstance(item, bytes):
-                got += ids(item)
-            if got and got[-1] == behind[-1]:
-                break
+        assert await until(stream, top) == behind
         await stream.aclose()
-        assert got == behind
+
+        # From before the tail: the store a page at a time (each read as long as the last
+        # page that filled up, up to HISTORY_PAGE), the ring, then live.
+        whole = [s for s, _, _ in read(hub, 0, StreamFilter(), top)]
+        limits: list[int] = []
+        history = hub.history
+
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            limits.extend([kwargs["limit"]] if "limit" in kwargs else [])
+            return history(*args, **kwargs)
+
+        monkeypatch.setattr(hub, "history", spied)
+        stream = events(hub, StreamFilter(), 0, None)
+        assert await until(stream, top) == whole
+        assert min(limits) < HISTORY_PAGE and max(limits) == HISTORY_PAGE
+        await asyncio.to_thread(fill, ledger, 1)
+        newer = [s for s, _, _ in read(hub, top, StreamFilter(), ledger.last_sequence())]
+        assert await until(stream, newer[-1]) == newer
+        await stream.aclose()
+
         # One that stops reading while it catches up is cut off after STALL seconds.
         monkeypatch.setattr(stream_module, "STALL", 0.05)
         aborted = asyncio.Event()
@@ -265,19 +292,57 @@ def test_a_subscriber_far_behind_catches_up_at_its_pace_then_goes_live(
         await anext(stalled)  # the retry hint
         assert ids(await anext(stalled))  # a first page, then nothing more is read
         await asyncio.wait_for(aborted.wait(), timeout=10)
-        # What clients catching up hold is counted until it goes (or they do)...
+        # What clients catching up hold is counted until it goes (or they do).
         assert hub.held > 0
         await stalled.aclose()
         assert hub.held == 0
-        # ... and past CATCH_UP_HELD the next page waits until some is released.
-        monkeypatch.setattr(hub_module, "CATCH_UP_HELD", 1)
-        first = await hub.reserve()
-        waiting = asyncio.create_task(hub.reserve())
-        await asyncio.sleep(0)  # one turn of the loop: it would have reserved by now
-        assert not waiting.done()
-        hub.release(first)
-        hub.release(await waiting)
-        assert hub.held == 0
+
+        # Gone before joining live: the tail stops when nobody else listens.
+        monkeypatch.setattr(hub_module, "IDLE_STOP", 0)
+        early = events(hub, StreamFilter(), 0, None)
+        await anext(early)
+        await anext(early)
+        await early.aclose()
+        for _ in range(3):  # turns of the loop: the idle timer is due at once
+            await asyncio.sleep(0)
+        assert not hub.running
         hub.close()
+
+    asyncio.run(scenario())
+
+
+def test_catch_up_pages_take_turns_past_their_budget(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        hub = Hub(ledger)
+        monkeypatch.setattr(hub_module, "CATCH_UP_HELD", 1)  # one page at a time
+        first = await hub.reserve()
+        second = asyncio.create_task(hub.reserve())
+        await asyncio.sleep(0)  # a turn of the loop: it would have its page by now
+        assert not second.done()
+
+        async def give_back_and_ask_again() -> int:
+            hub.release(first)
+            return await hub.reserve()  # with no turn of the loop between: behind the second
+
+        again = asyncio.create_task(give_back_and_ask_again())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert second.done() and not again.done()
+        hub.release(await second)
+        hub.release(await again)
+        assert hub.held == 0
+        # A client that leaves while it waits gives up its turn, and nothing else.
+        first = await hub.reserve()
+        gone = asyncio.create_task(hub.reserve())
+        await asyncio.sleep(0)
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone
+        hub.release(first)
+        assert hub.held == 0
+        hub.release(await hub.reserve())  # at once: no turn left behind
+        assert hub.held == 0
 
     asyncio.run(scenario())

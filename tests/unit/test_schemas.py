@@ -156,7 +156,7 @@ def test_price_given_in_both_cases_is_refused() -> None:
     [
         '"PRICE": 1e-99999999',
         '"price": 1e-9999999999999',
-        '"PRICE": 1E+99999999',  # orjson: infinite, so not JSON it reads
+        '"PRICE": 1e300',  # about the largest orjson reads (a float): 301 digits
     ],
 )
 def test_a_price_s_exponent_is_refused_before_its_digits_are_written(more: str) -> None:
@@ -168,8 +168,7 @@ def test_a_price_s_exponent_is_refused_before_its_digits_are_written(more: str) 
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert set(refused.value.errors) <= {"PRICE", "body"}
-    assert refused.value.errors
+    assert set(refused.value.errors) == {"PRICE"}
     assert peak < 2**20
 
 
