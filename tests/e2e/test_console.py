@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from playwright.sync_api import Page, Route, expect
@@ -78,6 +79,31 @@ def test_console_loads_from_the_server_alone(
     paths = {url.removeprefix(embedded_server.url) for url in visit.requested}
     assert {"/console/assets/main.js", "/console/assets/console.css"} <= paths
     assert any(path.startswith("/stream") for path in paths)
+    clean(visit)
+
+
+def test_scaled_books_and_hostile_names_render_in_place(
+    embedded_server: Server, browse: Callable[[Server], Visit]
+) -> None:
+    server = embedded_server
+    spoof = "x\u202eDETPECCA"  # a right-to-left override: must not turn what follows around
+    long = "W" * 64
+    for user, strategy, body in [
+        ("Kamryn Li", "STRATEGY_A", {"instruments": ["ACC", spoof], "multiplier": "3"}),
+        (long, long, {"instruments": ["ACC"]}),
+    ]:
+        put = httpx.put(f"{server.url}/users/{quote(user)}/strategies/{strategy}", json=body)
+        assert put.status_code == 200, put.text
+    visit = browse(server)
+    page = open_console(visit, server)  # it was left offline by a scaled book
+    user = page.locator('#users li[data-user="Kamryn Li"]')
+    expect(user).to_contain_text("STRATEGY_A ×3: ACC, ")
+    # Each name isolated: the override cannot reach the other names or labels.
+    isolated = user.locator("bdi").evaluate_all("nodes => nodes.map(n => n.textContent)")
+    assert isolated[:4] == ["Kamryn Li", "STRATEGY_A", "ACC", spoof]
+    expect(page.locator(f'#users li[data-user="{long}"]')).to_be_visible()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # long names wrap
     clean(visit)
 
 

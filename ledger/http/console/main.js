@@ -3,7 +3,7 @@
 import { HttpError, Unauthorized, getJSON, hasToken, headers, query, readAt, setToken } from "./api.js";
 import { Rate } from "./chart.js";
 import { el } from "./dom.js";
-import { Positions, Trades, renderUsers } from "./panels.js";
+import { Positions, Trades, book, renderUsers } from "./panels.js";
 import { PnlPanel } from "./pnl.js";
 import { EventStream } from "./sse.js";
 import { Tape } from "./tape.js";
@@ -56,9 +56,9 @@ function showProfiles(profiles, current) {
   const strategies = new Set();
   const instruments = new Set();
   for (const books of Object.values(profiles)) {
-    for (const [strategy, names] of Object.entries(books)) {
+    for (const [strategy, entry] of Object.entries(books)) {
       strategies.add(strategy);
-      for (const name of names) instruments.add(name);
+      for (const name of book(entry).instruments) instruments.add(name);
     }
   }
   const form = $("filters").elements;

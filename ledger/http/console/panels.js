@@ -150,7 +150,7 @@ export class Trades {
         "tr",
         { "data-order-id": t.sell_order_id, "data-user": t.user },
         el("td", {}, t.user),
-        el("td", {}, `${t.strategy} ${t.instrument}`),
+        el("td", {}, el("bdi", {}, t.strategy), " ", el("bdi", {}, t.instrument)),
         el("td", { class: "num" }, t.quantity ?? "1"),
         el("td", { class: "num" }, `${t.entry_price ?? "?"} → ${t.exit_price ?? "?"}`),
         el("td", { class: "num" }, signed(t.realised_pnl)),
@@ -163,6 +163,17 @@ export class Trades {
   }
 }
 
+// One book of GET /users: its instrument list, or {"instruments", "multiplier"} when scaled.
+export function book(entry) {
+  return Array.isArray(entry) ? { instruments: entry, multiplier: "1" } : entry;
+}
+
+// Names one after another, each isolated: a right-to-left override in one cannot turn the
+// others (or the labels around them) around.
+function names(list) {
+  return list.flatMap((name, n) => (n ? [", ", el("bdi", {}, name)] : [el("bdi", {}, name)]));
+}
+
 // GET /users: {"User": {"STRATEGY_A": ["ACC", ...]}}, shown through the filters.
 export function renderUsers(root, profiles, filters) {
   const users = Object.keys(profiles)
@@ -171,20 +182,28 @@ export function renderUsers(root, profiles, filters) {
   const items = [];
   for (const user of users) {
     const strategies = Object.entries(profiles[user])
+      .map(([strategy, entry]) => [strategy, book(entry)])
       .filter(([strategy]) => !filters.strategy || strategy === filters.strategy)
-      .filter(([, instruments]) => !filters.instrument || instruments.includes(filters.instrument))
+      .filter(([, b]) => !filters.instrument || b.instruments.includes(filters.instrument))
       .sort(([a], [b]) => (a < b ? -1 : 1));
     if (strategies.length === 0 && (filters.strategy || filters.instrument)) continue;
     items.push(
       el(
         "li",
         { "data-user": user },
-        el("strong", {}, user),
+        el("strong", {}, el("bdi", {}, user)),
         el(
           "ul",
           {},
-          ...strategies.map(([strategy, instruments]) =>
-            el("li", {}, el("span", { class: "mono" }, strategy), `: ${instruments.join(", ") || "(none)"}`),
+          ...strategies.map(([strategy, b]) =>
+            el(
+              "li",
+              {},
+              el("span", { class: "mono" }, el("bdi", {}, strategy)),
+              b.multiplier === "1" ? "" : ` ×${b.multiplier}`,
+              ": ",
+              ...(b.instruments.length ? names(b.instruments) : ["(none)"]),
+            ),
           ),
         ),
       ),

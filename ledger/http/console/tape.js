@@ -113,7 +113,8 @@ export class Tape {
           el(
             "li",
             {},
-            `${d.user}: `,
+            el("bdi", {}, d.user),
+            ": ",
             el("span", { class: d.outcome === "ACCEPTED" ? "ok" : "no" }, d.outcome),
             d.reason ? ` ${d.reason}` : "",
           ),

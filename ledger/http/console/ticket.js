@@ -3,17 +3,26 @@
 import { Unauthorized, newOrderId, postJSON } from "./api.js";
 import { el } from "./dom.js";
 
+// Names one after another, each isolated (a right-to-left override stays inside its own).
+function listed(items) {
+  return items.flatMap((item, n) => (n ? [", ", ...item] : item));
+}
+
 function describe(answer) {
-  const booked = answer.accepted_for.length ? answer.accepted_for.join(", ") : "nobody";
+  const booked = answer.accepted_for.length
+    ? listed(answer.accepted_for.map((user) => [el("bdi", {}, user)]))
+    : ["nobody"];
   const parts = [
     el("span", { class: "badge" }, answer.RESPONSE),
     " ",
     el("code", { class: "order-id" }, answer.order_id),
-    ` at sequence ${answer.sequence}. Booked for: ${booked}.`,
+    ` at sequence ${answer.sequence}. Booked for: `,
+    ...booked,
+    ".",
   ];
   if (answer.rejected_for.length) {
-    const refused = answer.rejected_for.map((r) => `${r.user} (${r.reason})`).join(", ");
-    parts.push(` Refused for: ${refused}.`);
+    const refused = listed(answer.rejected_for.map((r) => [el("bdi", {}, r.user), ` (${r.reason})`]));
+    parts.push(" Refused for: ", ...refused, ".");
   }
   if (answer.reason) parts.push(` Reason: ${answer.reason}.`);
   return parts;
