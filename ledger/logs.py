@@ -83,8 +83,23 @@ class DailyFileHandler(logging.Handler):
         super().close()
 
 
+def _visible(char: str) -> str:
+    if char == "\n" or char.isprintable():
+        return char
+    return _escaped(char)
+
+
 class EachLine(logging.Formatter):
-    """Every line of a message gets the prefix: a batch of order lines logged at once."""
+    """Every line of a message gets the prefix: a batch of order lines logged at once.
+
+    Any other character that is not printable is written as an escape: a carriage return or a
+    terminal escape sequence in client input (a request path, say) could otherwise overwrite or
+    forge a line on a terminal or for a reader that splits on it.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        return line if line.isprintable() else "".join(map(_visible, line))
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()

@@ -19,7 +19,7 @@ from ledger import faults
 from ledger.answers import OrderOutcome, OrderRequest
 from ledger.application import Ledger
 from ledger.batch import Outcome, Prepared, Request, merged
-from ledger.logs import order_line
+from ledger.logs import logfmt, order_line
 from ledger.metrics import Metrics
 from ledger.user_answers import ChangeOutcome, ChangeRequest
 from ledger.wire import Answered, WriterUnavailable, recent_failure
@@ -524,9 +524,9 @@ def change_lines(outcome: ChangeOutcome) -> None:
             log.info(
                 "%s %s/%s at %s: %s%s",
                 change.change,
-                change.user,
-                change.strategy,
+                logfmt(change.user),  # names are client input: quoted when not plain
+                logfmt(change.strategy),
                 answer.sequence,
-                change.instruments,
-                f"; kept open {change.kept_open}" if change.kept_open else "",
+                [logfmt(i) for i in change.instruments],
+                f"; kept open {[logfmt(i) for i in change.kept_open]}" if change.kept_open else "",
             )

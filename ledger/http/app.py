@@ -19,6 +19,7 @@ from ledger.http import console, docs, ops, orders, reads, stream, users
 from ledger.http.auth import BearerAuth
 from ledger.http.limits import AnswerBudget, HeaderLimit
 from ledger.http.responses import error
+from ledger.logs import logfmt
 from ledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     """A bug, not bad input: log it and say so in JSON."""
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    path = logfmt(request.url.path)  # client input: quoted and escaped
+    log.error("unhandled error on %s %s", request.method, path, exc_info=exc)
     return error(500, "internal error")
 
 

@@ -22,6 +22,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.protocols.utils import get_client_addr
 from uvicorn.server import ServerState
 
+from ledger.logs import logfmt
+
 log = logging.getLogger("ledger.http.server")
 
 HEADER_TIMEOUT = 10.0
@@ -258,7 +260,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 "client %s went away before its answer to %s %s%s",
                 get_client_addr(scope),
                 scope["method"],
-                scope["path"],
+                logfmt(scope["path"]),  # client input: quoted and escaped
                 f" ({len(running) - 1} more request(s) not answered)" if len(running) > 1 else "",
             )
         self._unanswered = []

@@ -67,3 +67,25 @@ def test_a_batch_of_order_lines_is_one_line_each(tmp_path: Path) -> None:
     lines = (tmp_path / f"log_{date.today().isoformat()}.log").read_text().splitlines()
     assert [line.split(": ", 1)[1] for line in lines] == ["order_id=a seq=1", "order_id=b seq=2"]
     assert all(" INFO ledger.orders: " in line for line in lines)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_client_input_cannot_forge_or_overwrite_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure(tmp_path, "INFO")
+    forged = "/docs/x\r2026-12-07 23:59:59,000 ERROR ledger.writer: FORGED\x1b[31mRED\u202e"
+    logging.getLogger("ledger.http.server").info("went away before its answer to GET %s", forged)
+    path = tmp_path / f"log_{date.today().isoformat()}.log"
+    (line,) = path.read_text(encoding="utf-8").splitlines()  # splits on \r too, as Python does
+    assert line.endswith(
+        "GET /docs/x\\r2026-12-07 23:59:59,000 ERROR ledger.writer: FORGED\\u001b[31mRED\\u202e"
+    )
+    assert line.isprintable()
+    assert capsys.readouterr().err.rstrip("\n").isprintable()
+    # A traceback keeps its lines.
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("ledger.test").exception("failed")
+    assert "Traceback (most recent call last):\n" in path.read_text(encoding="utf-8")
