@@ -107,6 +107,25 @@ def test_scaled_books_and_hostile_names_render_in_place(
     clean(visit)
 
 
+def test_a_filter_on_a_name_with_a_comma_follows_it_live(
+    embedded_server: Server, browse: Callable[[Server], Visit]
+) -> None:
+    server = embedded_server
+    for user, strategy in (("A,B", "S_AB"), ("A", "S_A"), ("B", "S_A")):
+        put = httpx.put(
+            f"{server.url}/users/{quote(user)}/strategies/{strategy}", json={"instruments": ["ACC"]}
+        )
+        assert put.status_code == 200, put.text
+    visit = browse(server)
+    page = open_console(visit, server, "?user=A%2CB")  # to /stream, a comma list: A or B
+    place(server, "S_A", "ACC", "BUY", "not-theirs")
+    place(server, "S_AB", "ACC", "BUY", "theirs")
+    expect(row(page, "theirs")).to_be_visible(timeout=SOON)
+    expect(page.locator("#connection")).to_have_text("live")
+    assert tape(page) == ["theirs"]
+    clean(visit)
+
+
 def test_more_positions_than_a_page_are_cut_with_a_note(
     embedded_server: Server, browse: Callable[[Server], Visit]
 ) -> None:

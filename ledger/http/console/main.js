@@ -105,12 +105,29 @@ function onEvent(type, data, id) {
   }
 }
 
+// Whether a stream event passes a filter the server could not apply (see follow).
+function passes(type, data, kept) {
+  if (kept.user) {
+    const users = type === "order" ? [...data.accepted_for, ...data.rejected_for.map((r) => r.user)] : [data.user];
+    if (!users.includes(kept.user)) return false;
+  }
+  if (kept.strategy && data.strategy !== kept.strategy) return false;
+  return !kept.instrument || type === "profile" || data.instrument === kept.instrument;
+}
+
 function follow(generation, current, after) {
-  const url = () => `stream${query({ ...current, types: "order,position,profile" })}`;
+  // The stream's filters are comma lists: a name with a comma in it is filtered here instead.
+  const sent = {};
+  const kept = {};
+  for (const [name, value] of Object.entries(current)) (value.includes(",") ? kept : sent)[name] = value;
+  const url = () => `stream${query({ ...sent, types: "order,position,profile" })}`;
   state.stream = new EventStream({
     url,
     lastId: after,
-    onEvent: (type, data, id) => generation === state.generation && onEvent(type, data, id),
+    onEvent: (type, data, id) => {
+      if (generation !== state.generation) return;
+      if (passes(type, data, kept)) onEvent(type, data, id);
+    },
     onState: (name, detail) => {
       if (generation !== state.generation) return;
       if (name === "unauthorized") needToken();
