@@ -139,6 +139,14 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # taken with sigtimedwait below
     run_dir = Path(tempfile.mkdtemp(prefix="ledger-run-"))
     (run_dir / "metrics").mkdir()
+    # The port first: a start that cannot serve must not import the profile file either (it
+    # would change a store another server is serving, and record the file as applied).
+    try:
+        sock = _listen(settings.host, settings.port)
+    except OSError as error:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, error)
+        return 1
     database = Database.open(settings)
     children: list[Child] = []
     try:
@@ -146,7 +154,6 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
         env = child_env(settings)
         # Secrets travel in the environment, never in argv (which `ps` shows).
         env.update(DATABASE_URL=database.url, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "metrics"))
-        sock = _listen(settings.host, settings.port)
         run = ["--run-dir", str(run_dir), "--writers", str(writers)]
         for k in range(writers):
             child = Child(f"writer {k}", ["writer", *run, "--partition", str(k)])
@@ -188,6 +195,7 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
                     with contextlib.suppress(Exception):
                         child.stop()
         database.close()
+        sock.close()
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("ledger stopped")
     return 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,7 +18,7 @@ import psutil
 from pgserver.postgres_server import PostgresServer
 
 from tests.e2e.sse import Listener, orders_of
-from tests.support import Server
+from tests.support import EXAMPLE_PROFILES, ROOT, Server
 
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
 
@@ -144,3 +147,25 @@ def test_open_server_on_a_public_address_warns(embedded_server: Server) -> None:
     server.start()
     assert "LEDGER_API_TOKEN is not set" in server.log.read_text()
     assert server.stop() == 0
+
+
+def test_a_start_that_cannot_listen_changes_nothing(server: Server, tmp_path: Path) -> None:
+    # The same store and port as a running server, with a profile file that adds a user.
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({**EXAMPLE_PROFILES, "Intruder": {"STRATEGY_A": ["ACC"]}}))
+    args = list(server.args)
+    args[args.index("--profiles") + 1] = str(changed)
+    started = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "serve", *args],
+        env=server.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode == 1
+    assert "cannot listen on" in started.stderr
+    assert "Traceback" not in started.stderr
+    # The running server's store did not take the file in.
+    assert httpx.get(f"{server.url}/users/Intruder", timeout=30).status_code == 404
