@@ -212,6 +212,14 @@ def _limit(raw: str) -> int:
     return value
 
 
+def _at_least_one(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        msg = "must be at least 1"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _position_cursor(raw: str) -> Key:
     try:
         return position_key(raw)
@@ -282,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", type=Path, default=DEFAULT_RAW)
     p.add_argument("--count", type=int, default=300)
     p.add_argument("--interval", type=float, default=1.0)
-    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--concurrency", type=_at_least_one, default=1)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=produce)
 

@@ -55,11 +55,24 @@ def _where(path: Path) -> str:
     return text if text.isprintable() else repr(text)
 
 
+MAX_FILE = 64 * 2**20  # bytes of a profile file (10,000 users x 9 strategies: ~12 MB)
+
+
 def _read_json(path: Path) -> object:
     """The parsed file, or ProfileError with a one-line reason."""
     where = _where(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Only a regular file, read to at most MAX_FILE: a FIFO would hang the start, and
+        # /dev/zero would read until memory runs out.
+        if path.exists() and not path.is_file():
+            msg = f"cannot read {where}: not a regular file"
+            raise ProfileError(msg)
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE + 1)
+        if len(data) > MAX_FILE:
+            msg = f"cannot read {where}: larger than {MAX_FILE // 2**20} MiB"
+            raise ProfileError(msg)
+        text = data.decode("utf-8")
     except (OSError, UnicodeError) as error:
         msg = f"cannot read {where}: {type(error).__name__}: {_one_line(error)}"
         raise ProfileError(msg) from None

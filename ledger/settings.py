@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ledger.overrides.storage import MappingEnvSource
 
 _PREFIX = "LEDGER_"
+MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1, in bytes (ASCII here: characters)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _CLI = {
     "host",
     "port",
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
     log_dir: Path = Path("logs")
     log_level: str = "INFO"
     max_batch: int = Field(default=1000, ge=1)
-    db_timeout: int = Field(default=2, ge=1)
+    db_timeout: int = Field(default=2, ge=1, le=3600)
     projections: Literal["process", "thread", "off"] = "process"
     api_token: str | None = None
     faults: str = ""  # test-only: see ledger.faults
@@ -99,6 +101,14 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value not in LOG_LEVELS:
+            msg = f"must be one of {', '.join(LOG_LEVELS)}"
+            raise ValueError(msg)
+        return value
+
     @field_validator("projections", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
@@ -112,9 +122,16 @@ class Settings(BaseSettings):
     @field_validator("db_schema")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        # The schema name is spliced into DDL and search_path: keep it a plain identifier.
-        if value and not value.replace("_", "").isalnum():
-            msg = "must be letters, digits and _"
+        # The schema name is spliced into DDL and search_path: keep it a plain identifier,
+        # within PostgreSQL's 63 bytes (a longer one is cut silently: two settings would
+        # share one store, each projector holding its own lock on it).
+        if value and not (
+            value.isascii() and value.replace("_", "").isalnum() and not value[0].isdigit()
+        ):
+            msg = "must be ASCII letters, digits and _, not starting with a digit"
+            raise ValueError(msg)
+        if len(value) > MAX_IDENTIFIER:
+            msg = f"must be at most {MAX_IDENTIFIER} characters"
             raise ValueError(msg)
         return value
 

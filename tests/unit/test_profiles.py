@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from pathlib import Path
 
@@ -111,6 +112,16 @@ def test_unreadable_files_are_one_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_bytes(b'{"Jada \xed\xa0\x80": {}}')  # a UTF-8-encoded surrogate is not UTF-8
     assert "cannot read" in refusal(path)
+
+
+def test_only_a_regular_file_is_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever
+    assert "not a regular file" in refusal(fifo)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")  # reading it would fill the memory
+    assert "not a regular file" in refusal(zero)
+    assert "not a regular file" in refusal(tmp_path)
 
 
 def test_names_in_messages_are_escaped(tmp_path: Path) -> None:

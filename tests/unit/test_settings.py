@@ -96,7 +96,29 @@ def test_names_are_exact() -> None:
         (
             "LEDGER_DB_SCHEMA",
             "a;drop",
-            "LEDGER_DB_SCHEMA must be letters, digits and _, got 'a;drop'",
+            "LEDGER_DB_SCHEMA must be ASCII letters, digits and _, not starting with a digit,"
+            " got 'a;drop'",
+        ),
+        (
+            "LEDGER_DB_SCHEMA",
+            "1abc",  # PostgreSQL would read it as a number
+            "LEDGER_DB_SCHEMA must be ASCII letters, digits and _, not starting with a digit,"
+            " got '1abc'",
+        ),
+        (
+            "LEDGER_DB_SCHEMA",
+            "s" * 64,  # PostgreSQL would cut it to 63: two settings, one store
+            f"LEDGER_DB_SCHEMA must be at most 63 characters, got '{'s' * 64}'",
+        ),
+        (
+            "LEDGER_LOG_LEVEL",
+            "bogus",
+            "LEDGER_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'bogus'",
+        ),
+        (
+            "LEDGER_DB_TIMEOUT",
+            "99999999999999999999",
+            "LEDGER_DB_TIMEOUT must be at most 3600, got '99999999999999999999'",
         ),
     ],
 )
