@@ -85,6 +85,18 @@ class Server:
         at = self.args.index("--data-dir")
         return self.args[at : at + 2]
 
+    def command(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run `ledger ARGS...` with this server's environment, to its end."""
+        return subprocess.run(
+            [sys.executable, "-m", "ledger.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
     def admin_dsn(self) -> str:
         """A connection string for this server's PostgreSQL (its embedded one, or DATABASE_URL)."""
         if "DATABASE_URL" in self.env:

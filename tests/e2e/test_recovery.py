@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest
 
-from tests.support import BACKENDS, ROOT, Server, check_read_models, run_load
+from tests.support import BACKENDS, Server, check_read_models, run_load
 
 CLIENTS = 4
 KILL_AFTER = 120  # acknowledged orders before the kill
@@ -27,15 +25,7 @@ def test_sigkill_under_load_then_restart_and_replay(
     live = check_read_models(server, acked)
     assert server.stop() == 0
 
-    replayed = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "replay", "--quiet", *server.store_args()],
-        env=server.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    replayed = server.command("replay", "--quiet", *server.store_args())
     assert replayed.returncode == 0, replayed.stderr
     assert "events/s" in replayed.stdout
 

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,7 +16,7 @@ import psutil
 from pgserver.postgres_server import PostgresServer
 
 from tests.e2e.sse import Listener, orders_of
-from tests.support import EXAMPLE_PROFILES, ROOT, Server
+from tests.support import EXAMPLE_PROFILES, Server
 
 MINDA_BUY = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "MINDA", "POSITION": "BUY"}
 
@@ -155,15 +153,7 @@ def test_a_start_that_cannot_listen_changes_nothing(server: Server, tmp_path: Pa
     changed.write_text(json.dumps({**EXAMPLE_PROFILES, "Intruder": {"STRATEGY_A": ["ACC"]}}))
     args = list(server.args)
     args[args.index("--profiles") + 1] = str(changed)
-    started = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "serve", *args],
-        env=server.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    started = server.command("serve", *args, timeout=120)
     assert started.returncode == 1
     assert "cannot listen on" in started.stderr
     assert "Traceback" not in started.stderr
