@@ -10,6 +10,12 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// Items joined by ", ", each a list of nodes; a name goes in its own <bdi>, so a right-to-left
+// override in one cannot turn the others (or the labels around them) around.
+export function listed(items) {
+  return items.flatMap((item, n) => (n ? [", ", ...item] : item));
+}
+
 export function timeOf(iso) {
   if (!iso) return "";
   const at = new Date(iso);

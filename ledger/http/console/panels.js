@@ -1,6 +1,6 @@
 // Open positions (by user and strategy), closed trades and users, kept up to date by events.
 
-import { el, table, timeOf } from "./dom.js";
+import { el, listed, table, timeOf } from "./dom.js";
 import { signed } from "./pnl.js";
 
 const MAX_TRADES = 200;
@@ -168,12 +168,6 @@ export function book(entry) {
   return Array.isArray(entry) ? { instruments: entry, multiplier: "1" } : entry;
 }
 
-// Names one after another, each isolated: a right-to-left override in one cannot turn the
-// others (or the labels around them) around.
-function names(list) {
-  return list.flatMap((name, n) => (n ? [", ", el("bdi", {}, name)] : [el("bdi", {}, name)]));
-}
-
 // GET /users: {"User": {"STRATEGY_A": ["ACC", ...]}}, shown through the filters.
 export function renderUsers(root, profiles, filters) {
   const users = Object.keys(profiles)
@@ -202,7 +196,7 @@ export function renderUsers(root, profiles, filters) {
               el("span", { class: "mono" }, el("bdi", {}, strategy)),
               b.multiplier === "1" ? "" : ` ×${b.multiplier}`,
               ": ",
-              ...(b.instruments.length ? names(b.instruments) : ["(none)"]),
+              ...(b.instruments.length ? listed(b.instruments.map((i) => [el("bdi", {}, i)])) : ["(none)"]),
             ),
           ),
         ),

@@ -1,12 +1,7 @@
 // The order ticket: POST /order and show the answer, or the error body's `error`.
 
 import { Unauthorized, newOrderId, postJSON } from "./api.js";
-import { el } from "./dom.js";
-
-// Names one after another, each isolated (a right-to-left override stays inside its own).
-function listed(items) {
-  return items.flatMap((item, n) => (n ? [", ", ...item] : item));
-}
+import { el, listed } from "./dom.js";
 
 function describe(answer) {
   const booked = answer.accepted_for.length
