@@ -18,6 +18,7 @@ from typing import Any
 from ledger import faults, heap, logs, profiles, remote, tail
 from ledger.domain import Outcome
 from ledger.settings import Settings, SettingsError
+from ledger.store.database import DatabaseUnavailable
 from projections.fold import Key
 from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, position_key
 
@@ -307,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, profiles.ProfileError) as problem:
         print(f"ledger: {problem}", file=sys.stderr)
         return 2
+    except (DatabaseUnavailable, logs.LogDirError) as problem:
+        print(f"ledger: {problem}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -47,15 +47,27 @@ def order_line(answer: OrderAnswer, reused_id: bool) -> str:
     return line + " order_id_reused=yes" if reused_id else line
 
 
+class LogDirError(ValueError):
+    """The log directory cannot be created or written."""
+
+
 class DailyFileHandler(logging.Handler):
     """Writes to <dir>/log_YYYY-MM-DD.log, switching file when the date changes."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__()
         self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._day: date | None = None
         self._stream: logging.FileHandler | None = None
+        try:  # now, not at the first line: a directory that cannot take the log is one error
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with self.path_for(date.today()).open("a", encoding="utf-8"):
+                pass
+        except OSError as error:
+            msg = (
+                f"LEDGER_LOG_DIR {str(directory)!r} cannot hold the log: {error.strerror or error}"
+            )
+            raise LogDirError(msg) from None
 
     def path_for(self, day: date) -> Path:
         """The file that holds one day's lines."""

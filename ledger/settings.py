@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -14,6 +18,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ledger.overrides.storage import MappingEnvSource
 
 _PREFIX = "LEDGER_"
+# user:password@ in a URL (to its last @), and password=... in a keyword string
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^\s\"]*@|(password\s*=\s*)\S+")
+_SECRET = {"database_url", "api_token"}  # never echoed in an error (a URL holds its password)
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1, in bytes (ASCII here: characters)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _CLI = {
@@ -89,7 +96,9 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read LEDGER_* and DATABASE_URL; keyword overrides (from the CLI) win when not None."""
-        values = MappingEnvSource(cls, os.environ if env is None else env)()
+        env = os.environ if env is None else env
+        _refuse_unknown(env)
+        values = MappingEnvSource(cls, env)()
         return cls(**values).replace(**{k: v for k, v in overrides.items() if v is not None})
 
     def replace(self, **changes: Any) -> Settings:
@@ -119,6 +128,20 @@ class Settings(BaseSettings):
     def _none_if_empty(cls, value: Any) -> Any:
         return value or None
 
+    @field_validator("database_url")
+    @classmethod
+    def _conninfo(cls, value: str | None) -> str | None:
+        # Parsed now: a malformed URL is one line at start, not a traceback from a child.
+        if value is not None:
+            try:
+                conninfo_to_dict(value)
+            except psycopg.ProgrammingError as error:
+                # psycopg may quote the whole URL: its password is masked.
+                reason = _PASSWORD.sub(_masked, str(error).strip())
+                msg = f"is not a PostgreSQL URL or connection string ({reason})"
+                raise ValueError(msg) from None
+        return value
+
     @field_validator("db_schema")
     @classmethod
     def _identifier(cls, value: str) -> str:
@@ -134,6 +157,30 @@ class Settings(BaseSettings):
             msg = f"must be at most {MAX_IDENTIFIER} characters"
             raise ValueError(msg)
         return value
+
+
+def _masked(found: re.Match[str]) -> str:
+    return f"{found[1]}***@" if found[1] else f"{found[2]}***"
+
+
+def _known_variables() -> list[str]:
+    """Every environment variable a setting is read from."""
+    return [_variable(field).split(" ")[0] for field in Settings.model_fields]
+
+
+def _refuse_unknown(env: Mapping[str, str]) -> None:
+    """A LEDGER_* variable that sets nothing is a mistake: say so rather than run without it.
+
+    A misspelt LEDGER_API_TOKEN would otherwise leave the API open without a word.
+    """
+    known = _known_variables()
+    for name in sorted(env):
+        if not name.upper().startswith(_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else f"; the settings are {', '.join(known)}"
+        msg = f"{name} is not a setting{hint}"
+        raise SettingsError(msg)
 
 
 def _variable(field: str) -> str:
@@ -170,4 +217,6 @@ def _describe(error: ValidationError) -> str:
     field = str(first["loc"][0]) if first["loc"] else "settings"
     if first["type"] == "extra_forbidden":
         return f"{field!r} is not a setting"
+    if field.lower() in _SECRET:
+        return f"{_variable(field)} {_problem(first)}"
     return f"{_variable(field)} {_problem(first)}, got {first['input']!r}"

@@ -147,7 +147,12 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, error)
         return 1
-    database = Database.open(settings)
+    try:
+        database = Database.open(settings)
+    except BaseException:
+        sock.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     children: list[Child] = []
     try:
         top = _import_in_child(database.eventsourcing_env(), settings)

@@ -20,6 +20,19 @@ from ledger.store.schema import take_creation_lock
 log = logging.getLogger(__name__)
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database refused or could not take a connection when the ledger started."""
+
+
+def describe(url: str) -> str:
+    """user@host:port/dbname of a URL: where it points, without its password."""
+    info = conninfo_to_dict(url)
+    return (
+        f"{info.get('user') or 'postgres'}@{info.get('host') or 'localhost'}"
+        f":{info.get('port') or 5432}/{info.get('dbname') or 'postgres'}"
+    )
+
+
 class Database:
     """A PostgreSQL server to use, and the eventsourcing settings that point at it."""
 
@@ -83,7 +96,13 @@ class Database:
             else:
                 log.info("embedded PostgreSQL under %s: started postmaster %d", pgdata, pid)
         database = cls(url, settings.db_schema, settings.db_timeout, server)
-        database.ensure_schema()
+        try:
+            database.ensure_schema()
+        except psycopg.OperationalError as error:
+            # One line naming where, not a traceback from whichever process connected first.
+            reason = str(error).strip().splitlines()[0]
+            msg = f"cannot connect to PostgreSQL at {describe(url)}: {reason}"
+            raise DatabaseUnavailable(msg) from None
         return database
 
     def conninfo(self) -> dict[str, Any]:
@@ -95,9 +114,9 @@ class Database:
         return psycopg.connect(self.url, connect_timeout=self.timeout, autocommit=True)
 
     def ensure_schema(self) -> None:
-        """Create the schema the ledger writes to, when one is configured."""
-        if self.schema:
-            with self.connect() as conn:
+        """Create the schema the ledger writes to, when one is configured (and connect once)."""
+        with self.connect() as conn:
+            if self.schema:
                 # IF NOT EXISTS is no guard against another process creating it at this moment.
                 take_creation_lock(conn, self.schema)
                 conn.execute(

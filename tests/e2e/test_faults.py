@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import BACKENDS, Server, check_read_models, free_port, run_load
 
-CYCLES = int(os.environ.get("LEDGER_FAULT_CYCLES", "6"))
+CYCLES = int(os.environ.get("FAULT_CYCLES", "6"))
 
 
 def test_sigterm_answers_in_flight_orders_and_exits_0(
@@ -52,8 +52,8 @@ def test_two_servers_on_one_database(backend: str, make_server: Callable[[str], 
 
 
 def test_seeded_fault_injection(make_server: Callable[[str], Server]) -> None:
-    seed = int(os.environ.get("LEDGER_FAULT_SEED", random.randrange(1_000_000)))
-    print(f"fault injection seed: {seed} (LEDGER_FAULT_SEED={seed} replays it)")
+    seed = int(os.environ.get("FAULT_SEED", random.randrange(1_000_000)))
+    print(f"fault injection seed: {seed} (FAULT_SEED={seed} replays it)")
     rng = random.Random(seed)
     server = make_server("embedded")
     acked: dict[str, Any] = {}

@@ -20,7 +20,7 @@ from ledger.settings import Settings
 from ledger.store.database import Database
 from projections.replay import replay
 from projections.runner import open_view, projector_lock
-from tests.support import ROOT
+from tests.support import ROOT, free_port
 
 RAW = ROOT / "jsons" / "raw_details.json"
 
@@ -150,3 +150,76 @@ def test_replay_refuses_without_a_progress_bar_while_a_server_projects(
     done = capsys.readouterr()
     assert "replayed" in done.out
     assert "ev/s" in done.err  # the bar the refusal did not draw, so the checks above can fail
+
+
+def _ledger(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ledger.cli", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if " WARNING " not in line]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://postgres:hunter2@127.0.0.1:1/postgres", "Connection refused"),
+        ("postgresql://no_such_role:hunter2@127.0.0.1:5432/postgres", 'role "no_such_role"'),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "replay", "project", "orders"])
+def test_a_database_that_cannot_be_reached_is_one_line(
+    command: str, url: str, reason: str, tmp_path: Path
+) -> None:
+    args = ["--port", str(free_port()), "--host", "127.0.0.1"] if command == "serve" else []
+    scratch = tmp_path / "tmp"  # where `serve` makes its run directory
+    scratch.mkdir()
+    env = {"DATABASE_URL": url, "LEDGER_LOG_DIR": str(tmp_path / "logs"), "TMPDIR": str(scratch)}
+    done = _ledger(command, *args, env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    line = _one_line(done.stderr)
+    assert line.startswith("ledger: cannot connect to PostgreSQL at ")
+    assert reason in line
+    assert "hunter2" not in done.stderr
+    assert list(scratch.iterdir()) == []  # the run directory is not left behind
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "postgresql://me:hunter2@[::1/db", "host=h password=hunter2 junk"]
+)
+def test_a_malformed_database_url_is_refused_without_its_password(url: str, tmp_path: Path) -> None:
+    done = _ledger("replay", env={"DATABASE_URL": url}, cwd=tmp_path)
+    assert done.returncode == 2
+    line = _one_line(done.stderr)
+    assert line.startswith("ledger: DATABASE_URL (--database-url) is not a PostgreSQL URL")
+    assert "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "replay"])
+def test_a_log_directory_that_cannot_be_written_is_one_line(command: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = _ledger(command, env={"LEDGER_LOG_DIR": str(blocker / "logs")}, cwd=tmp_path)
+    assert done.returncode == 1
+    assert _one_line(done.stderr).startswith(f"ledger: LEDGER_LOG_DIR '{blocker / 'logs'}' cannot")
+
+
+def test_a_misspelt_setting_stops_the_server_before_it_listens(tmp_path: Path) -> None:
+    env = {"LEDGER_API_TOKNE": "s3cret", "LEDGER_PORT": str(free_port())}
+    done = _ledger("serve", "--host", "127.0.0.1", env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert _one_line(done.stderr) == (
+        "ledger: LEDGER_API_TOKNE is not a setting (did you mean LEDGER_API_TOKEN?)"
+    )
+    assert "s3cret" not in done.stderr

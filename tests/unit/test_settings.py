@@ -72,8 +72,35 @@ def test_empty_values_mean_unset() -> None:
     assert Settings.from_env(dict.fromkeys(EVERYTHING, "  ")) == Settings()
 
 
-def test_names_are_exact() -> None:
-    assert Settings.from_env({"ledger_port": "9000", "LEDGER_port": "9001"}).port == 8080
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("LEDGER_API_TOKNE", "LEDGER_API_TOKNE is not a setting (did you mean LEDGER_API_TOKEN?)"),
+        ("ledger_port", "ledger_port is not a setting (did you mean LEDGER_PORT?)"),
+        ("LEDGER_port", "LEDGER_port is not a setting (did you mean LEDGER_PORT?)"),
+        (
+            "LEDGER_DATABASE_URL",
+            "LEDGER_DATABASE_URL is not a setting (did you mean DATABASE_URL?)",
+        ),
+    ],
+)
+def test_unknown_variables_are_refused(variable: str, message: str) -> None:
+    # A misspelt LEDGER_API_TOKEN must not start an open server.
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({variable: "x", "LEDGER_API_TOKEN": "s3cret"})
+    assert str(raised.value) == message
+
+
+def test_an_unknown_variable_far_from_any_lists_them() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"LEDGER_XYZZY": "1"})
+    message = str(raised.value)
+    assert message.startswith("LEDGER_XYZZY is not a setting; the settings are ")
+    assert all(name in message for name in [*EVERYTHING, "LEDGER_WRITERS"])
+
+
+def test_variables_without_the_prefix_are_not_ours() -> None:
+    assert Settings.from_env({"LEDGERS": "x", "MY_LEDGER_PORT": "1", "PORT": "1"}) == Settings()
 
 
 @pytest.mark.parametrize(
