@@ -18,7 +18,7 @@ from typing import Any
 from ledger import faults, heap, logs, profiles, remote, tail
 from ledger.domain import Outcome
 from ledger.settings import Settings, SettingsError
-from ledger.store.database import DatabaseUnavailable
+from ledger.store.database import DatabaseUnavailable, describe
 from projections.fold import Key
 from projections.queries import DEFAULT_LIMIT, MAX_LIMIT, position_key
 
@@ -158,6 +158,14 @@ def replay_command(args: argparse.Namespace) -> int:
             for bar in bars:
                 bar.close()
     elapsed = max(time.monotonic() - started, 1e-9)
+    if events == 0:  # most likely the wrong store: say so, for scripts too
+        where = describe(database.url) + (f" schema {database.schema}" if database.schema else "")
+        print(
+            f"ledger: the store at {where} holds no events: nothing replayed"
+            " (check DATABASE_URL and LEDGER_DB_SCHEMA)",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"replayed {events} events ({orders} orders) in {elapsed:.1f}s:"
         f" {events / elapsed:,.0f} events/s"

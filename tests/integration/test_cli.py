@@ -152,6 +152,17 @@ def test_replay_refuses_without_a_progress_bar_while_a_server_projects(
     assert "ev/s" in done.err  # the bar the refusal did not draw, so the checks above can fail
 
 
+def test_replay_of_an_empty_store_says_so(
+    database: Database, store: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A misspelt LEDGER_DB_SCHEMA names a store with no events: not a success.
+    assert main(["replay", "--quiet", *store]) == 1
+    said = capsys.readouterr()
+    assert "holds no events: nothing replayed" in said.err
+    assert f"schema {database.schema}" in said.err
+    assert "replayed" not in said.out
+
+
 def _ledger(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ledger.cli", *args],
