@@ -25,7 +25,9 @@ class Summary:
     rejected: int = 0
     retried: int = 0
     failed: int = 0
+    unsent: int = 0  # left when the ledger stopped answering
     errors: list[str] = field(default_factory=list)
+    unreachable: bool = False  # an order went unanswered after every attempt
 
     def as_dict(self) -> dict[str, int]:
         """The counts, for printing."""
@@ -35,6 +37,7 @@ class Summary:
             "rejected": self.rejected,
             "retried": self.retried,
             "failed": self.failed,
+            "unsent": self.unsent,
         }
 
 
@@ -81,6 +84,8 @@ async def send(
             break
         answer: dict[str, Any] = response.json()
         return answer
+    else:
+        summary.unreachable = True  # every attempt failed in transit or with 502-504
     summary.failed += 1
     summary.errors.append(f"{order['ORDER_ID']}: {problem}")
     log.error("order %s not answered: %s", order["ORDER_ID"], problem)
@@ -104,7 +109,9 @@ async def produce(
         queue.put_nowait(order)
 
     async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
+        # A ledger that answered no attempt of an order is down or unreachable: the run stops
+        # there rather than spend every later order's retries (~26 s each) on it.
+        while not queue.empty() and not summary.unreachable:
             order = queue.get_nowait()
             summary.sent += 1
             answer = await send(client, url, order, summary, backoff=backoff)
@@ -128,4 +135,7 @@ async def produce(
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as client:
         await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
+    summary.unsent = queue.qsize()
+    if summary.unsent:
+        log.error("stopped: %s did not answer; %d orders not sent", base_url, summary.unsent)
     return summary

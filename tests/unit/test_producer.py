@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ledger.cli import main
 from ledger.producer import Summary, produce, random_orders, send
 
 STRATEGIES = ["STRATEGY_A", "STRATEGY_B", "STRATEGY_C"]
@@ -191,6 +192,7 @@ def test_produce_counts_over_three_connections() -> None:
         "rejected": 30 - buys,
         "retried": 3,
         "failed": 0,
+        "unsent": 0,
     }
     assert most == 3
 
@@ -218,3 +220,49 @@ def test_produce_counts_failures_and_keeps_going() -> None:
     assert summary.failed == 1
     assert summary.accepted + summary.rejected == 5
     assert summary.errors == [f"{refused}: HTTP 400: bad"]
+
+
+@pytest.mark.parametrize("failure", [refuse_connection, status(503)])
+def test_produce_stops_when_the_ledger_does_not_answer(failure: Handler) -> None:
+    orders = random_orders(STRATEGIES, INSTRUMENTS, 20, random.Random(7))
+    stub = Recorder(failure)
+    summary = asyncio.run(
+        produce(
+            "http://ledger.test",
+            orders,
+            interval=0,
+            concurrency=2,
+            transport=httpx.MockTransport(stub),
+            backoff=0,
+        )
+    )
+    # Each connection spends its attempts on one order, then the run stops.
+    assert summary.failed == 2
+    assert summary.sent == 2
+    assert summary.unsent == 18
+    assert len(stub.requests) == 20  # 10 attempts for each of the two orders
+    assert set(stub.order_ids()) == {orders[0]["ORDER_ID"], orders[1]["ORDER_ID"]}
+
+
+def test_produce_goes_on_after_an_order_the_ledger_refused() -> None:
+    orders = random_orders(STRATEGIES, INSTRUMENTS, 5, random.Random(8))
+    summary = asyncio.run(
+        produce(
+            "http://ledger.test",
+            orders,
+            interval=0,
+            transport=httpx.MockTransport(Recorder(status(422, "no"), answer)),
+            backoff=0,
+        )
+    )
+    assert (summary.failed, summary.unsent, summary.accepted + summary.rejected) == (1, 0, 4)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_produce_needs_at_least_one_connection(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["produce", "--concurrency", value])
+    assert exited.value.code == 2
+    assert "--concurrency" in capsys.readouterr().err
