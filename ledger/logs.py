@@ -140,10 +140,12 @@ def configure(log_dir: Path, level: str = "INFO", *, stderr: bool = True) -> Non
         root.addHandler(handler)
     root.setLevel(level)
     # The per-order decision lines go to the daily file only: thousands a second on a
-    # terminal help nobody and cost the server time.
-    orders = logging.getLogger("ledger.orders")
-    orders.handlers = [handlers[0]]
-    orders.propagate = False
+    # terminal help nobody and cost the server time. So do the per-book change lines: a
+    # profile document can change 90,000 books (the terminal gets one line per document).
+    for name in ("ledger.orders", "ledger.changes"):
+        lines = logging.getLogger(name)
+        lines.handlers = [handlers[0]]
+        lines.propagate = False
     # The embedded PostgreSQL's initdb and pg_ctl output (dozens of lines at every start) goes
     # to the file only too; its errors still reach the terminal, as they carry the server's
     # own log, which the exception pgserver raises after them does not.

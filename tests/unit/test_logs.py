@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from ledger import logs
+from ledger.user_answers import BookChange, Change, ChangeAnswer, ChangeOutcome
+from ledger.writer import change_lines
 
 
 @pytest.fixture
@@ -23,7 +25,7 @@ def restore_logging() -> Iterator[None]:
             handler.close()
     # A closed file handler left on a logger would open its file again, and leak it, at the
     # next record: the embedded server's session fixture logs through "pgserver".
-    for name in ("ledger.orders", "pgserver"):
+    for name in ("ledger.orders", "ledger.changes", "pgserver"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
 
@@ -89,3 +91,25 @@ def test_client_input_cannot_forge_or_overwrite_a_line(
     except ValueError:
         logging.getLogger("ledger.test").exception("failed")
     assert "Traceback (most recent call last):\n" in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_change_is_one_terminal_line_and_a_file_line_per_book(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A profile document may change 90,000 books: one record each held the writer for seconds.
+    logs.configure(tmp_path, "INFO")
+    books = [BookChange(f"u{n}", "STRATEGY_A", ["ACC"], Change.TAKEN_UP, []) for n in range(1000)]
+    books.append(BookChange("u\x1b[2J", "STRATEGY_B", [], Change.DROPPED, ["INFY"]))
+    books.append(BookChange("same", "STRATEGY_C", ["ACC"], Change.UNCHANGED, []))
+    dry = ChangeAnswer([books[0]], 0, None, dry_run=True)
+    change_lines([ChangeOutcome(ChangeAnswer(books, 1, 57, dry_run=False)), ChangeOutcome(dry)])
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 1)[1] for line in err] == [
+        "1001 book(s) changed at 57: 1 dropped, 1000 taken_up"
+    ]
+    lines = (tmp_path / f"log_{date.today().isoformat()}.log").read_text().splitlines()
+    books_logged = [line.split(": ", 1)[1] for line in lines if " ledger.changes: " in line]
+    assert len(books_logged) == 1001
+    assert books_logged[0] == "taken_up u0/STRATEGY_A at 57: ['ACC']"
+    assert books_logged[-1] == "dropped \"u\\u001b[2J\"/STRATEGY_B at 57: []; kept open ['INFY']"
