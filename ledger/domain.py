@@ -76,6 +76,31 @@ class Book(Aggregate):
         self.multiplier = multiplier  # an exact decimal: booked quantity = quantity x this
         self.sizes: dict[str, Lot] = {}  # instrument -> the size of its open position
 
+    @classmethod
+    def take_up(
+        cls, user: str, strategy: str, instruments: list[str], multiplier: str = ONE
+    ) -> Book:
+        """Book(...) without eventsourcing's generic dispatch: the same StrategyTakenUp event.
+
+        A profile document of 10,000 users x 9 strategies takes up 90,000 books in one
+        request; the generic path cost ~1.5 s of it.
+        """
+        fields: dict[str, Any] = {
+            "user": user,
+            "strategy": strategy,
+            "instruments": instruments,
+            "multiplier": multiplier,
+        }
+        taken_up = _TAKEN_UP(
+            originator_id=cls.create_id(user, strategy),
+            originator_version=cls.INITIAL_VERSION,
+            timestamp=_TAKEN_UP.create_timestamp(),
+            originator_topic=get_topic(cls),
+            **fields,
+        )
+        book: Book = new_aggregate(cls, taken_up, fields)
+        return book
+
     @property
     def concerned(self) -> bool:
         """A dropped strategy still answers orders while it has open positions to close."""
@@ -209,6 +234,7 @@ class Book(Aggregate):
 # Book.book() builds their events itself.
 _POSITION_OPENED: type[Any] = vars(Book)["PositionOpened"]
 _POSITION_CLOSED: type[Any] = vars(Book)["PositionClosed"]
+_TAKEN_UP: type[Any] = vars(Book)["StrategyTakenUp"]
 
 
 class Roster(Aggregate):

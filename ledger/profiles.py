@@ -206,6 +206,9 @@ def validate(data: object, where: str = "profiles") -> Document:
         raise ProfileError(msg)
     _refuse_duplicates(data, where, "user")
     profiles: Document = {}
+    # Names already found good: a document of 10,000 users x 9 strategies x 14 instruments
+    # repeats a few instrument names 1.26 M times (checking each: 1.2 s of a 13 MB POST).
+    good: set[str] = set()
     for user, strategies in data.items():
         _check_name(user, where)
         at_user = f"{where}: user {user!r}"
@@ -221,7 +224,11 @@ def validate(data: object, where: str = "profiles") -> Document:
             if not isinstance(instruments, list):
                 msg = f"{at_strategy} must be a list of instruments"
                 raise ProfileError(msg)
-            names = [_check_name(i, at_strategy) for i in instruments]
+            names = [
+                i if type(i) is str and i in good else _check_name(i, at_strategy)
+                for i in instruments
+            ]
+            good.update(names)
             kept = list(dict.fromkeys(names))
             if len(kept) != len(names):
                 repeated = [name for name, n in Counter(names).items() if n > 1]

@@ -1,4 +1,4 @@
-"""Book.book() and Order.place() make what the @event methods make, without their dispatch."""
+"""Book.book(), Book.take_up(), Order.place(): what the @event methods make, without dispatch."""
 
 from __future__ import annotations
 
@@ -125,3 +125,26 @@ def test_book_events_hold_every_field_in_the_dataclass_order_and_nothing_else(
     # And they are what their classes' own __init__ makes of the same fields.
     assert opened == type(opened)(**vars(opened))
     assert closed == type(closed)(**vars(closed))
+
+
+@given(
+    instruments=st.lists(st.sampled_from([*INSTRUMENTS, "NTPC"]), max_size=4, unique=True),
+    multiplier=st.sampled_from(["1", "3", "0.00000001"]),
+)
+def test_book_take_up_makes_what_book_makes(instruments: list[str], multiplier: str) -> None:
+    fields: dict[str, Any] = {
+        "user": "Holland Proctor",
+        "strategy": "STRATEGY_B",
+        "instruments": instruments,
+        "multiplier": multiplier,
+    }
+    fast, generic = Book.take_up(**fields), Book(**fields)
+    assert type(fast) is Book
+    assert fast.id == generic.id == Book.create_id("Holland Proctor", "STRATEGY_B")
+    assert without_timestamps(fast) == without_timestamps(generic)
+    assert fast.created_on == fast.modified_on
+    (fast_event,), (generic_event,) = fast.collect_events(), generic.collect_events()
+    assert type(fast_event) is type(generic_event) is Book.StrategyTakenUp  # type: ignore[attr-defined]
+    assert without_timestamps(fast_event) == without_timestamps(generic_event)
+    assert list(vars(fast_event)) == [f.name for f in dataclasses.fields(fast_event)]
+    assert fast_event.mutate(None) == fast
