@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -205,7 +205,10 @@ def commit(ledger: Ledger, prepared: Prepared, *, snapshots: bool = True) -> lis
         if isinstance(request, ChangeRequest):
             change, last = prepared.changes[n]
             sequence = ids[last] if last is not None else None
-            answer_ = ChangeAnswer(change.changes, change.unchanged, sequence, request.dry_run)
+            books = change.changes
+            if sequence is not None:
+                books = [replace(book, sequence=sequence) for book in books]
+            answer_ = ChangeAnswer(change.unchanged, sequence, request.dry_run, books)
             outcomes.append(ChangeOutcome(answer_, stored=last is not None))
             continue
         assert request.order_id is not None

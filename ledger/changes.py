@@ -54,6 +54,11 @@ def in_scope(ledger: Ledger, request: ChangeRequest) -> list[Key]:
         return [k for k in keys if k[1] == request.strategy]
     if request.scope is Scope.USER:
         keys = [(request.user, s) for s in ledger.strategies_of(request.user)]
+    elif request.users is not None:  # a slice of a document: its users' books
+        keys = [(u, s) for u in request.users for s in ledger.strategies_of(u)]
+    elif request.other_than is not None:  # a document's last slice: the other users' books
+        listed = set(request.other_than)
+        keys = [k for k in ledger.book_keys() if k[0] not in listed]
     else:
         keys = ledger.book_keys()
     return [k for k in keys if owned(request, k[1])]
@@ -79,11 +84,7 @@ def decide(ledger: Ledger, request: ChangeRequest) -> Decided:
                 BookChange(user, strategy, instruments, Change.TAKEN_UP, [], multiplier)
             )
             if not request.dry_run:
-                new_books.append(
-                    Book(
-                        user=user, strategy=strategy, instruments=instruments, multiplier=multiplier
-                    )
-                )
+                new_books.append(Book.take_up(user, strategy, instruments, multiplier))
             continue
         book = ledger.book(Book.create_id(user, strategy))
         decided.read.append((book, book.version))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from typing_extensions import TypedDict
@@ -65,6 +65,39 @@ class ChangeRequest:
     partition: int = 0  # only strategies of this writer partition are in scope
     partitions: int = 1
     dry_run: bool = False
+    # A slice of a big document (Scope.ALL, see slices()): only these users' books are in
+    # scope, or, for its last slice, only the books of users other than these.
+    users: list[str] | None = None
+    other_than: list[str] | None = None
+
+
+SLICE_BOOKS = 2000  # books per commit of a big document: orders wait for one slice, not all
+
+
+def slices(request: ChangeRequest, books: int | None = None) -> list[ChangeRequest]:
+    """A whole document as requests of at most about `books` books each, then one that drops
+    the books of users it does not list; a smaller request (or another scope) as it is.
+
+    Each slice is its own commit: a 90,000-book document held every order for ~6 s.
+    """
+    books = SLICE_BOOKS if books is None else books
+    if request.scope is not Scope.ALL or request.users is not None or request.other_than:
+        return [request]
+    if sum(len(strategies) for strategies in request.profiles.values()) <= books:
+        return [request]
+    parts: list[ChangeRequest] = []
+    chunk: dict[str, dict[str, Entry]] = {}
+    size = 0
+    for user, strategies in request.profiles.items():
+        if chunk and size + len(strategies) > books:
+            parts.append(replace(request, profiles=chunk, users=list(chunk)))
+            chunk, size = {}, 0
+        chunk[user] = strategies
+        size += len(strategies)
+    if chunk:
+        parts.append(replace(request, profiles=chunk, users=list(chunk)))
+    parts.append(replace(request, profiles={}, other_than=list(request.profiles)))
+    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +120,12 @@ class BookChange:
 class ChangeAnswer:
     """A writer's answer to a change request; `sequence` is null when nothing was written."""
 
-    changes: list[BookChange]  # every book changed (for Scope.BOOK, unchanged too)
     unchanged: int
     sequence: int | None
     dry_run: bool
+    # Last, after the numbers: a worker merges the answers of a document's slices by reading
+    # those and joining these as JSON (see ledger.http.users.Merged), parsing none of them.
+    changes: list[BookChange]  # every book changed (for Scope.BOOK, unchanged too)
 
 
 @dataclass(frozen=True, slots=True)

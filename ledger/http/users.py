@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass, field
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -32,6 +33,7 @@ from ledger.http.user_paths import (
     path_names,
 )
 from ledger.user_answers import (
+    SLICE_BOOKS,
     BookChange,
     Change,
     ChangeRequest,
@@ -40,8 +42,11 @@ from ledger.user_answers import (
     StrategyChanged,
     UserDropped,
     entry,
+    slices,
 )
-from ledger.wire import WriterUnavailable, partition
+from ledger.wire import Answered, WriterUnavailable, partition
+
+log = logging.getLogger(__name__)
 
 PROFILES_BODY = 16 * 1024 * 1024  # a whole profile document: 10,000 users x 9 strategies fit
 RETRY = "send the same request again: changes are idempotent by content"
@@ -49,26 +54,75 @@ RETRY = "send the same request again: changes are idempotent by content"
 # Writes: through the writer that owns the strategy, in order with the orders.
 
 
-async def changed(running: Services, requests: list[ChangeRequest]) -> dict[str, Any]:
-    """Send change requests (one per writer partition) and merge their answers."""
-    settings = running.settings
-    async with asyncio.timeout(settings.answer_timeout):
-        answers = await asyncio.gather(*(running.desk.place(r) for r in requests))
+CHANGES = b',"changes":'  # where an answer's numbers end (ChangeAnswer keeps them first)
+
+
+@dataclass
+class Merged:
+    """The answers of a request's parts (writer partitions, slices), merged."""
+
+    unchanged: int = 0
+    sequence: int | None = None  # the last written
+    parts: list[bytes] = field(default_factory=list)  # each part's changes, a JSON array
+
+    def add(self, body: bytes) -> None:
+        """Take one part's answer (a ChangeAnswer as JSON) in."""
+        # The numbers are read, the changes kept as bytes: parsing a 90,000-book document's
+        # answer (and building its objects) held the worker's loop ~1 s.
+        at = body.index(CHANGES)
+        numbers = orjson.loads(body[:at] + b"}")
+        self.unchanged += numbers["unchanged"]
+        if numbers["sequence"] is not None:
+            self.sequence = max(self.sequence or 0, numbers["sequence"])
+        self.parts.append(body[at + len(CHANGES) : -1])
+
+    def changes(self) -> list[BookChange]:
+        """The changes, read (for the answers about one user or book)."""
+        return [
+            BookChange(**{**c, "change": Change(c["change"])})
+            for part in self.parts
+            for c in orjson.loads(part)
+        ]
+
+    def changes_json(self) -> orjson.Fragment:
+        """The changes as one JSON array, joined from the parts' arrays."""
+        return orjson.Fragment(b"[" + b",".join(p[1:-1] for p in self.parts if p != b"[]") + b"]")
+
+
+async def changed(running: Services, requests: list[ChangeRequest]) -> Merged:
+    """Send change requests (one per writer partition, a big document in slices, each slice
+    after the one before) and merge their answers."""
+    chains = [slices(r) for r in requests]
+    sent = [asyncio.ensure_future(in_turn(running, chain)) for chain in chains]
+    for task in sent:
+        task.add_done_callback(_unheard)
+    # Each slice has the time an answer may take. Shielded: a client that gives up (or a
+    # 503 for time) stops no slice, so a document is applied whole, as a retry would find it.
+    async with asyncio.timeout(running.settings.answer_timeout * max(map(len, chains))):
+        answers = [a for chain in await asyncio.gather(*map(asyncio.shield, sent)) for a in chain]
     failed = next((a for a in answers if a.failed), None)
     if failed is not None:
         raise WriterUnavailable(failed.body.decode())
-    merged: dict[str, Any] = {"changes": [], "unchanged": 0, "sequence": None}
+    merged = Merged()
     for answer in answers:
-        part = orjson.loads(answer.body)
-        # Each writer's changes are written in one batch, answered with its last sequence.
-        merged["changes"] += [
-            BookChange(**{**c, "change": Change(c["change"]), "sequence": part["sequence"]})
-            for c in part["changes"]
-        ]
-        merged["unchanged"] += part["unchanged"]
-        if part["sequence"] is not None:
-            merged["sequence"] = max(merged["sequence"] or 0, part["sequence"])
+        merged.add(answer.body)  # each change carries its writer's (its slice's) sequence
     return merged
+
+
+async def in_turn(running: Services, requests: list[ChangeRequest]) -> list[Answered]:
+    """Each request's answer, each sent once the one before is committed (up to a failure)."""
+    answers: list[Answered] = []
+    for request in requests:
+        answers.append(await running.desk.place(request))
+        if answers[-1].failed:
+            break
+    return answers
+
+
+def _unheard(task: asyncio.Future[list[Answered]]) -> None:
+    # Slices still committing when their request was answered: a failure is logged here.
+    if not task.cancelled() and (failure := task.exception()) is not None:
+        log.warning("a change request's slices stopped: %s", failure)
 
 
 def split(running: Services, request: ChangeRequest) -> list[ChangeRequest]:
@@ -120,15 +174,15 @@ WRITE_ERRORS = {
 }
 
 
-def strategy_changed(merged: dict[str, Any]) -> StrategyChanged:
+def strategy_changed(merged: Merged) -> StrategyChanged:
     """The answer about one book."""
-    (book,) = merged["changes"]
+    (book,) = merged.changes()
     return StrategyChanged(
         book.user,
         book.strategy,
         book.instruments,
         book.change,
-        merged["sequence"],
+        merged.sequence,
         book.kept_open,
         book.multiplier,
     )
@@ -185,7 +239,7 @@ async def delete_strategy(request: Request) -> Response:
         k = running.desk.partitions
         dropped = ChangeRequest(Scope.BOOK, {}, user, strategy, partition(strategy, k), k)
         merged = await changed(running, [dropped])
-        if not merged["changes"]:
+        if not merged.changes():
             return error(
                 404, "the user does not trade this strategy", fields={"strategy": strategy}
             )
@@ -211,9 +265,10 @@ async def delete_user(request: Request) -> Response:
     async def decide(running: Services) -> Response:
         (user,) = path_names(request, "user")
         merged = await changed(running, split(running, ChangeRequest(Scope.USER, {}, user)))
-        if not merged["changes"]:
+        dropped = merged.changes()
+        if not dropped:
             return error(404, "the user trades no strategy", fields={"user": user})
-        return JSONResponse(UserDropped(user, merged["changes"], merged["sequence"]))
+        return JSONResponse(UserDropped(user, dropped, merged.sequence))
 
     return await write(request, decide)
 
@@ -228,7 +283,10 @@ async def delete_user(request: Request) -> Response:
         " or changed, books it does not list are dropped (open positions kept); `changes`"
         " lists what differs, `unchanged` counts the rest. With several writer processes a"
         " document is applied per writer partition, each at its own sequence: each change"
-        " has the `sequence` of its strategy's writer, the answer's `sequence` is the last.",
+        " has the `sequence` of its strategy's writer, the answer's `sequence` is the last."
+        f" A document of more than {SLICE_BOOKS:,} books is committed in slices of about"
+        f" {SLICE_BOOKS:,} books (by users), then one dropping the unlisted books, each at"
+        " its own sequence; orders sent meanwhile are decided between slices.",
         errors={**WRITE_ERRORS, 413: f"body over {PROFILES_BODY // 2**20} MiB"},
     )
 )
@@ -239,15 +297,17 @@ async def post_profiles(request: Request) -> Response:
         dry = dry_run(request.query_params)
         raw = await body(request, PROFILES_BODY)
         try:
-            document = profile_files.parse(raw)
+            # In a thread: checking a 13 MB document (~1 s) on the loop held every request
+            # of this worker meanwhile; in a thread the loop still gets its turns.
+            document = await asyncio.to_thread(profile_files.parse, raw)
         except profile_files.ProfileError as bad:
             raise Invalid("not a profile document", {"body": str(bad)[:500]}) from None
         merged = await changed(
             running, split(running, ChangeRequest(Scope.ALL, document, dry_run=dry))
         )
-        return JSONResponse(
-            ProfilesApplied(dry, merged["changes"], merged["unchanged"], merged["sequence"])
-        )
+        # ProfilesApplied's fields, in its order, the changes as the writers rendered them.
+        applied = {"dry_run": dry, "changes": merged.changes_json()}
+        return JSONResponse({**applied, "unchanged": merged.unchanged, "sequence": merged.sequence})
 
     return await write(request, decide)
 

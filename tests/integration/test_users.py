@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -11,8 +12,14 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
+from ledger.answers import OrderRequest
+from ledger.bootstrap import Services
+from ledger.domain import Position
 from ledger.http.app import create_app
+from ledger.http.users import Merged, changed
 from ledger.settings import Settings
+from ledger.user_answers import ChangeRequest, Scope
+from ledger.wire import Answered
 from tests.support import EXAMPLE_PROFILES, TOKEN
 
 HOLLAND, KAMRYN = "Holland Proctor", "Kamryn Li"
@@ -174,6 +181,35 @@ def test_post_profiles_applies_differences_and_dry_run_writes_nothing(
     assert (again["changes"], again["unchanged"], again["sequence"]) == ([], 2, None)
 
 
+def test_a_big_document_is_committed_in_slices(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ledger.user_answers.SLICE_BOOKS", 2)
+    buy(client, "STRATEGY_B", "ACC")  # open for both: kept open when their books go
+    wanted = {f"u{n}": {"STRATEGY_A": ["ACC"], "STRATEGY_C": ["INFY"]} for n in range(5)}
+    wanted[KAMRYN] = {"STRATEGY_B": ["NTPC"]}
+    dry = client.post("/profiles?dry_run=true", json=wanted).json()
+    before = top(client)
+    applied = client.post("/profiles", json=wanted).json()
+    # The same changes as one commit would make, each with its slice's sequence: six slices
+    # of users, then one dropping the books of the users the document does not list.
+    assert [{**c, "sequence": None} for c in applied["changes"]] == dry["changes"]
+    assert applied["unchanged"] == dry["unchanged"]
+    sequences = [c["sequence"] for c in applied["changes"]]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 7
+    assert before < sequences[0] and sequences[-1] == applied["sequence"] == top(client)
+    dropped = [c for c in applied["changes"] if c["change"] == "dropped"]
+    assert {(c["user"], c["strategy"]) for c in dropped} == {
+        (HOLLAND, "STRATEGY_A"),
+        (HOLLAND, "STRATEGY_B"),
+        (KAMRYN, "STRATEGY_D"),
+    }
+    assert {c["sequence"] for c in dropped if c["user"] == HOLLAND} == {applied["sequence"]}
+    assert client.get("/users").json() == wanted
+    again = client.post("/profiles", json=wanted).json()
+    assert (again["changes"], again["unchanged"], again["sequence"]) == ([], 11, None)
+
+
 @pytest.mark.parametrize(
     ("query", "body"),
     [
@@ -250,3 +286,37 @@ def test_openapi_describes_every_endpoint(client: TestClient) -> None:
     assert {"/users", "/strategies", "/strategies/{strategy}", "/profiles"} <= set(paths)
     params = {p["name"] for p in paths["/profiles"]["post"]["parameters"]}
     assert params == {"dry_run"}
+
+
+def test_an_order_sent_during_a_big_document_waits_for_one_slice_only(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ledger.user_answers.SLICE_BOOKS", 2)
+    running: Services = client.app.state.services  # type: ignore[attr-defined]
+    wanted = {f"u{n}": {"STRATEGY_A": ["ACC"], "STRATEGY_C": ["INFY"]} for n in range(5)}
+    document = ChangeRequest(Scope.ALL, wanted)  # type: ignore[arg-type]
+    order = OrderRequest("STRATEGY_A", "ACC", Position.BUY, "during")
+
+    place = running.desk.place
+    queued: list[asyncio.Event] = []
+
+    async def placing(request: Any) -> Answered:
+        queued[0].set()
+        return await place(request)
+
+    monkeypatch.setattr(running.desk, "place", placing)
+
+    async def both() -> tuple[Merged, Answered]:
+        queued.append(asyncio.Event())
+        applying = asyncio.ensure_future(changed(running, [document]))
+        await queued[0].wait()  # the first slice is queued; the next waits for its commit
+        placed = await place(order)
+        return await applying, placed
+
+    merged, placed = client.portal.call(both)  # type: ignore[union-attr]
+    sequences = sorted({c.sequence for c in merged.changes()})
+    assert len(sequences) == 6  # five slices of users, one that drops the others' books
+    # Queued after the first slice, it was committed before the document's last slice.
+    assert sequences[0] < json.loads(placed.body)["sequence"] < sequences[-1]
+    # Decided with the first slice (u0 took up STRATEGY_A), not with those after it.
+    assert json.loads(placed.body)["accepted_for"] == ["u0"]

@@ -102,8 +102,10 @@ def test_a_change_is_one_terminal_line_and_a_file_line_per_book(
     books = [BookChange(f"u{n}", "STRATEGY_A", ["ACC"], Change.TAKEN_UP, []) for n in range(1000)]
     books.append(BookChange("u\x1b[2J", "STRATEGY_B", [], Change.DROPPED, ["INFY"]))
     books.append(BookChange("same", "STRATEGY_C", ["ACC"], Change.UNCHANGED, []))
-    dry = ChangeAnswer([books[0]], 0, None, dry_run=True)
-    change_lines([ChangeOutcome(ChangeAnswer(books, 1, 57, dry_run=False)), ChangeOutcome(dry)])
+    dry = ChangeAnswer(0, None, dry_run=True, changes=[books[0]])
+    change_lines(
+        [ChangeOutcome(ChangeAnswer(1, 57, dry_run=False, changes=books)), ChangeOutcome(dry)]
+    )
     err = capsys.readouterr().err.splitlines()
     assert [line.split(": ", 1)[1] for line in err] == [
         "1001 book(s) changed at 57: 1 dropped, 1000 taken_up"
