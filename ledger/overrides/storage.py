@@ -303,9 +303,15 @@ class MappingEnvSource(EnvSettingsSource):
 # pgserver: its list of processes using a server, its start lock, and the postmaster.pid it
 # trusts. A postmaster killed with -9 leaves its pid file; while that pid is a zombie (a parent
 # that never reaps) pgserver takes it for running and postgres refuses to start over it.
+# While initdb runs, the file names its standalone backend by the negated pid (postgres's own
+# convention), which psutil refuses and which is no postmaster to connect to.
 
 POSTMASTER_PID = "postmaster.pid"
 STALE_WAIT = 15.0  # seconds a dead postmaster's processes may take to let go of its memory
+
+
+class StartBlocked(RuntimeError):
+    """pgserver cannot start PostgreSQL on the data directory now."""
 
 
 def _alive(pid: int) -> bool:
@@ -325,13 +331,27 @@ def _postmaster_lines(pgdata: Path) -> list[str]:
     return []
 
 
-def _why_dead(pgdata: Path, pid: int) -> str | None:
-    """Why the postmaster `pid` of pgdata is not running (None: it is)."""
+def _pid_of(lines: list[str]) -> int | None:
+    """The pid file's first line: a postmaster's pid, a standalone backend's negated; or None."""
+    # Read without the lock, the file may be empty or half-written: postgres creates it first.
     try:
-        proc = psutil.Process(pid)
+        pid = int(lines[0])
+    except (IndexError, ValueError):
+        return None
+    return pid or None
+
+
+def _why_dead(pgdata: Path, pid: int) -> str | None:
+    """Why the process of pgdata's pid file (`pid`, negated: standalone) is not running."""
+    try:
+        proc = psutil.Process(abs(pid))
         if proc.status() == psutil.STATUS_ZOMBIE:
             return "a zombie nobody reaped"
-        if not any(str(pgdata) in arg for arg in proc.cmdline()):
+        if pid < 0:
+            # initdb hands its backends the directory in PGDATA, not on their command line.
+            if proc.name() != "postgres":
+                return f"its pid now belongs to {proc.name()}"
+        elif not any(str(pgdata) in arg for arg in proc.cmdline()):
             return f"its pid now belongs to {proc.name()}"
     except psutil.NoSuchProcess:
         return "gone"
@@ -340,12 +360,14 @@ def _why_dead(pgdata: Path, pid: int) -> str | None:
     return None
 
 
+def _named(pid: int) -> str:
+    return f"postmaster {pid}" if pid > 0 else f"standalone postgres {-pid}"
+
+
 def live_postmaster(pgdata: Path) -> int | None:
-    """The pid of the postmaster running on pgdata, if one is."""
-    lines = _postmaster_lines(pgdata)
-    try:
-        pid = int(lines[0])
-    except (IndexError, ValueError):
+    """The pid of the postmaster running on pgdata, if one is (initdb's backend is none)."""
+    pid = _pid_of(_postmaster_lines(pgdata))
+    if pid is None or pid < 0:
         return None
     return None if _why_dead(pgdata, pid) else pid
 
@@ -363,11 +385,15 @@ def _attached(shmid: str) -> int:
 def _clear_dead_postmaster(pgdata: Path) -> bool:
     """Remove the pid file of a dead postmaster (under pgserver's lock); whether there was one."""
     lines = _postmaster_lines(pgdata)
-    try:
-        pid = int(lines[0])
-    except (IndexError, ValueError):
+    pid = _pid_of(lines)
+    if pid is None:
         return False
     why = _why_dead(pgdata, pid)
+    if why is None and pid < 0:
+        # Under the lock, initdb's backend can only be another lock's (another XDG_RUNTIME_DIR)
+        # or someone's single-user session: pgserver would fail on its pid, or start over it.
+        msg = f"{_named(pid)} (initdb or single-user mode) is using {pgdata}"
+        raise StartBlocked(msg)
     if why is None:
         return False
     # Its backends and helpers exit when they notice it died; until then postgres refuses to
@@ -387,10 +413,9 @@ def _clear_dead_postmaster(pgdata: Path) -> bool:
     # Said before it is done: a process killed after the removal (a server stopped while it
     # revives postgres) would leave the next one nothing to report.
     log.warning(
-        "embedded PostgreSQL under %s: postmaster %d had died (%s); removing its stale lock files"
-        "%s",
+        "embedded PostgreSQL under %s: %s had died (%s); removing its stale lock files%s",
         pgdata,
-        pid,
+        _named(pid),
         why,
         f" (waited {waited:.1f} s for its processes to exit)" if waited >= 0.1 else "",
     )

@@ -84,8 +84,13 @@ class Database:
             pgdata.mkdir(parents=True, exist_ok=True)
             # pgserver would take a killed postmaster's pid file (a zombie's) for a running
             # server, and postgres refuses to start over it: cleared first, said in one line.
+            try:
+                overrides.prepare(pgdata)
+            except overrides.StartBlocked as blocked:
+                msg = f"cannot start the embedded PostgreSQL under {pgdata}: {blocked}"
+                raise DatabaseUnavailable(msg) from None
+            # Asked after prepare(), which waits out another server's start (its initdb).
             before = overrides.live_postmaster(pgdata)
-            overrides.prepare(pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
             url = str(server.get_uri())
             pid = server.get_pid()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,43 @@ def test_a_dead_postmasters_pid_file_is_reported_before_it_is_removed(
     assert not pid_file.exists()
     assert storage.prepare(tmp_path) is False  # nothing left to clear, nothing said twice
     assert caplog.text.count("had died") == 1
+
+
+@pytest.fixture
+def postgres_named(tmp_path: Path) -> Iterator[int]:
+    """A live process named postgres (cat under that name), standing in for initdb's backend."""
+    (tmp_path / "postgres").symlink_to("/bin/cat")
+    with subprocess.Popen([tmp_path / "postgres"], stdin=subprocess.PIPE) as proc:
+        yield proc.pid  # leaving closes its stdin: it ends, and is waited for
+
+
+def test_initdbs_backend_is_no_live_postmaster(tmp_path: Path, postgres_named: int) -> None:
+    from ledger.overrides import storage
+
+    # initdb's standalone backends write their pid negated (they are not in pgserver's list).
+    (tmp_path / storage.POSTMASTER_PID).write_text(f"-{postgres_named}\n{tmp_path}\n")
+    assert storage.live_postmaster(tmp_path) is None
+    with pytest.raises(storage.StartBlocked, match=f"standalone postgres {postgres_named} "):
+        storage.prepare(tmp_path)  # under the lock: someone else's initdb; not cleared
+    assert (tmp_path / storage.POSTMASTER_PID).exists()
+
+
+def test_a_dead_standalone_backends_pid_file_is_cleared(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ledger.overrides import storage
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (tmp_path / storage.POSTMASTER_PID).write_text(f"-{gone.pid}\n{tmp_path}\n")
+    with caplog.at_level(logging.WARNING, logger=storage.__name__):
+        assert storage.prepare(tmp_path) is True
+    assert f"standalone postgres {gone.pid} had died (gone)" in caplog.text
+
+
+@pytest.mark.parametrize("content", ["", "-", "0\n"], ids=["empty", "sign", "zero"])
+def test_a_half_written_pid_file_names_no_postmaster(tmp_path: Path, content: str) -> None:
+    from ledger.overrides import storage
+
+    (tmp_path / storage.POSTMASTER_PID).write_text(content)  # as read while postgres writes it
+    assert storage.live_postmaster(tmp_path) is None
