@@ -62,6 +62,11 @@ class Server:
 
     def start(self, timeout: float = 60) -> None:
         """Start and wait until /health answers 200."""
+        self.launch()
+        self.wait_healthy(timeout)
+
+    def launch(self) -> None:
+        """Start the process, without waiting for it."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ledger.cli", "serve", *self.args],
@@ -70,6 +75,10 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Wait until /health answers 200 (fails if the process exits first)."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -11,6 +11,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -78,7 +79,10 @@ def missing() -> list[str]:
     """What an upgrade has moved: class attributes gone or with other parameters."""
     from pgserver.postgres_server import PostgresServer  # noqa: PLC0415 - heavy, embedded only
 
-    problems = [] if hasattr(PostgresServer, "_lock") else ["PostgresServer._lock is gone"]
+    lock = getattr(PostgresServer, "_lock", None)
+    problems = [] if lock is not None else ["PostgresServer._lock is gone"]
+    if lock is not None and not hasattr(lock, "path"):
+        problems.append("PostgresServer._lock.path is gone")
     problems += [
         f"psycopg_pool AttemptWithBackoff.{name} is gone"
         for name in ("INITIAL_DELAY", "DELAY_BACKOFF", "update_delay")
@@ -88,6 +92,8 @@ def missing() -> list[str]:
         *RELIED_ON,
         (PostgresServer, "ensure_postgres_running", ()),
         (PostgresServer, "cleanup", ()),
+        *([(type(lock), "acquire", ("blocking", "timeout"))] if lock is not None else []),
+        *([(type(lock), "_do_close", ())] if lock is not None else []),
     ]:
         target = getattr(owner, name, None)
         if target is None:
@@ -308,6 +314,9 @@ class MappingEnvSource(EnvSettingsSource):
 
 POSTMASTER_PID = "postmaster.pid"
 STALE_WAIT = 15.0  # seconds a dead postmaster's processes may take to let go of its memory
+# Seconds to wait for another process's start (initdb and a start take a few): pgserver's lock
+# is one per user, for every data directory, and it would wait forever on a hung holder.
+START_WAIT = 60.0
 
 
 class StartBlocked(RuntimeError):
@@ -444,11 +453,26 @@ def prune_dead_handles(pgdata: Path) -> None:
         _prune(pgdata)
 
 
-def prepare(pgdata: Path) -> bool:
-    """Before pgserver opens pgdata: forget dead users, clear a dead postmaster (if there was)."""
-    with _pgserver_lock():
+def prepare(pgdata: Path, wait: float = START_WAIT) -> bool:
+    """Before pgserver opens pgdata: forget dead users, clear a dead postmaster (if there was).
+
+    Waits, at most `wait` seconds, for another process's start (initdb, say) to finish first.
+    """
+    lock = _pgserver_lock()
+    path = os.fsdecode(lock.path)
+    if not lock.acquire(blocking=False):
+        log.info(
+            "embedded PostgreSQL under %s: waiting for another start to finish (%s)", pgdata, path
+        )
+        if not lock.acquire(timeout=wait):
+            lock._do_close()  # a failed acquire leaves the lock file open
+            msg = f"another process has held pgserver's start lock {path} for {wait:.0f} s"
+            raise StartBlocked(msg)
+    try:
         _prune(pgdata)
         return _clear_dead_postmaster(pgdata)
+    finally:
+        lock.release()
 
 
 def ensure_running(server: Any) -> bool:

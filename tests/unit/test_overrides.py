@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +100,30 @@ def test_a_half_written_pid_file_names_no_postmaster(tmp_path: Path, content: st
 
     (tmp_path / storage.POSTMASTER_PID).write_text(content)  # as read while postgres writes it
     assert storage.live_postmaster(tmp_path) is None
+
+
+def test_a_start_waits_for_pgservers_lock_a_bounded_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pgserver.postgres_server import PostgresServer
+
+    from ledger.overrides import storage
+
+    # Another process holds the lock (fcntl locks do not exclude their own process).
+    holding = [
+        sys.executable,
+        "-c",
+        "import sys, fasteners; lock = fasteners.InterProcessLock(sys.argv[1]); "
+        "lock.acquire(); print('held', flush=True); sys.stdin.read()",
+        os.fsdecode(PostgresServer.lock_path),
+    ]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    with subprocess.Popen(holding, **pipes) as holder:  # leaving closes stdin: it lets go
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        with (
+            caplog.at_level(logging.INFO, logger=storage.__name__),
+            pytest.raises(storage.StartBlocked, match="held pgserver's start lock"),
+        ):
+            storage.prepare(tmp_path, wait=0.2)
+        assert "waiting for another start to finish" in caplog.text
