@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -27,6 +28,9 @@ LENGTH_PROBLEM = f"must be 1-{MAX_NAME} characters"
 CONTROL_PROBLEM = "must not contain control characters"
 SURROGATE_PROBLEM = "must not contain lone surrogates"
 RESERVED_PROBLEM = "is reserved: _type_ and _data_ mark typed values in stored events"
+NFC_PROBLEM = (
+    "must be in Unicode normal form C (NFC): the same text in another form would be another name"
+)
 
 
 def printable(value: str) -> bool:
@@ -44,18 +48,23 @@ def name_problem(value: object) -> str | None:
         return CONTROL_PROBLEM
     if _SURROGATE.search(value) is not None:
         return SURROGATE_PROBLEM
+    # "Zoë" typed as e + combining diaeresis looks the same and would be another user, another
+    # instrument or another ORDER_ID: refused, not silently changed (names are echoed exactly).
+    if not unicodedata.is_normalized("NFC", value):
+        return NFC_PROBLEM
     if value in RESERVED:
         return RESERVED_PROBLEM
     return None
 
 
 def valid_name(value: object) -> bool:
-    """True for a str of 1-64 characters with no control character and no lone surrogate,
-    other than the RESERVED ones."""
+    """True for a str of 1-64 characters with no control character and no lone surrogate, in
+    NFC, other than the RESERVED ones."""
     return (
         isinstance(value, str)
         and 1 <= len(value) <= MAX_NAME
         and printable(value)
+        and unicodedata.is_normalized("NFC", value)
         and value not in RESERVED
     )
 
@@ -76,6 +85,7 @@ Name = Annotated[
     Field(
         min_length=1,
         max_length=MAX_NAME,
+        description="1-64 characters, no control characters, in Unicode NFC",
         json_schema_extra={"pattern": PATTERN, "not": NOT_RESERVED},
     ),
     AfterValidator(_checked),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from decimal import Decimal
@@ -103,13 +104,22 @@ def _refuse_duplicates(data: Mapping[str, Any], where: str, what: str) -> None:
         raise ProfileError(msg)
 
 
+def _look(name: str) -> str:
+    """How a name looks: compatibility forms (full width, ligatures), case and invisible
+    format characters (zero-width space, joiners, direction marks) aside."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
+
+
 def _warn_case(names: list[str], where: str, what: str) -> None:
     seen: dict[str, str] = {}
     for name in names:
-        first = seen.setdefault(name.casefold(), name)
+        # Most names are ASCII: their look is their case alone, without a unicodedata call.
+        first = seen.setdefault(name.casefold() if name.isascii() else _look(name), name)
         if first != name:
             log.warning(
-                "%s: %s %r and %r differ only in case: both kept (names are matched exactly)",
+                "%s: %s %r and %r look alike (they differ only in case, width or invisible"
+                " characters): both kept (names are matched exactly)",
                 where,
                 what,
                 first,

@@ -30,6 +30,7 @@ def reference(value: object) -> bool:
         isinstance(value, str)
         and 1 <= len(value) <= MAX_NAME
         and not any(refused_by_category(ch) for ch in value)
+        and unicodedata.normalize("NFC", value) == value
         and value not in ("_type_", "_data_")
     )
 
@@ -46,7 +47,26 @@ def test_regex_equals_the_categories_for_every_code_point() -> None:
 @given(ANY_CHAR)
 def test_one_character_matches_the_categories(ch: str) -> None:
     assert names.printable(ch) is not refused_by_category(ch)
-    assert valid_name(ch) is not refused_by_category(ch)
+    assert valid_name(ch) is reference(ch)
+
+
+@pytest.mark.parametrize(
+    "twin",
+    [
+        "Zoe\u0308",  # e + combining diaeresis: "Zoë" as NFD writes it
+        "\u212b",  # ANGSTROM SIGN, which NFC writes as Å (U+00C5)
+        "A\u030a",  # A + combining ring above
+    ],
+)
+def test_a_name_not_in_nfc_is_refused_everywhere(twin: str, tmp_path: Path) -> None:
+    assert name_problem(twin) == names.NFC_PROBLEM
+    assert not valid_name(twin)
+    assert valid_name(unicodedata.normalize("NFC", twin))  # the same text, as NFC writes it
+    with pytest.raises(BadRequest) as refused:
+        parse_order(json.dumps({"STRATEGY": "S", "INSTRUMENT": twin, "POSITION": "BUY"}).encode())
+    assert "NFC" in refused.value.errors["INSTRUMENT"]
+    with pytest.raises(profiles.ProfileError, match="NFC"):
+        profiles.parse(json.dumps({twin: {"S": ["ACC"]}}).encode())
 
 
 @settings(database=None)

@@ -149,6 +149,25 @@ def test_case_variants_are_kept_with_a_warning(
     assert all(r.name == "ledger.profiles" for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    ("first", "twin"),
+    [
+        ("Jada Marsh", "Jada Mar\u200bsh"),  # a zero-width space
+        ("Jada Marsh", "Ｊａｄａ Ｍａｒｓｈ"),  # full-width letters
+        ("Zoë", "zo\u00eb\u200d"),  # case and a zero-width joiner
+    ],
+)
+def test_names_that_look_alike_are_kept_with_a_warning(
+    first: str, twin: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = json.dumps({first: {"STRATEGY_A": ["ACC"]}, twin: {"STRATEGY_A": ["INFY"]}})
+    with caplog.at_level(logging.WARNING, logger="ledger.profiles"):
+        loaded = profiles.load(write_text(tmp_path, text))
+    assert list(loaded) == [first, twin]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{first!r} and {twin!r} look alike" in warning
+
+
 def test_duplicate_instruments_keep_the_first_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
