@@ -289,14 +289,19 @@ class Ledger(Application[UUID]):
 
     # Orders
 
-    def place_orders(self, requests: Sequence[Request]) -> list[Outcome]:
-        """Decide orders and changes in arrival order and commit them in one transaction."""
+    def place_orders(
+        self, requests: Sequence[Request], *, slice_books: int | None = None
+    ) -> list[Outcome]:
+        """Decide orders and changes in arrival order and commit them in one transaction
+        (a change of more than `slice_books` books only in part: see prepare)."""
         requests = self.with_ids(requests)
         # After a conflict the ORDER_IDs are looked up in the store: the other writer may
         # have stored some of them.
         try:
             return retrying(
-                lambda n: self.commit(self.prepare(requests, look_up_ids=n > 0)),
+                lambda n: self.commit(
+                    self.prepare(requests, look_up_ids=n > 0, slice_books=slice_books)
+                ),
                 self.forget,
                 f"batch of {len(requests)} requests",
             )
@@ -314,9 +319,19 @@ class Ledger(Application[UUID]):
             for r in requests
         ]
 
-    def prepare(self, requests: Sequence[Request], *, look_up_ids: bool = False) -> Prepared:
-        """Decide a batch against the books in memory (see ledger.batch); forget() if unsaved."""
-        return batch.prepare(self, requests, look_up_ids=look_up_ids)
+    def prepare(
+        self,
+        requests: Sequence[Request],
+        *,
+        look_up_ids: bool = False,
+        slice_books: int | None = None,
+    ) -> Prepared:
+        """Decide a batch against the books in memory (see ledger.batch); forget() if unsaved.
+
+        A change of more than `slice_books` books is decided in part: its outcome's `rest`
+        is the request for the others (None: every change whole).
+        """
+        return batch.prepare(self, requests, look_up_ids=look_up_ids, slice_books=slice_books)
 
     def commit(self, prepared: Prepared, *, snapshots: bool = True) -> list[Outcome]:
         """Store a prepared batch in one transaction; the answers, with their sequences."""

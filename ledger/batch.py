@@ -82,10 +82,14 @@ def _prepared(ledger: Ledger, out: _Events, expected: dict[UUID, int]) -> overri
     return overrides.PreparedBatch(_processing_event(out.events, out.aggregates, expected), stored)
 
 
-def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -> Prepared:
+def prepare(
+    ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool, slice_books: int | None
+) -> Prepared:
     """Decide a batch against the books in memory; its events are ready to store.
 
     The books already hold the decisions. Should the batch not be stored, forget() them.
+    A change of more than `slice_books` books decides that many; its outcome's `rest` is the
+    request for the others.
     """
     orders_only = [r for r in requests if isinstance(r, OrderRequest)]
     known = ledger.known_answers(orders_only, look_up_ids=look_up_ids)
@@ -99,7 +103,7 @@ def prepare(ledger: Ledger, requests: Sequence[Request], *, look_up_ids: bool) -
         for n, request in enumerate(requests):
             if isinstance(request, ChangeRequest):
                 out.flush()
-                change = changes.decide(ledger, request)
+                change = changes.decide(ledger, request, slice_books)
                 for book, version in change.read:
                     changed_read.setdefault(book.id, version)
                 out.add(change.aggregates)
@@ -209,7 +213,7 @@ def commit(ledger: Ledger, prepared: Prepared, *, snapshots: bool = True) -> lis
             if sequence is not None:
                 books = [replace(book, sequence=sequence) for book in books]
             answer_ = ChangeAnswer(change.unchanged, sequence, request.dry_run, books)
-            outcomes.append(ChangeOutcome(answer_, stored=last is not None))
+            outcomes.append(ChangeOutcome(answer_, stored=last is not None, rest=change.rest))
             continue
         assert request.order_id is not None
         answer = known[request.order_id]

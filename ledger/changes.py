@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ledger.amounts import ONE
 from ledger.domain import Book
-from ledger.user_answers import BookChange, Change, ChangeRequest, Scope, parts
+from ledger.user_answers import BookChange, Change, ChangeRequest, Entry, Scope, parts
 from ledger.wire import partition
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ class Decided:
     unchanged: int = 0
     aggregates: list[Any] = field(default_factory=list)  # in the order their events are stored
     read: list[tuple[Book, int]] = field(default_factory=list)  # books read, at that version
+    rest: ChangeRequest | None = None  # the books left for the next slices, if any
 
 
 def owned(request: ChangeRequest, strategy: str) -> bool:
@@ -32,19 +33,64 @@ def owned(request: ChangeRequest, strategy: str) -> bool:
     return request.partitions == 1 or (partition(strategy, request.partitions) == request.partition)
 
 
-def wanted(request: ChangeRequest) -> dict[Key, Wanted]:
-    """The books the request wants, in its scope and partition; instruments deduplicated."""
-    found: dict[Key, Wanted] = {}
+def listed(request: ChangeRequest) -> list[Key]:
+    """The books the request lists, in its scope and partition, in its order."""
+    found: list[Key] = []
     for user, strategies in request.profiles.items():
         if request.scope is not Scope.ALL and user != request.user:
             continue
-        for strategy, value in strategies.items():
+        for strategy in strategies:
             if request.scope is Scope.BOOK and strategy != request.strategy:
                 continue
             if owned(request, strategy):
-                instruments, multiplier = parts(value)
-                found[user, strategy] = (list(dict.fromkeys(instruments)), multiplier)
+                found.append((user, strategy))
     return found
+
+
+def wanted(request: ChangeRequest) -> dict[Key, Wanted]:
+    """The books the request wants, in its scope and partition; instruments deduplicated."""
+    return {(u, s): _wanted(request.profiles[u][s]) for u, s in listed(request)}
+
+
+def _wanted(value: Entry) -> Wanted:
+    instruments, multiplier = parts(value)
+    return list(dict.fromkeys(instruments)), multiplier
+
+
+def _sliced(
+    ledger: Ledger, request: ChangeRequest, limit: int | None
+) -> tuple[dict[Key, Wanted], list[Key], ChangeRequest | None]:
+    """The books this slice decides, wanted and held, and the request for the rest.
+
+    A change touching more than `limit` books (those it lists, and those it drops) is decided
+    `limit` books at a time, each slice its own commit: a 90,000-book document was one commit
+    of ~6 s that every order waited for (and a 503). The first slice finds every book to
+    decide; the rest carry them (`keys`), the document itself kept as it came.
+    """
+    if request.keys is None:
+        held = in_scope(ledger, request)
+        if limit is None:
+            return wanted(request), held, None
+        keys = listed(request)
+        if len(keys) + len(held) <= limit:  # touches at most `limit` books
+            return wanted(request), held, None
+        chosen = set(keys)
+        keys += [k for k in held if k not in chosen]
+    else:
+        keys = request.keys
+    now, left = (keys, []) if limit is None else (keys[:limit], keys[limit:])
+    wants: dict[Key, Wanted] = {}
+    held = []
+    strategies: dict[str, set[str]] = {}
+    for user, strategy in now:
+        value = request.profiles.get(user, {}).get(strategy)
+        if value is not None:
+            wants[user, strategy] = _wanted(value)
+        if user not in strategies:
+            strategies[user] = set(ledger.strategies_of(user))
+        if strategy in strategies[user]:
+            held.append((user, strategy))
+    return wants, held, replace(request, keys=left) if left else None
 
 
 def in_scope(ledger: Ledger, request: ChangeRequest) -> list[Key]:
@@ -54,11 +100,6 @@ def in_scope(ledger: Ledger, request: ChangeRequest) -> list[Key]:
         return [k for k in keys if k[1] == request.strategy]
     if request.scope is Scope.USER:
         keys = [(request.user, s) for s in ledger.strategies_of(request.user)]
-    elif request.users is not None:  # a slice of a document: its users' books
-        keys = [(u, s) for u in request.users for s in ledger.strategies_of(u)]
-    elif request.other_than is not None:  # a document's last slice: the other users' books
-        listed = set(request.other_than)
-        keys = [k for k in ledger.book_keys() if k[0] not in listed]
     else:
         keys = ledger.book_keys()
     return [k for k in keys if owned(request, k[1])]
@@ -69,11 +110,13 @@ def kept_open(book: Book, instruments: list[str], active: bool) -> list[str]:
     return [i for i in book.open if not active or i not in instruments]
 
 
-def decide(ledger: Ledger, request: ChangeRequest) -> Decided:
-    """Compare the request with the books; unless a dry run, change the books in memory."""
+def decide(ledger: Ledger, request: ChangeRequest, limit: int | None = None) -> Decided:
+    """Compare the request with the books; unless a dry run, change the books in memory.
+
+    With `limit`, at most that many books; `rest` is then the request for the others.
+    """
     decided = Decided()
-    wants = wanted(request)
-    held = in_scope(ledger, request)
+    wants, held, decided.rest = _sliced(ledger, request, limit)
     known = set(held)
     new_books: list[Book] = []
     changed: list[Book] = []

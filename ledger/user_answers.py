@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from typing_extensions import TypedDict
@@ -65,39 +65,12 @@ class ChangeRequest:
     partition: int = 0  # only strategies of this writer partition are in scope
     partitions: int = 1
     dry_run: bool = False
-    # A slice of a big document (Scope.ALL, see slices()): only these users' books are in
-    # scope, or, for its last slice, only the books of users other than these.
-    users: list[str] | None = None
-    other_than: list[str] | None = None
+    # The rest of a request the writer decides in slices (see ledger.changes.decide): the books
+    # still to decide, in order; None for a request as sent.
+    keys: list[tuple[str, str]] | None = None
 
 
-SLICE_BOOKS = 2000  # books per commit of a big document: orders wait for one slice, not all
-
-
-def slices(request: ChangeRequest, books: int | None = None) -> list[ChangeRequest]:
-    """A whole document as requests of at most about `books` books each, then one that drops
-    the books of users it does not list; a smaller request (or another scope) as it is.
-
-    Each slice is its own commit: a 90,000-book document held every order for ~6 s.
-    """
-    books = SLICE_BOOKS if books is None else books
-    if request.scope is not Scope.ALL or request.users is not None or request.other_than:
-        return [request]
-    if sum(len(strategies) for strategies in request.profiles.values()) <= books:
-        return [request]
-    parts: list[ChangeRequest] = []
-    chunk: dict[str, dict[str, Entry]] = {}
-    size = 0
-    for user, strategies in request.profiles.items():
-        if chunk and size + len(strategies) > books:
-            parts.append(replace(request, profiles=chunk, users=list(chunk)))
-            chunk, size = {}, 0
-        chunk[user] = strategies
-        size += len(strategies)
-    if chunk:
-        parts.append(replace(request, profiles=chunk, users=list(chunk)))
-    parts.append(replace(request, profiles={}, other_than=list(request.profiles)))
-    return parts
+SLICE_BOOKS = 2000  # books a writer decides and commits at once: orders wait for one slice
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +108,7 @@ class ChangeOutcome:
     answer: ChangeAnswer
     reused_id: bool = False  # never: a change has no ORDER_ID (the wire's flag stays clear)
     stored: bool = False
+    rest: ChangeRequest | None = None  # what is left to decide, in the writer's next batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,3 +175,14 @@ class StrategyState:
     strategy: str
     users: dict[str, Entry]
     open_positions: int  # of every user, those who dropped it included
+
+
+def joined(parts: list[ChangeAnswer]) -> ChangeAnswer:
+    """The answers of a request's slices as one: each change keeps its slice's sequence."""
+    written = [p.sequence for p in parts if p.sequence is not None]
+    return ChangeAnswer(
+        unchanged=sum(p.unchanged for p in parts),
+        sequence=written[-1] if written else None,
+        dry_run=parts[0].dry_run,
+        changes=[c for p in parts for c in p.changes],
+    )

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -22,7 +22,15 @@ from ledger.application import Ledger
 from ledger.batch import Outcome, Prepared, Request, merged
 from ledger.logs import logfmt, order_line
 from ledger.metrics import Metrics
-from ledger.user_answers import BookChange, ChangeOutcome, ChangeRequest
+from ledger.user_answers import (
+    SLICE_BOOKS,
+    BookChange,
+    ChangeAnswer,
+    ChangeOutcome,
+    ChangeRequest,
+    Scope,
+    joined,
+)
 from ledger.wire import Answered, WriterUnavailable, recent_failure
 
 log = logging.getLogger(__name__)
@@ -40,8 +48,14 @@ LOAD_INLINE = 2000
 
 @dataclass
 class _Pending:
-    request: Request
+    request: Request  # for a change decided in slices: what is left of it
     future: asyncio.Future[Outcome]
+    parts: list[ChangeAnswer] = field(default_factory=list)  # its slices answered so far
+
+
+def _is_document(pending: _Pending) -> bool:
+    request = pending.request
+    return isinstance(request, ChangeRequest) and request.scope is Scope.ALL
 
 
 class Writer:
@@ -68,6 +82,9 @@ class Writer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
         self._decider = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-decide")
         self._conflicted: list[_Pending] | None = None
+        # The profile document being applied, in slices; one at a time: the slices of two
+        # documents, interleaved, could leave the books as neither (or as none at all).
+        self._document: _Pending | None = None
         self._storing: Prepared | None = None  # the batch being committed
         self._held: list[_Pending] = []  # retries of ORDER_IDs committing (see _hold_retries)
         self._stop_taken = False  # stop()'s sentinel has been taken from the queue
@@ -177,7 +194,26 @@ class Writer:
                 continue
             batch.append(item)
         self._stop_taken = self._stop_taken or stop  # taken once: every later turn must know
-        return batch, stop
+        return self._one_document(batch), stop
+
+    def _one_document(self, batch: list[_Pending]) -> list[_Pending]:
+        """The batch without documents that come while another is being applied; those are
+        answered 503 at once (a queue of them would hold every one's books in memory)."""
+        kept = []
+        for pending in batch:
+            if _is_document(pending):
+                if self._document is None:
+                    self._document = pending
+                elif pending is not self._document:
+                    msg = (
+                        "another profile document is being applied; send this one again once"
+                        " it is answered"
+                    )
+                    if not pending.future.done():
+                        pending.future.set_exception(WriterUnavailable(msg))
+                    continue
+            kept.append(pending)
+        return kept
 
     async def _run(self) -> None:
         # Pipelined: batch N+1 is decided while batch N commits. Commits stay in order; a
@@ -394,9 +430,10 @@ class Writer:
             batch, self._conflicted = self._conflicted, None
             started = time.perf_counter()
             try:
-                outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self.ledger.place_orders, [p.request for p in batch]
+                place = partial(
+                    self.ledger.place_orders, [p.request for p in batch], slice_books=SLICE_BOOKS
                 )
+                outcomes = await asyncio.get_running_loop().run_in_executor(self._executor, place)
             except Exception as error:
                 self.ledger.forget()  # place_orders forgets too; the next batch must not see it
                 self._fail(batch, error)
@@ -407,9 +444,9 @@ class Writer:
     async def _prepare(self, batch: list[_Pending]) -> Prepared | None:
         """Decide a batch in the decision thread; None (the batch answered) if that failed."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._decider, self.ledger.prepare, self.ledger.with_ids([p.request for p in batch])
-            )
+            requests = self.ledger.with_ids([p.request for p in batch])
+            decide = partial(self.ledger.prepare, requests, slice_books=SLICE_BOOKS)
+            return await asyncio.get_running_loop().run_in_executor(self._decider, decide)
         except Exception as error:
             self._fail(batch, error)
             return None
@@ -461,6 +498,8 @@ class Writer:
             log.error("batch of %d failed", len(batch), exc_info=error)
             failure = error
         for pending in batch:
+            if pending is self._document:
+                self._document = None  # its slices stop here: sent again, it goes on from here
             if not pending.future.done():
                 pending.future.set_exception(failure)
 
@@ -468,8 +507,16 @@ class Writer:
         faults.hit("after_commit")
         self._failure = None
         # Answers first: nothing after this (metrics files, logs) may keep a client waiting.
+        finished: list[ChangeOutcome] = []
         for pending, outcome in zip(batch, outcomes, strict=True):
-            if not pending.future.done():
+            if isinstance(outcome, ChangeOutcome):
+                whole = self._sliced(pending, outcome)
+                if whole is None:
+                    continue  # more slices to come, in the next batches
+                finished.append(whole)
+                if not pending.future.done():
+                    pending.future.set_result(whole)
+            elif not pending.future.done():
                 pending.future.set_result(outcome)
         elapsed = time.perf_counter() - started
         try:
@@ -480,14 +527,30 @@ class Writer:
             if orders and orders_log.isEnabledFor(logging.INFO):
                 # One record per batch, one line per order (see logs.configure).
                 orders_log.info("\n".join(order_line(o.answer, o.reused_id) for o in orders))
-            changes = [o for o in outcomes if isinstance(o, ChangeOutcome)]
-            if changes:
+            if finished:
                 # Off the loop: a profile document of 90,000 books took ~1.5 s to format (and
                 # took 7 s when each line was a record), every order waiting behind it.
                 loop = asyncio.get_running_loop()
-                loop.run_in_executor(None, partial(_logged, change_lines, changes))
+                loop.run_in_executor(None, partial(_logged, change_lines, finished))
         except Exception:
             log.exception("batch of %d committed and answered; not counted or logged", len(batch))
+
+    def _sliced(self, pending: _Pending, outcome: ChangeOutcome) -> ChangeOutcome | None:
+        """A change's whole outcome once its last slice is committed; None until then, the
+        rest queued for the next batch (ahead of what arrives meanwhile)."""
+        if outcome.rest is not None:
+            pending.parts.append(outcome.answer)
+            pending.request = outcome.rest
+            # Decided whether or not its client still waits: the document is applied whole.
+            self._held.append(pending)
+            return None
+        if pending is self._document:
+            self._document = None
+        if not pending.parts:
+            return outcome
+        stored = outcome.stored or any(p.sequence is not None for p in pending.parts)
+        answer, pending.parts = joined([*pending.parts, outcome.answer]), []
+        return ChangeOutcome(answer, stored=stored)
 
 
 def _split(
@@ -537,19 +600,31 @@ def change_lines(outcomes: list[ChangeOutcome]) -> None:
         if answer.dry_run or not changed:
             continue
         kinds = Counter(str(c.change) for c in changed)
+        first, last = changed[0].sequence, changed[-1].sequence  # a slice's each
         log.info(
             "%d book(s) changed at %s: %s",
             len(changed),
-            answer.sequence,
+            last if first == last else f"{first}-{last}",
             ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())),
         )
         if changes_log.isEnabledFor(logging.INFO):  # one record, one line per book
-            changes_log.info("\n".join(_change_line(c, answer.sequence) for c in changed))
+            shown: dict[Any, str] = {}
+            changes_log.info("\n".join(_change_line(c, shown) for c in changed))
 
 
-def _change_line(change: BookChange, sequence: int | None) -> str:
-    kept = f"; kept open {[logfmt(i) for i in change.kept_open]}" if change.kept_open else ""
-    # Names are client input: quoted when not plain.
-    instruments = [logfmt(i) for i in change.instruments]
-    book = f"{logfmt(change.user)}/{logfmt(change.strategy)}"
-    return f"{change.change} {book} at {sequence}: {instruments}{kept}"
+def _change_line(change: BookChange, shown: dict[Any, str]) -> str:
+    # Names are client input: quoted when not plain. A document repeats a few names and
+    # lists in 90,000 lines: each is rendered once (1.5 s -> 0.3 s, on a thread that shares
+    # the GIL with the writer's loop).
+    instruments = _shown(shown, tuple(change.instruments))
+    kept = f"; kept open {_shown(shown, tuple(change.kept_open))}" if change.kept_open else ""
+    book = f"{_shown(shown, change.user)}/{_shown(shown, change.strategy)}"
+    return f"{change.change} {book} at {change.sequence}: {instruments}{kept}"
+
+
+def _shown(shown: dict[Any, str], value: str | tuple[str, ...]) -> str:
+    text = shown.get(value)
+    if text is None:
+        text = logfmt(value) if isinstance(value, str) else str([logfmt(v) for v in value])
+        shown[value] = text
+    return text

@@ -60,7 +60,7 @@ class Link:
     async def place(self, request: Request) -> Answered:
         """Send the order (or change) with the next batch; wait for its answer."""
         if self._stream is None:
-            msg = "the writer is restarting; send again with the same ORDER_ID"
+            msg = "the writer is restarting; send the request again (an order: same ORDER_ID)"
             raise WriterUnavailable(msg)
         n = next(self._ids) & 0xFFFFFFFF  # the wire's ids are 32 bits; they wrap
         future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
@@ -110,8 +110,8 @@ class Link:
                 stream, self._stream = self._stream, None
                 stream.close()
                 self._drop(
-                    "the writer went away; the order may have committed: send again"
-                    " with the same ORDER_ID"
+                    "the writer went away; the request may have committed (a profile document"
+                    " in part): send it again (an order: with the same ORDER_ID)"
                 )
 
     def _drop(self, reason: str, ids: list[int] | None = None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -42,11 +41,8 @@ from ledger.user_answers import (
     StrategyChanged,
     UserDropped,
     entry,
-    slices,
 )
-from ledger.wire import Answered, WriterUnavailable, partition
-
-log = logging.getLogger(__name__)
+from ledger.wire import WriterUnavailable, partition
 
 PROFILES_BODY = 16 * 1024 * 1024  # a whole profile document: 10,000 users x 9 strategies fit
 RETRY = "send the same request again: changes are idempotent by content"
@@ -89,17 +85,11 @@ class Merged:
         return orjson.Fragment(b"[" + b",".join(p[1:-1] for p in self.parts if p != b"[]") + b"]")
 
 
-async def changed(running: Services, requests: list[ChangeRequest]) -> Merged:
-    """Send change requests (one per writer partition, a big document in slices, each slice
-    after the one before) and merge their answers."""
-    chains = [slices(r) for r in requests]
-    sent = [asyncio.ensure_future(in_turn(running, chain)) for chain in chains]
-    for task in sent:
-        task.add_done_callback(_unheard)
-    # Each slice has the time an answer may take. Shielded: a client that gives up (or a
-    # 503 for time) stops no slice, so a document is applied whole, as a retry would find it.
-    async with asyncio.timeout(running.settings.answer_timeout * max(map(len, chains))):
-        answers = [a for chain in await asyncio.gather(*map(asyncio.shield, sent)) for a in chain]
+async def changed(running: Services, requests: list[ChangeRequest], slices: int = 1) -> Merged:
+    """Send change requests (one per writer partition) and merge their answers; a writer
+    commits a big one in `slices` commits or so, each with the time an answer may take."""
+    async with asyncio.timeout(running.settings.answer_timeout * slices):
+        answers = await asyncio.gather(*(running.desk.place(r) for r in requests))
     failed = next((a for a in answers if a.failed), None)
     if failed is not None:
         raise WriterUnavailable(failed.body.decode())
@@ -109,25 +99,11 @@ async def changed(running: Services, requests: list[ChangeRequest]) -> Merged:
     return merged
 
 
-async def in_turn(running: Services, requests: list[ChangeRequest]) -> list[Answered]:
-    """Each request's answer, each sent once the one before is committed (up to a failure)."""
-    answers: list[Answered] = []
-    for request in requests:
-        answers.append(await running.desk.place(request))
-        if answers[-1].failed:
-            break
-    return answers
-
-
-def _unheard(task: asyncio.Future[list[Answered]]) -> None:
-    # Slices still committing when their request was answered: a failure is logged here.
-    if not task.cancelled() and (failure := task.exception()) is not None:
-        log.warning("a change request's slices stopped: %s", failure)
-
-
 def split(running: Services, request: ChangeRequest) -> list[ChangeRequest]:
     """One request per writer partition, each with its part of the document."""
     k = running.desk.partitions
+    if k == 1:
+        return [request]  # as it is: a 90,000-book document is not copied on the loop
     parts = []
     for n in range(k):
         part = {
@@ -284,9 +260,10 @@ async def delete_user(request: Request) -> Response:
         " lists what differs, `unchanged` counts the rest. With several writer processes a"
         " document is applied per writer partition, each at its own sequence: each change"
         " has the `sequence` of its strategy's writer, the answer's `sequence` is the last."
-        f" A document of more than {SLICE_BOOKS:,} books is committed in slices of about"
-        f" {SLICE_BOOKS:,} books (by users), then one dropping the unlisted books, each at"
-        " its own sequence; orders sent meanwhile are decided between slices.",
+        f" A change touching more than {SLICE_BOOKS:,} books (listed or dropped) is committed"
+        f" {SLICE_BOOKS:,} books at a time, each slice at its own sequence; orders sent"
+        " meanwhile are decided between slices. A writer applies one document at a time:"
+        " another sent meanwhile is answered 503.",
         errors={**WRITE_ERRORS, 413: f"body over {PROFILES_BODY // 2**20} MiB"},
     )
 )
@@ -302,9 +279,10 @@ async def post_profiles(request: Request) -> Response:
             document = await asyncio.to_thread(profile_files.parse, raw)
         except profile_files.ProfileError as bad:
             raise Invalid("not a profile document", {"body": str(bad)[:500]}) from None
-        merged = await changed(
-            running, split(running, ChangeRequest(Scope.ALL, document, dry_run=dry))
-        )
+        # Books it lists, in slices, and one more for what it drops (it cannot tell how many).
+        slices = 2 + sum(map(len, document.values())) // SLICE_BOOKS
+        whole = ChangeRequest(Scope.ALL, document, dry_run=dry)
+        merged = await changed(running, split(running, whole), slices)
         # ProfilesApplied's fields, in its order, the changes as the writers rendered them.
         applied = {"dry_run": dry, "changes": merged.changes_json()}
         return JSONResponse({**applied, "unchanged": merged.unchanged, "sequence": merged.sequence})

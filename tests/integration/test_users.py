@@ -12,14 +12,14 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
-from ledger.answers import OrderRequest
-from ledger.bootstrap import Services
+from ledger.answers import OrderOutcome, OrderRequest
+from ledger.batch import Outcome
 from ledger.domain import Position
 from ledger.http.app import create_app
-from ledger.http.users import Merged, changed
 from ledger.settings import Settings
-from ledger.user_answers import ChangeRequest, Scope
-from ledger.wire import Answered
+from ledger.user_answers import ChangeOutcome, ChangeRequest, Scope
+from ledger.wire import WriterUnavailable
+from ledger.writer import Writer
 from tests.support import EXAMPLE_PROFILES, TOKEN
 
 HOLLAND, KAMRYN = "Holland Proctor", "Kamryn Li"
@@ -184,27 +184,26 @@ def test_post_profiles_applies_differences_and_dry_run_writes_nothing(
 def test_a_big_document_is_committed_in_slices(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ledger.user_answers.SLICE_BOOKS", 2)
+    monkeypatch.setattr("ledger.writer.SLICE_BOOKS", 2)
     buy(client, "STRATEGY_B", "ACC")  # open for both: kept open when their books go
     wanted = {f"u{n}": {"STRATEGY_A": ["ACC"], "STRATEGY_C": ["INFY"]} for n in range(5)}
     wanted[KAMRYN] = {"STRATEGY_B": ["NTPC"]}
     dry = client.post("/profiles?dry_run=true", json=wanted).json()
     before = top(client)
     applied = client.post("/profiles", json=wanted).json()
-    # The same changes as one commit would make, each with its slice's sequence: six slices
-    # of users, then one dropping the books of the users the document does not list.
+    # The same changes as one commit would make, each with its slice's sequence: the 11
+    # books it lists, then the 3 it drops, two books a commit.
     assert [{**c, "sequence": None} for c in applied["changes"]] == dry["changes"]
     assert applied["unchanged"] == dry["unchanged"]
     sequences = [c["sequence"] for c in applied["changes"]]
     assert sequences == sorted(sequences) and len(set(sequences)) == 7
+    assert [sequences.count(n) for n in sorted(set(sequences))] == [2] * 7
     assert before < sequences[0] and sequences[-1] == applied["sequence"] == top(client)
-    dropped = [c for c in applied["changes"] if c["change"] == "dropped"]
-    assert {(c["user"], c["strategy"]) for c in dropped} == {
+    assert [(c["user"], c["strategy"]) for c in applied["changes"] if c["change"] == "dropped"] == [
         (HOLLAND, "STRATEGY_A"),
         (HOLLAND, "STRATEGY_B"),
         (KAMRYN, "STRATEGY_D"),
-    }
-    assert {c["sequence"] for c in dropped if c["user"] == HOLLAND} == {applied["sequence"]}
+    ]
     assert client.get("/users").json() == wanted
     again = client.post("/profiles", json=wanted).json()
     assert (again["changes"], again["unchanged"], again["sequence"]) == ([], 11, None)
@@ -291,32 +290,26 @@ def test_openapi_describes_every_endpoint(client: TestClient) -> None:
 def test_an_order_sent_during_a_big_document_waits_for_one_slice_only(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ledger.user_answers.SLICE_BOOKS", 2)
-    running: Services = client.app.state.services  # type: ignore[attr-defined]
+    monkeypatch.setattr("ledger.writer.SLICE_BOOKS", 2)
+    writer: Writer = client.app.state.services.desk  # type: ignore[attr-defined]
     wanted = {f"u{n}": {"STRATEGY_A": ["ACC"], "STRATEGY_C": ["INFY"]} for n in range(5)}
     document = ChangeRequest(Scope.ALL, wanted)  # type: ignore[arg-type]
     order = OrderRequest("STRATEGY_A", "ACC", Position.BUY, "during")
+    again = ChangeRequest(Scope.ALL, {}, dry_run=True)
 
-    place = running.desk.place
-    queued: list[asyncio.Event] = []
+    async def together() -> tuple[Outcome, Outcome, BaseException | None]:
+        applying = writer.enqueue(document)  # queued first, the order right after it
+        placed = writer.enqueue(order)
+        refused = await asyncio.gather(writer.submit(again), return_exceptions=True)
+        return await applying, await placed, refused[0] if refused else None
 
-    async def placing(request: Any) -> Answered:
-        queued[0].set()
-        return await place(request)
-
-    monkeypatch.setattr(running.desk, "place", placing)
-
-    async def both() -> tuple[Merged, Answered]:
-        queued.append(asyncio.Event())
-        applying = asyncio.ensure_future(changed(running, [document]))
-        await queued[0].wait()  # the first slice is queued; the next waits for its commit
-        placed = await place(order)
-        return await applying, placed
-
-    merged, placed = client.portal.call(both)  # type: ignore[union-attr]
-    sequences = sorted({c.sequence for c in merged.changes()})
-    assert len(sequences) == 6  # five slices of users, one that drops the others' books
-    # Queued after the first slice, it was committed before the document's last slice.
-    assert sequences[0] < json.loads(placed.body)["sequence"] < sequences[-1]
-    # Decided with the first slice (u0 took up STRATEGY_A), not with those after it.
-    assert json.loads(placed.body)["accepted_for"] == ["u0"]
+    applied, placed, refused = client.portal.call(together)  # type: ignore[union-attr]
+    assert isinstance(applied, ChangeOutcome) and isinstance(placed, OrderOutcome)
+    sequences = sorted({c.sequence for c in applied.answer.changes if c.sequence})
+    assert len(sequences) == 7  # five users' ten books and Holland's and Kamryn's four: 14 / 2
+    # Queued after the document, it was decided after its first slice, not after all of them.
+    assert sequences[0] < placed.answer.sequence < sequences[-1]
+    assert placed.answer.accepted_for == ["u0"]  # u0 took STRATEGY_A up in the first slice
+    # A second document while one is applied is refused, not interleaved with it.
+    assert isinstance(refused, WriterUnavailable)
+    assert "another profile document is being applied" in str(refused)

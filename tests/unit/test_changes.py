@@ -5,14 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from ledger import changes
 from ledger.answers import OrderRequest
 from ledger.domain import Position
 from ledger.profile_import import digest
-from ledger.user_answers import ChangeRequest, Entry, Scaled, Scope, slices
+from ledger.user_answers import ChangeRequest, Entry, Scaled, Scope
 from ledger.wire import decode_orders, encode_orders, partition
 
 DOCUMENT: dict[str, dict[str, Entry]] = {
@@ -61,9 +58,7 @@ def test_a_change_travels_the_wire_unchanged() -> None:
     request = ChangeRequest(Scope.BOOK, {"Zoë": {"Стратегия": ["L&T"]}}, "Zoë", "Стратегия", 1, 3)
     dropped = ChangeRequest(Scope.USER, {}, "U", dry_run=True)
     scaled = ChangeRequest(Scope.ALL, {"U": {"S": Scaled(instruments=["A"], multiplier="0.5")}})
-    sliced = ChangeRequest(Scope.ALL, {"U": {"S": ["A"]}}, partition=1, partitions=2, users=["U"])
-    last = ChangeRequest(Scope.ALL, {}, other_than=["U", "V"], dry_run=True)
-    sent = [(7, request), (8, dropped), (9, scaled), (10, sliced), (11, last)]
+    sent = [(7, request), (8, dropped), (9, scaled)]
     payload = encode_orders(sent)[5:]  # past length, kind
     assert decode_orders(payload) == sent
 
@@ -75,46 +70,3 @@ def test_an_order_travels_the_wire_with_its_quantity_and_exact_price() -> None:
     payload = encode_orders([(1, sized), (2, plain)])[5:]
     assert decode_orders(payload) == [(1, sized), (2, plain)]
     assert str(decode_orders(payload)[0][1].price) == "0.1"
-
-
-DOCUMENTS = st.dictionaries(
-    st.text("uvwxyz", min_size=1, max_size=2),
-    st.dictionaries(st.sampled_from(["S1", "S2", "S3"]), st.just(["A"]), max_size=3),
-    max_size=12,
-)
-
-
-@given(document=DOCUMENTS, books=st.integers(1, 6), partition_=st.integers(0, 1))
-def test_a_big_document_is_sliced_by_users_then_the_others_dropped(
-    document: dict[str, dict[str, Entry]], books: int, partition_: int
-) -> None:
-    request = ChangeRequest(Scope.ALL, document, partition=partition_, partitions=2, dry_run=True)
-    parts = slices(request, books)
-    total = sum(map(len, document.values()))
-    if total <= books:
-        assert parts == [request]  # as it was: one commit, one sequence
-        return
-    *sliced, last = parts
-    # Every user once, in the document's order; each slice is within `books` unless one user
-    # alone has more; the rest of the request travels with each slice.
-    assert [u for part in sliced for u in part.users or []] == list(document)
-    for part in sliced:
-        assert part.profiles == {u: document[u] for u in part.users or []}
-        size = sum(map(len, part.profiles.values()))
-        assert size <= books or len(part.profiles) == 1
-        assert (part.partition, part.partitions, part.dry_run, part.other_than) == (
-            partition_,
-            2,
-            True,
-            None,
-        )
-    assert (last.profiles, last.other_than, last.users) == ({}, list(document), None)
-    assert slices(last, books) == [last]  # a slice is never sliced again
-
-
-def test_only_whole_documents_are_sliced() -> None:
-    for request in (
-        ChangeRequest(Scope.USER, {"U": {f"S{n}": ["A"] for n in range(10)}}, "U"),
-        ChangeRequest(Scope.BOOK, {"U": {"S": ["A"]}}, "U", "S"),
-    ):
-        assert slices(request, 1) == [request]

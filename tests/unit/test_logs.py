@@ -99,19 +99,24 @@ def test_a_change_is_one_terminal_line_and_a_file_line_per_book(
 ) -> None:
     # A profile document may change 90,000 books: one record each held the writer for seconds.
     logs.configure(tmp_path, "INFO")
-    books = [BookChange(f"u{n}", "STRATEGY_A", ["ACC"], Change.TAKEN_UP, []) for n in range(1000)]
-    books.append(BookChange("u\x1b[2J", "STRATEGY_B", [], Change.DROPPED, ["INFY"]))
+    # Committed in two slices, at 57 and 58: each change has its own sequence.
+    books = [
+        BookChange(f"u{n}", "STRATEGY_A", ["ACC"], Change.TAKEN_UP, [], sequence=57 + n // 500)
+        for n in range(1000)
+    ]
+    books.append(BookChange("u\x1b[2J", "STRATEGY_B", [], Change.DROPPED, ["INFY"], "1", 58))
     books.append(BookChange("same", "STRATEGY_C", ["ACC"], Change.UNCHANGED, []))
     dry = ChangeAnswer(0, None, dry_run=True, changes=[books[0]])
     change_lines(
-        [ChangeOutcome(ChangeAnswer(1, 57, dry_run=False, changes=books)), ChangeOutcome(dry)]
+        [ChangeOutcome(ChangeAnswer(1, 58, dry_run=False, changes=books)), ChangeOutcome(dry)]
     )
     err = capsys.readouterr().err.splitlines()
     assert [line.split(": ", 1)[1] for line in err] == [
-        "1001 book(s) changed at 57: 1 dropped, 1000 taken_up"
+        "1001 book(s) changed at 57-58: 1 dropped, 1000 taken_up"
     ]
     lines = (tmp_path / f"log_{date.today().isoformat()}.log").read_text().splitlines()
     books_logged = [line.split(": ", 1)[1] for line in lines if " ledger.changes: " in line]
     assert len(books_logged) == 1001
     assert books_logged[0] == "taken_up u0/STRATEGY_A at 57: ['ACC']"
-    assert books_logged[-1] == "dropped \"u\\u001b[2J\"/STRATEGY_B at 57: []; kept open ['INFY']"
+    assert books_logged[500] == "taken_up u500/STRATEGY_A at 58: ['ACC']"
+    assert books_logged[-1] == "dropped \"u\\u001b[2J\"/STRATEGY_B at 58: []; kept open ['INFY']"
