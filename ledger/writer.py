@@ -54,8 +54,9 @@ class _Pending:
 
 
 def _is_document(pending: _Pending) -> bool:
+    """A change of many books (a document, or all of a user's): one at a time per writer."""
     request = pending.request
-    return isinstance(request, ChangeRequest) and request.scope is Scope.ALL
+    return isinstance(request, ChangeRequest) and request.scope is not Scope.BOOK
 
 
 class Writer:
@@ -82,8 +83,8 @@ class Writer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
         self._decider = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-decide")
         self._conflicted: list[_Pending] | None = None
-        # The profile document being applied, in slices; one at a time: the slices of two
-        # documents, interleaved, could leave the books as neither (or as none at all).
+        # The profile document (or user's change) being applied, in slices; one at a time:
+        # the slices of two, interleaved, could leave the books as neither (or as none).
         self._document: _Pending | None = None
         self._storing: Prepared | None = None  # the batch being committed
         self._held: list[_Pending] = []  # retries of ORDER_IDs committing (see _hold_retries)
@@ -197,8 +198,9 @@ class Writer:
         return self._one_document(batch), stop
 
     def _one_document(self, batch: list[_Pending]) -> list[_Pending]:
-        """The batch without documents that come while another is being applied; those are
-        answered 503 at once (a queue of them would hold every one's books in memory)."""
+        """The batch without documents (or users' changes) that come while another is being
+        applied; those are answered 503 at once, nothing of them decided here (a queue of
+        them would hold every one's books in memory)."""
         kept = []
         for pending in batch:
             if _is_document(pending):
@@ -206,8 +208,9 @@ class Writer:
                     self._document = pending
                 elif pending is not self._document:
                     msg = (
-                        "another profile document is being applied; send this one again once"
-                        " it is answered"
+                        "another profile document or user's change is being applied; nothing"
+                        " of this one was (with several writers, another's part may have"
+                        " been): send it again once that one is answered"
                     )
                     if not pending.future.done():
                         pending.future.set_exception(WriterUnavailable(msg))
@@ -224,6 +227,8 @@ class Writer:
         await self._read_roster()
         try:
             while True:
+                if committing is None and self._finished():
+                    return  # after the last commit: a document's slices come one by one
                 if getter is None:
                     getter = asyncio.ensure_future(self._queue.get())
                 idle = committing is None and not getter.done() and self._queue.empty()
@@ -266,13 +271,17 @@ class Writer:
                         self._storing = prepared
                         committing = asyncio.create_task(self._commit(batch, prepared))
                         in_flight = frozenset(prepared.orders)
-                if self._stop_taken and self._queue.empty() and not self._held:
-                    return
         finally:
             if getter is not None:
                 getter.cancel()
             if committing is not None:
                 await self._settle(committing, None)
+
+    def _finished(self) -> bool:
+        """Whether a stop was asked for and nothing is left to decide: no request queued or
+        held, no document with slices to come (its next one is queued when one commits)."""
+        idle = self._queue.empty() and not self._held and self._document is None
+        return self._stop_taken and idle
 
     async def _join_arrivals(
         self,

@@ -87,27 +87,31 @@ class WriterServer:
             stream.close()
 
     async def _answer(self, batch: list[tuple[int, Request]], stream: asyncio.StreamWriter) -> None:
-        waiting: list[tuple[int, asyncio.Future[Outcome] | Exception]] = []
+        # Answered as they commit, not when the whole frame has: an order that shares a frame
+        # with a document must not wait for every slice of it.
+        waiting: dict[asyncio.Future[Outcome], int] = {}
+        answers: list[tuple[int, Answered]] = []
         for n, request in batch:
             try:
-                waiting.append((n, self.writer.enqueue(request)))
+                waiting[self.writer.enqueue(request)] = n
             except WriterUnavailable as refused:
-                waiting.append((n, refused))
-        futures = [f for _, f in waiting if isinstance(f, asyncio.Future)]
-        if futures:
-            await asyncio.wait(futures)
-        answers = []
-        for n, result in waiting:
-            failure = result if isinstance(result, Exception) else result.exception()
-            if failure is None and isinstance(result, asyncio.Future):
-                answers.append((n, Answered.of(result.result())))
-            else:
-                reason = str(failure) or "not committed"
-                answers.append((n, Answered(reason.encode(), failed=True)))
-        if not stream.is_closing():
-            stream.write(encode_answers(answers))
-            with contextlib.suppress(ConnectionError):
-                await stream.drain()
+                answers.append((n, Answered(str(refused).encode(), failed=True)))
+        while True:
+            if answers and not stream.is_closing():
+                stream.write(encode_answers(answers))
+                with contextlib.suppress(ConnectionError):
+                    await stream.drain()
+            if not waiting:
+                return
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            answers = [(waiting.pop(future), _answered(future)) for future in done]
+
+
+def _answered(future: asyncio.Future[Outcome]) -> Answered:
+    failure = future.exception()
+    if failure is None:
+        return Answered.of(future.result())
+    return Answered((str(failure) or "not committed").encode(), failed=True)
 
 
 async def _serve(settings: Settings, path: Path, partition: int, writers: int) -> None:

@@ -312,4 +312,4 @@ def test_an_order_sent_during_a_big_document_waits_for_one_slice_only(
     assert placed.answer.accepted_for == ["u0"]  # u0 took STRATEGY_A up in the first slice
     # A second document while one is applied is refused, not interleaved with it.
     assert isinstance(refused, WriterUnavailable)
-    assert "another profile document is being applied" in str(refused)
+    assert "another profile document or user's change is being applied" in str(refused)

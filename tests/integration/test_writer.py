@@ -763,3 +763,30 @@ def test_a_failing_warm_up_does_not_defer_orders_forever(
         await writer.stop()
 
     asyncio.run(run())
+
+
+def test_a_stop_during_a_document_finishes_it_first(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two books a slice: the document's slices come one by one, each after a commit; a stop
+    # asked for meanwhile must not leave it half applied.
+    monkeypatch.setattr(writer_module, "SLICE_BOOKS", 2)
+    wanted = {f"d{n}": {"STRATEGY_A": ["ACC"]} for n in range(7)}
+    document = ChangeRequest(Scope.ALL, wanted)  # type: ignore[arg-type]
+    leaving = ChangeRequest(Scope.USER, {}, "Kamryn Li")
+
+    async def run() -> tuple[Any, BaseException]:
+        writer = Writer(ledger)
+        writer.start()
+        applying = writer.enqueue(document)
+        refused = writer.enqueue(leaving)  # another many-book change, while it is applied
+        await writer.stop()
+        return await applying, (await asyncio.gather(refused, return_exceptions=True))[0]
+
+    applied, refused = asyncio.run(run())
+    assert isinstance(refused, WriterUnavailable)
+    assert "another profile document or user's change is being applied" in str(refused)
+    sequences = [c.sequence for c in applied.answer.changes]
+    assert len(set(sequences)) == 6  # 7 books taken up, 4 dropped: 11 books, 2 a slice
+    assert applied.answer.sequence == max(sequences)
+    assert ledger.profiles() == wanted
