@@ -86,6 +86,7 @@ class Writer:
         # The profile document (or user's change) being applied, in slices; one at a time:
         # the slices of two, interleaved, could leave the books as neither (or as none).
         self._document: _Pending | None = None
+        self._after_document: list[_Pending] = []  # users' changes waiting for it to end
         self._storing: Prepared | None = None  # the batch being committed
         self._held: list[_Pending] = []  # retries of ORDER_IDs committing (see _hold_retries)
         self._stop_taken = False  # stop()'s sentinel has been taken from the queue
@@ -118,7 +119,7 @@ class Writer:
     @property
     def queued(self) -> int:
         """Orders waiting for the next batch."""
-        return self._queue.qsize() + len(self._held)
+        return self._queue.qsize() + len(self._held) + len(self._after_document)
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -137,7 +138,8 @@ class Writer:
         if not task.cancelled() and task.exception() is not None:
             log.error("the writer stopped", exc_info=task.exception())
         failure = WriterUnavailable("the writer has stopped")
-        waiting: list[_Pending | None] = [*self._held]
+        waiting: list[_Pending | None] = [*self._held, *self._after_document]
+        self._after_document = []
         self._held = []
         while not self._queue.empty():
             waiting.append(self._queue.get_nowait())
@@ -199,18 +201,21 @@ class Writer:
 
     def _one_document(self, batch: list[_Pending]) -> list[_Pending]:
         """The batch without documents (or users' changes) that come while another is being
-        applied; those are answered 503 at once, nothing of them decided here (a queue of
-        them would hold every one's books in memory)."""
+        applied: a user's change waits for its end, a document is answered 503 at once,
+        nothing of it decided here (a queue of them would hold every one's books)."""
         kept = []
         for pending in batch:
             if _is_document(pending):
                 if self._document is None:
                     self._document = pending
-                elif pending is not self._document:
+                elif pending.request.scope is Scope.USER:  # type: ignore[union-attr]
+                    self._after_document.append(pending)
+                    continue
+                else:
                     msg = (
                         "another profile document or user's change is being applied; nothing"
-                        " of this one was (with several writers, another's part may have"
-                        " been): send it again once that one is answered"
+                        " of this document was (with several writers, another's part may"
+                        " have been): send it again once that one is answered"
                     )
                     if not pending.future.done():
                         pending.future.set_exception(WriterUnavailable(msg))
@@ -281,6 +286,7 @@ class Writer:
         """Whether a stop was asked for and nothing is left to decide: no request queued or
         held, no document with slices to come (its next one is queued when one commits)."""
         idle = self._queue.empty() and not self._held and self._document is None
+        idle = idle and not self._after_document
         return self._stop_taken and idle
 
     async def _join_arrivals(
@@ -508,7 +514,7 @@ class Writer:
             failure = error
         for pending in batch:
             if pending is self._document:
-                self._document = None  # its slices stop here: sent again, it goes on from here
+                self._document_ended()  # its slices stop here: sent again, it goes on
             if not pending.future.done():
                 pending.future.set_exception(failure)
 
@@ -544,6 +550,14 @@ class Writer:
         except Exception:
             log.exception("batch of %d committed and answered; not counted or logged", len(batch))
 
+    def _document_ended(self) -> None:
+        """The first user's change that waited for the document goes in the next batch, and
+        holds the gate in its turn (a big one is decided in slices too)."""
+        self._document = None
+        if self._after_document:
+            self._document = self._after_document.pop(0)
+            self._held.append(self._document)
+
     def _sliced(self, pending: _Pending, outcome: ChangeOutcome) -> ChangeOutcome | None:
         """A change's whole outcome once its last slice is committed; None until then, the
         rest queued for the next batch (ahead of what arrives meanwhile)."""
@@ -554,7 +568,7 @@ class Writer:
             self._held.append(pending)
             return None
         if pending is self._document:
-            self._document = None
+            self._document_ended()
         if not pending.parts:
             return outcome
         stored = outcome.stored or any(p.sequence is not None for p in pending.parts)

@@ -275,7 +275,7 @@ async def delete_user(request: Request) -> Response:
         f" A change touching more than {SLICE_BOOKS:,} books (listed or dropped) is committed"
         f" {SLICE_BOOKS:,} books at a time, each slice at its own sequence; orders sent"
         " meanwhile are decided between slices. A writer applies one document (or one"
-        " user's DELETE) at a time: another sent meanwhile is answered 503.",
+        " user's DELETE) at a time: another document sent meanwhile is answered 503.",
         errors={**WRITE_ERRORS, 413: f"body over {PROFILES_BODY // 2**20} MiB"},
     )
 )

@@ -772,21 +772,31 @@ def test_a_stop_during_a_document_finishes_it_first(
     # asked for meanwhile must not leave it half applied.
     monkeypatch.setattr(writer_module, "SLICE_BOOKS", 2)
     wanted = {f"d{n}": {"STRATEGY_A": ["ACC"]} for n in range(7)}
+    wanted["Kamryn Li"] = {"STRATEGY_B": ["ACC"]}
     document = ChangeRequest(Scope.ALL, wanted)  # type: ignore[arg-type]
     leaving = ChangeRequest(Scope.USER, {}, "Kamryn Li")
+    second = ChangeRequest(Scope.ALL, {}, dry_run=True)
 
-    async def run() -> tuple[Any, BaseException]:
+    async def run() -> tuple[Any, Any, BaseException]:
         writer = Writer(ledger)
         writer.start()
         applying = writer.enqueue(document)
-        refused = writer.enqueue(leaving)  # another many-book change, while it is applied
+        after = writer.enqueue(leaving)  # a user's change waits for the document to end
+        refused = writer.enqueue(second)  # another document is refused at once
         await writer.stop()
-        return await applying, (await asyncio.gather(refused, return_exceptions=True))[0]
+        failure = (await asyncio.gather(refused, return_exceptions=True))[0]
+        return await applying, await after, failure
 
-    applied, refused = asyncio.run(run())
+    applied, after, refused = asyncio.run(run())
     assert isinstance(refused, WriterUnavailable)
     assert "another profile document or user's change is being applied" in str(refused)
     sequences = [c.sequence for c in applied.answer.changes]
-    assert len(set(sequences)) == 6  # 7 books taken up, 4 dropped: 11 books, 2 a slice
+    assert len(set(sequences)) == 6  # 8 books listed, 3 dropped: 11 books, 2 a slice
     assert applied.answer.sequence == max(sequences)
+    # Not interleaved: decided once the document's last slice was committed.
+    assert [(c.user, c.strategy, c.change) for c in after.answer.changes] == [
+        ("Kamryn Li", "STRATEGY_B", "dropped")
+    ]
+    assert after.answer.sequence > applied.answer.sequence
+    del wanted["Kamryn Li"]
     assert ledger.profiles() == wanted
