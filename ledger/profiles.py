@@ -111,7 +111,7 @@ def _look(name: str) -> str:
     return "".join(c for c in folded if unicodedata.category(c) != "Cf")
 
 
-def _warn_case(names: list[str], where: str, what: str) -> None:
+def _warn_alike(names: list[str], where: str, what: str) -> None:
     seen: dict[str, str] = {}
     for name in names:
         # Most names are ASCII: their look is their case alone, without a unicodedata call.
@@ -248,8 +248,8 @@ def validate(data: object, where: str = "profiles") -> Document:
                     ", ".join(map(repr, repeated)),
                 )
             profiles[user][strategy] = entry(kept, multiplier)
-        _warn_case(list(strategies), at_user, "strategies")
-    _warn_case(list(profiles), where, "users")
+        _warn_alike(list(strategies), at_user, "strategies")
+    _warn_alike(list(profiles), where, "users")
     return profiles
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -177,12 +178,17 @@ class StrategyState:
     open_positions: int  # of every user, those who dropped it included
 
 
+def last_written(sequences: Iterable[int | None]) -> int | None:
+    """The sequence of a request's answer, from its parts' (slices', writers'): the last
+    written, None when none of them wrote anything."""
+    return max((s for s in sequences if s is not None), default=None)
+
+
 def joined(parts: list[ChangeAnswer]) -> ChangeAnswer:
     """The answers of a request's slices as one: each change keeps its slice's sequence."""
-    written = [p.sequence for p in parts if p.sequence is not None]
     return ChangeAnswer(
         unchanged=sum(p.unchanged for p in parts),
-        sequence=written[-1] if written else None,
+        sequence=last_written(p.sequence for p in parts),
         dry_run=parts[0].dry_run,
         changes=[c for p in parts for c in p.changes],
     )

@@ -53,10 +53,13 @@ class _Pending:
     parts: list[ChangeAnswer] = field(default_factory=list)  # its slices answered so far
 
 
-def _is_document(pending: _Pending) -> bool:
-    """A change of many books (a document, or all of a user's): one at a time per writer."""
+def _document_scope(pending: _Pending) -> Scope | None:
+    """The scope of a change of many books (a document, or all of a user's; one at a time
+    per writer), else None."""
     request = pending.request
-    return isinstance(request, ChangeRequest) and request.scope is not Scope.BOOK
+    if isinstance(request, ChangeRequest) and request.scope is not Scope.BOOK:
+        return request.scope
+    return None
 
 
 class Writer:
@@ -205,10 +208,10 @@ class Writer:
         nothing of it decided here (a queue of them would hold every one's books)."""
         kept = []
         for pending in batch:
-            if _is_document(pending):
+            if (scope := _document_scope(pending)) is not None:
                 if self._document is None:
                     self._document = pending
-                elif pending.request.scope is Scope.USER:  # type: ignore[union-attr]
+                elif scope is Scope.USER:
                     self._after_document.append(pending)
                     continue
                 else:

@@ -41,6 +41,7 @@ from ledger.user_answers import (
     StrategyChanged,
     UserDropped,
     entry,
+    last_written,
 )
 from ledger.wire import WriterUnavailable, partition
 
@@ -72,8 +73,7 @@ class Merged:
         at = body.index(CHANGES)
         numbers = orjson.loads(body[:at] + b"}")
         self.unchanged += numbers["unchanged"]
-        if numbers["sequence"] is not None:
-            self.sequence = max(self.sequence or 0, numbers["sequence"])
+        self.sequence = last_written([self.sequence, numbers["sequence"]])
         self.parts.append(body[at + len(CHANGES) : -1])
 
     def changes(self) -> list[BookChange]:
@@ -161,15 +161,15 @@ WRITE_ERRORS = {
 }
 
 
-def strategy_changed(merged: Merged) -> StrategyChanged:
-    """The answer about one book."""
-    (book,) = merged.changes()
+def strategy_changed(changes: list[BookChange], sequence: int | None) -> StrategyChanged:
+    """The answer about one book: its one change."""
+    (book,) = changes
     return StrategyChanged(
         book.user,
         book.strategy,
         book.instruments,
         book.change,
-        merged.sequence,
+        sequence,
         book.kept_open,
         book.multiplier,
     )
@@ -203,7 +203,8 @@ async def put_strategy(request: Request) -> Response:
             partition(strategy, k),
             k,
         )
-        return JSONResponse(strategy_changed(await changed(running, [wanted])))
+        merged = await changed(running, [wanted])
+        return JSONResponse(strategy_changed(merged.changes(), merged.sequence))
 
     return await write(request, decide)
 
@@ -226,11 +227,11 @@ async def delete_strategy(request: Request) -> Response:
         k = running.desk.partitions
         dropped = ChangeRequest(Scope.BOOK, {}, user, strategy, partition(strategy, k), k)
         merged = await changed(running, [dropped])
-        if not merged.changes():
+        if not (changes := merged.changes()):
             return error(
                 404, "the user does not trade this strategy", fields={"strategy": strategy}
             )
-        return JSONResponse(strategy_changed(merged))
+        return JSONResponse(strategy_changed(changes, merged.sequence))
 
     return await write(request, decide)
 
