@@ -117,7 +117,7 @@ def decide(ledger: Ledger, request: ChangeRequest, limit: int | None = None) -> 
     """
     decided = Decided()
     wants, held, decided.rest = _sliced(ledger, request, limit)
-    known = set(held)
+    known = ledger.books_for(held)
     new_books: list[Book] = []
     changed: list[Book] = []
     for key, (instruments, multiplier) in wants.items():
@@ -129,7 +129,7 @@ def decide(ledger: Ledger, request: ChangeRequest, limit: int | None = None) -> 
             if not request.dry_run:
                 new_books.append(Book.take_up(user, strategy, instruments, multiplier))
             continue
-        book = ledger.book(Book.create_id(user, strategy))
+        book = known[key]
         decided.read.append((book, book.version))
         same_set = set(book.instruments) == set(instruments)
         if book.active and same_set and book.multiplier == multiplier:
@@ -151,7 +151,7 @@ def decide(ledger: Ledger, request: ChangeRequest, limit: int | None = None) -> 
     for key in held:
         if key in wants:
             continue
-        book = ledger.book(Book.create_id(*key))
+        book = known[key]
         decided.read.append((book, book.version))
         if not book.active:
             continue  # dropped before: nothing to do, and not counted

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ledger import profiles
 from ledger.answers import OrderRequest
 from ledger.application import Ledger
-from ledger.domain import Position
+from ledger.domain import Position, Roster
 from ledger.user_answers import ChangeAnswer, ChangeOutcome, ChangeRequest, Scope, joined
 
 USERS = st.sampled_from(["ann", "bob", "cy", "dee", "Zoë"])
@@ -74,3 +74,23 @@ def test_a_document_in_slices_is_the_document_whole(
             held = document(target).profiles
             assert ledger.profiles() == {user: books for user, books in held.items() if books}
             assert decided(ledger, document(target), limit)[0].changes == []
+
+
+def test_a_cold_ledger_loads_a_documents_books_together(database: Any, monkeypatch: Any) -> None:
+    """After a restart no book is in memory: a document's books are loaded in a few
+    statements, not one read each (a cold writer took ~30 s to change 90,000 books)."""
+    users = [f"u{n}" for n in range(30)]
+    start = {u: {"STRATEGY_A": ["ACC"], "STRATEGY_B": ["INFY"]} for u in users}
+    target = {u: {"STRATEGY_A": ["ACC", "NTPC"]} for u in users}  # changes 30, drops 30
+    with Ledger(env=database.eventsourcing_env()) as ledger:
+        decided(ledger, document(start), None)
+    with Ledger(env=database.eventsourcing_env()) as cold:
+        assert cold.held == 0
+        reads: list[Any] = []
+        get = cold.repository.get
+        monkeypatch.setattr(cold.repository, "get", lambda *a, **k: reads.append(a) or get(*a, **k))
+        parts = decided(cold, document(target), 25)
+        assert [r for r in reads if r[0] != Roster.create_id()] == []  # no book read alone
+        changes = [c for p in parts for c in p.changes]
+        assert sorted(c.change for c in changes) == ["changed"] * 30 + ["dropped"] * 30
+        assert cold.profiles() == target
