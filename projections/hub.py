@@ -164,7 +164,7 @@ class Hub:
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
                 self.release(CATCH_UP_BYTES)  # granted as its client left: passed on
-            else:
+            elif turn in self._turns:  # else a grant passed over it (_grant)
                 self._turns.remove(turn)
             raise
         return CATCH_UP_BYTES
@@ -184,6 +184,10 @@ class Hub:
     def _grant(self) -> None:
         while self._turns and self.held < CATCH_UP_HELD:
             turn = self._turns.popleft()
+            # A waiter cancelled (its client gone) whose handler has not run yet: given
+            # bytes, it would keep them for good, and set_result would raise in the caller.
+            if turn.done():
+                continue
             self.held += CATCH_UP_BYTES
             turn.set_result(None)
 

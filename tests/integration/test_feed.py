@@ -344,5 +344,20 @@ def test_catch_up_pages_take_turns_past_their_budget(
         assert hub.held == 0
         hub.release(await hub.reserve())  # at once: no turn left behind
         assert hub.held == 0
+        # Many leave together: a page given back between a waiter's cancellation and its
+        # handler passes over the cancelled turns (it gave them bytes and raised before).
+        first = await hub.reserve()
+        waiting = [asyncio.create_task(hub.reserve()) for _ in range(3)]
+        await asyncio.sleep(0)
+        for task in waiting[:2]:
+            task.cancel()  # their futures are cancelled now, their handlers run later
+        hub.release(first)  # the next turn alive is the third's
+        for task in waiting[:2]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        hub.release(await waiting[2])
+        assert hub.held == 0
+        hub.release(await hub.reserve())
+        assert hub.held == 0
 
     asyncio.run(scenario())
