@@ -800,3 +800,29 @@ def test_a_stop_during_a_document_finishes_it_first(
     assert after.answer.sequence > applied.answer.sequence
     del wanted["Kamryn Li"]
     assert ledger.profiles() == wanted
+
+
+def test_a_retry_the_answers_in_memory_lost_keeps_the_books_loaded(
+    ledger: Ledger, make_ledger: Callable[[], Ledger]
+) -> None:
+    first = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "old-1")])[0]
+    fresh = make_ledger()  # a restart: no answer in memory
+
+    async def run() -> tuple[Any, Any, int, int]:
+        writer = Writer(fresh, warm_up=lambda strategy: True)
+        writer.start()
+        await writer.warmed()
+        loaded = fresh.held
+        # Decided again, its commit meets the stored ORDER_ID: it is answered from the store.
+        retry = await writer.submit(OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "old-1"))
+        held = fresh.held  # before any warm-up step could load forgotten books again
+        after = await writer.submit(OrderRequest("STRATEGY_B", "MINDA", Position.SELL, "new-1"))
+        await writer.stop()
+        return retry, after, loaded, held
+
+    retry, after, loaded, held = asyncio.run(run())
+    assert retry.answer == first.answer
+    assert after.answer.accepted_for == ["Holland Proctor"]  # the BUY's position, once
+    # Only the books the failed batch changed were forgotten, not every one.
+    assert held >= loaded - len(fresh.strategy_books("STRATEGY_B"))
+    assert held > 0
