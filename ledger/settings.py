@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     writers: int = Field(default=1, ge=1, le=16)  # writer processes, strategies split by hash
     warm_up: bool = True  # load every book while the writer is idle after start
     stream_heartbeat: float = Field(default=15.0, gt=0)  # seconds between /stream comments
+    # Streams open at once per HTTP process (past it: 503), well below its 4,096 connections.
+    max_streams: int = Field(default=2000, ge=1, le=4000)
     # Seconds the projector lets events gather after a batch while they keep coming: bigger
     # batches cost less per order (see projections.runner), live reads wait longer.
     projection_window: float = Field(default=0.0, ge=0, le=1)

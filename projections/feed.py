@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -198,3 +198,40 @@ def position_change(event: Any, user: str, strategy: str) -> PositionChange:
 def logged_order(placed: Any, sequence: int) -> LoggedOrder:
     """An order's answer as POST /order gave it, with when it was received."""
     return LoggedOrder.of(placed, sequence, received_at=placed.received_at)
+
+
+# Most bytes of frames joined into one write to a subscriber: uvicorn waits for the client
+# before a write, not during one, so a bigger write would sit whole in the socket's buffer.
+WRITE = 64 * 1024
+
+
+def in_writes(events: list[StreamEvent], limit: int = WRITE) -> Iterator[tuple[int, bytes]]:
+    """The events' frames joined into writes of at most `limit` bytes, each with the sequence
+    of its last event; a bigger frame goes out alone, in slices of `limit` bytes."""
+    start, size = 0, 0
+    for n, event in enumerate(events):
+        if size and size + len(event.frame) > limit:
+            yield events[n - 1].sequence, b"".join([e.frame for e in events[start:n]])
+            start, size = n, 0
+        if len(event.frame) > limit:
+            # Written whole, a frame the socket cannot take is copied into the connection's
+            # buffer; sliced, uvicorn waits for the client before each next slice.
+            frame = event.frame
+            for at in range(0, len(frame), limit):
+                yield event.sequence, frame[at : at + limit]
+            start = n + 1
+            continue
+        size += len(event.frame)
+    if size:
+        yield events[-1].sequence, b"".join([e.frame for e in events[start:]])
+
+
+def shared_writes(events: list[StreamEvent]) -> list[StreamEvent]:
+    """The events as the writes of a subscriber who wants them all, joined once for every
+    such subscriber (each write a StreamEvent with its last event's sequence)."""
+    # Joined per subscriber, 500 streams took an order fanned out to 10,000 users (~2.5 MB
+    # of frames) 500 times over, on the loop that answers orders: 5 s answers, +300 MB.
+    return [
+        StreamEvent(sequence, events[-1].kind, frames, frozenset(), "", None)
+        for sequence, frames in in_writes(events)
+    ]

@@ -12,7 +12,7 @@ from typing import Any
 
 from ledger.application import Ledger
 from ledger.overrides import storage as overrides
-from projections.feed import TOPICS, Feed, StreamEvent, StreamFilter
+from projections.feed import TOPICS, Feed, StreamEvent, StreamFilter, shared_writes
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class Hub:
         self._idle: asyncio.TimerHandle | None = None
         self._starting = asyncio.Lock()
         self._generation = 0  # a stopped tail's last batches, arriving late, are dropped
+        self.streams = 0  # streams answered and not ended (at most LEDGER_MAX_STREAMS)
         self.held = 0  # bytes of catch-up pages reserved or held (CATCH_UP_HELD)
         self._turns: deque[asyncio.Future[None]] = deque()  # reserve()s waiting, oldest first
 
@@ -295,8 +296,14 @@ class Hub:
                 gone = self.ring.popleft()
                 self.ring_bytes -= len(gone.frame)
                 self.floor = gone.sequence
+        everything: list[StreamEvent] | None = None
         for subscriber in self.subscribers:
-            subscriber.offer(events, size)
+            if events and subscriber.want.everything and subscriber.cursor < events[0].sequence:
+                if everything is None:
+                    everything = shared_writes(events)
+                subscriber.offer(everything, size)
+            else:
+                subscriber.offer(events, size)
         self.position = max(self.position, position)
 
     def _tail(self, stop: threading.Event, generation: int) -> None:

@@ -24,13 +24,12 @@ from ledger.http.state import services
 from ledger.names import name_problem
 from ledger.overrides.uvicorn_http import ABORT
 from projections import hub as hubs
-from projections.feed import KINDS, Kind, StreamEvent, StreamFilter
+from projections.feed import KINDS, WRITE, Kind, StreamEvent, StreamFilter, in_writes
 from projections.hub import Hub, Subscriber
 
 log = logging.getLogger(__name__)
 
 RETRY_MS = 2000  # the reconnection delay browsers are told
-WRITE = 64 * 1024  # most bytes of frames joined into one write to a subscriber
 # Resuming subscribers read the past here, off the read lane: a thousand of them resuming at
 # once wait their turn instead of being told the server is busy.
 HISTORY = Lane("ledger-stream", 2, None)
@@ -196,15 +195,8 @@ async def _next_page(
 
 
 def writes(events: list[StreamEvent], limit: int = WRITE) -> Iterator[bytes]:
-    """The events' frames joined into writes of at most `limit` bytes (or one frame)."""
-    start, size = 0, 0
-    for n, event in enumerate(events):
-        if size and size + len(event.frame) > limit:
-            yield b"".join([e.frame for e in events[start:n]])
-            start, size = n, 0
-        size += len(event.frame)
-    if size:
-        yield b"".join([e.frame for e in events[start:]])
+    """The events' frames joined into writes of at most `limit` bytes (projections.feed)."""
+    return (frames for _, frames in in_writes(events, limit))
 
 
 def _page(
@@ -232,7 +224,7 @@ STREAM_DOC = (
         errors={
             404: "after / Last-Event-ID is beyond the store's last sequence",
             422: "a query parameter or Last-Event-ID is not usable",
-            503: "no database",
+            503: "no database, or too many streams open (Retry-After)",
         },
     )
 )
@@ -254,11 +246,36 @@ async def stream(request: Request) -> Response:
             "the stream cannot resume there",
             fields={"after": f"{after} is beyond the store's last sequence {top}"},
         )
+    hub, most = running.hub, running.settings.max_streams
+    # Well below the process's connections (4,096): 4,100 idle streams left no room for an
+    # order's connection, refused without an answer.
+    if hub.streams >= most:
+        return error(
+            503,
+            f"{most} streams are open on this server process; retry later",
+            headers={"Retry-After": "5"},
+        )
     abort = request.scope.get("extensions", {}).get(ABORT)
-    return EventSourceResponse(
-        events(running.hub, query.want(), top if after is None else after, abort),
+    return CountedStream(
+        hub,
+        events(hub, query.want(), top if after is None else after, abort),
         ping=running.settings.stream_heartbeat,
     )
+
+
+class CountedStream(EventSourceResponse):
+    """A stream counted in its hub's `streams` from its answer until it ends, however."""
+
+    def __init__(self, hub: Hub, content: Any, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.hub = hub
+        hub.streams += 1
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.hub.streams -= 1
 
 
 def routes() -> list[BaseRoute]:

@@ -366,3 +366,38 @@ def stream_server() -> Iterator[Server]:
     """One server for every generated query."""
     with example_server("ledger-stream-") as server:
         yield server
+
+
+def test_streams_past_the_limit_are_refused_and_orders_still_answered(
+    make_server: Callable[[str], Server], server_env: dict[str, str]
+) -> None:
+    server_env["LEDGER_MAX_STREAMS"] = "3"
+    server = make_server("embedded")
+
+    def open_stream() -> tuple[socket.socket, bytes]:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        return sock, head
+
+    streams = [open_stream() for _ in range(3)]
+    assert all(b" 200 " in head.split(b"\r\n")[0] for _, head in streams)
+    refused = httpx.get(f"{server.url}/stream", timeout=10)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "5"
+    assert "3 streams are open" in refused.json()["error"]
+    assert post_all(server, WORKED[:1])[0]["order_id"] == "s-1"  # room for orders
+    streams[0][0].close()  # one leaves: its place is free again
+    deadline = time.monotonic() + 30
+    while True:
+        sock, head = open_stream()
+        if b" 200 " in head.split(b"\r\n")[0]:
+            break
+        sock.close()
+        assert time.monotonic() < deadline, head
+        time.sleep(0.05)
+    for s, _ in streams[1:]:
+        s.close()
+    sock.close()
