@@ -26,7 +26,8 @@ READS = frozenset({"GET", "HEAD"})
 
 
 class HeaderLimit:
-    """ASGI middleware: 431 when the request's headers add up to more than MAX_HEADERS bytes."""
+    """ASGI middleware: 431 when the request's headers add up to more than MAX_HEADERS bytes;
+    404 for a path ending in a newline."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_HEADERS) -> None:
         self.app = app
@@ -39,6 +40,11 @@ class HeaderLimit:
             if size > self.limit:
                 message = f"request headers larger than {self.limit} bytes"
                 await send_error(send, 431, message, (b"connection", b"close"))
+                return
+            if scope["path"].endswith("\n"):
+                # Starlette's route patterns end in `$`, which also matches before a final
+                # newline: POST /order%0A stored an order, GET /orders/x%0A read order x.
+                await send_error(send, 404, "Not Found")
                 return
         await self.app(scope, receive, send)
 

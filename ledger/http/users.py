@@ -138,6 +138,8 @@ async def write(request: Request, decide: Callable[[Services], Awaitable[Respons
         return error(422, bad.message, fields=bad.fields)
     except BodyTooLarge:
         return error(413, "body too large")
+    except BodyTimeout as late:
+        return error(408, str(late))
     except ClientDisconnect:
         return error(400, "client disconnected before sending the body")
     except TimeoutError:
@@ -146,14 +148,24 @@ async def write(request: Request, decide: Callable[[Services], Awaitable[Respons
         return error(503, str(unavailable), retry=RETRY)
 
 
+class BodyTimeout(Exception):
+    """The body did not arrive within the server's body timeout (408, nothing decided)."""
+
+
 async def body(request: Request, limit: int) -> bytes:
     """The request body within the server's body timeout."""
-    async with asyncio.timeout(services(request).settings.body_timeout):
-        return await read_body(request, limit)
+    seconds = services(request).settings.body_timeout
+    try:
+        async with asyncio.timeout(seconds):
+            return await read_body(request, limit)
+    except TimeoutError:
+        # Not the writer's TimeoutError: nothing was sent to it, nothing can commit.
+        raise BodyTimeout(f"body not received within {seconds} s") from None
 
 
 WRITE_ERRORS = {
     400: "the client went away before sending the body",
+    408: "the body did not arrive in time (nothing written)",
     413: "body too large",
     422: "a bad name in the path, or a malformed body or parameter; `fields` says which",
     503: "not committed (a writer restarting, the database unavailable, or no answer in"

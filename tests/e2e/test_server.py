@@ -125,17 +125,21 @@ def test_slow_body_is_cut_off_with_408(embedded_server: Server) -> None:
     server.env = {**server.env, "LEDGER_BODY_TIMEOUT": "1"}
     server.start()
     parts = urlparse(server.url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
-        # Promise 100 bytes, send a few, then nothing: the server must not wait forever.
-        sock.sendall(
-            b"POST /order HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b'Content-Length: 100\r\n\r\n{"STRATEGY"'
-        )
-        answer = b""
-        while b"not received" not in answer and (chunk := sock.recv(65536)):
-            answer += chunk  # headers and body may come in separate packets
-    assert answer.startswith(b"HTTP/1.1 408")
-    assert b"not received" in answer
+    top = httpx.get(f"{server.url}/health", timeout=30).json()["sequence"]
+    writes = [b"POST /order", b"PUT /users/Slow/strategies/STRATEGY_A", b"POST /profiles"]
+    for request in writes:
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+            # Promise 100 bytes, send a few, then nothing: the server must not wait forever.
+            sock.sendall(
+                request + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"STRATEGY"'
+            )
+            answer = b""
+            while b"not received" not in answer and (chunk := sock.recv(65536)):
+                answer += chunk  # headers and body may come in separate packets
+        assert answer.startswith(b"HTTP/1.1 408"), (request, answer)
+        assert b"not received" in answer
+    assert httpx.get(f"{server.url}/health", timeout=30).json()["sequence"] == top  # none written
 
 
 def test_open_server_on_a_public_address_warns(embedded_server: Server) -> None:

@@ -109,6 +109,17 @@ def test_oversized_headers_are_431_and_write_nothing(client: TestClient) -> None
     assert client.get("/health").json()["sequence"] == top
 
 
+def test_a_path_ending_in_a_newline_is_no_route(client: TestClient) -> None:
+    stored = client.post("/order", json={**MINDA_BUY, "ORDER_ID": "nl"}).json()
+    read = client.get("/orders/nl", params={"min_sequence": stored["sequence"]})
+    assert read.json()["sequence"] == stored["sequence"], read.text
+    for method, path in [("POST", "/order%0A"), ("GET", "/orders/nl%0A"), ("GET", "/health%0a")]:
+        response = client.request(method, path, json={**MINDA_BUY, "ORDER_ID": "nl-2"})
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "Not Found"
+    assert client.get("/health").json()["sequence"] == stored["sequence"]  # the first only
+
+
 def test_long_answers_go_through_the_answer_budget(client: TestClient) -> None:
     app: Any = client.app
     assert AnswerBudget in [m.cls for m in app.user_middleware]
