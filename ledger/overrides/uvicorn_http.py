@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
@@ -68,6 +69,32 @@ RELIED_ON_INSTANCES = [
 _IDLE: weakref.WeakKeyDictionary[ServerState, dict[GuardedHttpToolsProtocol, None]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+class _Refusals:
+    """Connections refused because all were busy: one warning a minute, with the count
+    since the last (a line each, a flood of connections wrote thousands)."""
+
+    EVERY = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.since = 0
+        self.last = -self.EVERY
+
+    def refused(self, open_now: int) -> None:
+        self.since += 1
+        now = self.clock()
+        if now - self.last >= self.EVERY:
+            log.warning(
+                "%d connections, all busy: closed %d new one(s) since the last such line",
+                open_now,
+                self.since,
+            )
+            self.since, self.last = 0, now
+
+
+_BUSY = _Refusals()
 
 
 def no_delay(transport: asyncio.BaseTransport) -> None:
@@ -187,7 +214,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             next(iter(self._idle)).drop()
         if len(self.connections) > self.max_connections:
             # Every connection has a request in flight: the newcomer is the one to go.
-            log.warning("%d connections, all busy: closing a new one", len(self.connections))
+            _BUSY.refused(len(self.connections))
             self.drop()
             return
         self._idle[self] = None

@@ -193,3 +193,22 @@ def test_every_connection_sends_through_one_send_per_turn() -> None:
         protocol.transport.close()
 
     asyncio.run(scenario())
+
+
+def test_connections_refused_for_being_busy_are_logged_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ledger.overrides import uvicorn_http
+
+    now = [1000.0]
+    refusals = uvicorn_http._Refusals(lambda: now[0])
+    with caplog.at_level("WARNING", logger="ledger.http.server"):
+        for _ in range(500):
+            refusals.refused(4097)
+        now[0] += 61
+        refusals.refused(4097)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "4097 connections, all busy: closed 1 new one(s) since the last such line",
+        "4097 connections, all busy: closed 500 new one(s) since the last such line",
+    ]
