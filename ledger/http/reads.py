@@ -31,6 +31,7 @@ from ledger.http.queries import (
 from ledger.http.responses import JSONResponse, error
 from ledger.http.spec import Doc, documented
 from ledger.http.state import services
+from ledger.http.user_paths import NamedRoute
 from ledger.names import valid_name
 from projections import decisions as decision_pages
 from projections import pnl as pnl_reads
@@ -193,12 +194,11 @@ async def trades(running: Services, query: TradesQuery, request: Request) -> Any
 async def order(running: Services, query: Query, request: Request) -> Any:
     """One order of the log, or 404."""
     order_id = request.path_params["order_id"]
-    # No other ORDER_ID is ever stored: no need to ask the database.
-    found = (
-        await READS.run(partial(queries.order_json, running.view, order_id))
-        if valid_name(order_id)
-        else None
-    )
+    if not valid_name(order_id):
+        # No other ORDER_ID is ever stored: no need to ask the database. Not echoed: it may
+        # hold what JSON cannot (bytes that are not UTF-8, as lone surrogates).
+        return error(404, "unknown order")
+    found = await READS.run(partial(queries.order_json, running.view, order_id))
     return found if found is not None else error(404, "unknown order", order_id=order_id)
 
 
@@ -264,8 +264,10 @@ def routes() -> list[Route]:
             ),
             methods=["GET"],
         ),
-        Route(
-            "/orders/{order_id:path}",  # an ORDER_ID may hold "/": uvicorn decodes %2F
+        NamedRoute(
+            # Matched in the raw path, as the users' paths: an ORDER_ID may hold "/" (as %2F),
+            # and bytes that are not UTF-8 (%FF) are no name, not U+FFFD ("x%FF" read "x\ufffd").
+            "/orders/{order_id:path}",
             endpoint(
                 order,
                 Doc(

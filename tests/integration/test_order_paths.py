@@ -50,3 +50,14 @@ def test_no_path_is_answered_with_a_redirect(client: TestClient, host: str) -> N
             assert not response.is_redirect, (method, path, response.headers)
             assert "location" not in response.headers
             assert host not in response.text or host == "testserver"
+
+
+def test_bytes_that_are_not_utf8_are_no_order_id(client: TestClient) -> None:
+    replaced = "x\ufffd"  # what %FF decodes to when bad bytes are replaced
+    posted = client.post("/order", json={**MINDA_BUY, "ORDER_ID": replaced})
+    assert posted.status_code == 200
+    top = posted.json()["sequence"]
+    assert client.get(f"/orders/{quote(replaced)}?min_sequence={top}").status_code == 200
+    response = client.get(f"/orders/x%FF?min_sequence={top}")
+    assert response.status_code == 404
+    assert response.json()["error"] == "unknown order"
