@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import psutil
+
 from ledger.processes import PROJECTOR, child_env, die_with_parent, writer_socket
 from ledger.settings import Settings
 from ledger.store.database import Database
@@ -134,11 +136,44 @@ def _import_in_child(env: dict[str, str], settings: Settings) -> int:
         return child.submit(_import, env, settings).result()
 
 
+RUN_PREFIX = "ledger-run-"
+OWNER = "supervisor.pid"  # in a run directory: the supervisor that made it
+
+
+def sweep_stale_runs(parent: Path | None = None) -> list[Path]:
+    """Remove the run directories of supervisors that died without cleaning up (kill -9);
+    the ones removed. A directory without an owner file (being made) is left alone."""
+    removed = []
+    for run_dir in Path(parent or tempfile.gettempdir()).glob(RUN_PREFIX + "*"):
+        try:
+            pid, started = (run_dir / OWNER).read_text().split()
+            alive = psutil.pid_exists(int(pid))
+            # A pid used again by another process is not the owner: it started later.
+            if alive and psutil.Process(int(pid)).create_time() > float(started) + 1:
+                alive = False
+        except (OSError, ValueError, psutil.Error):
+            continue
+        if not alive:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            removed.append(run_dir)
+    return removed
+
+
+def _new_run_dir() -> Path:
+    """A run directory of this supervisor's (sockets, pid files, metrics), stale ones gone."""
+    for stale in sweep_stale_runs():
+        log.info("removed %s, left by a supervisor that was killed", stale)
+    run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+    (run_dir / "metrics").mkdir()
+    me = psutil.Process()
+    (run_dir / OWNER).write_text(f"{me.pid} {me.create_time()}")
+    return run_dir
+
+
 def serve(settings: Settings, workers: int, writers: int) -> int:
     """Run the service as processes until SIGTERM; 0 after a clean stop."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # taken with sigtimedwait below
-    run_dir = Path(tempfile.mkdtemp(prefix="ledger-run-"))
-    (run_dir / "metrics").mkdir()
+    run_dir = _new_run_dir()
     # The port first: a start that cannot serve must not import the profile file either (it
     # would change a store another server is serving, and record the file as applied).
     try:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ledger.processes import child_env, writer_socket
@@ -50,3 +51,26 @@ def test_children_get_the_settings_but_not_the_database_url(
     assert (env["LEDGER_DB_SCHEMA"], env["LEDGER_LOG_DIR"]) == ("s1", str(tmp_path))
     assert env["LEDGER_PROJECTION_WINDOW"] == "0.05"
     assert writer_socket(tmp_path, 1) != writer_socket(tmp_path, 0)
+
+
+def test_run_directories_of_killed_supervisors_are_swept(tmp_path: Path) -> None:
+    from ledger.supervisor import OWNER, RUN_PREFIX, sweep_stale_runs
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(gone.stdout)
+    me = psutil.Process()
+    runs = {name: tmp_path / (RUN_PREFIX + name) for name in ("dead", "alive", "reused", "new")}
+    for run in runs.values():
+        (run / "metrics").mkdir(parents=True)
+    (runs["dead"] / OWNER).write_text(f"{dead_pid} {me.create_time()}")
+    (runs["alive"] / OWNER).write_text(f"{me.pid} {me.create_time()}")
+    (runs["reused"] / OWNER).write_text(f"{me.pid} {me.create_time() - 3600}")  # pid used again
+    # "new" has no owner file yet: being made, left alone.
+    removed = sweep_stale_runs(tmp_path)
+    assert sorted(removed) == sorted([runs["dead"], runs["reused"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RUN_PREFIX + "alive", RUN_PREFIX + "new"]
