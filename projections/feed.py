@@ -206,21 +206,17 @@ WRITE = 64 * 1024
 
 
 def in_writes(events: list[StreamEvent], limit: int = WRITE) -> Iterator[tuple[int, bytes]]:
-    """The events' frames joined into writes of at most `limit` bytes, each with the sequence
-    of its last event; a bigger frame goes out alone, in slices of `limit` bytes."""
+    """The events' frames joined into writes of at most `limit` bytes (a bigger frame alone),
+    each with the sequence of its last event.
+
+    A write holds whole frames only: sse_starlette's heartbeat goes out between two writes,
+    so a frame cut in slices could have a ping comment land inside its data line.
+    """
     start, size = 0, 0
     for n, event in enumerate(events):
         if size and size + len(event.frame) > limit:
             yield events[n - 1].sequence, b"".join([e.frame for e in events[start:n]])
             start, size = n, 0
-        if len(event.frame) > limit:
-            # Written whole, a frame the socket cannot take is copied into the connection's
-            # buffer; sliced, uvicorn waits for the client before each next slice.
-            frame = event.frame
-            for at in range(0, len(frame), limit):
-                yield event.sequence, frame[at : at + limit]
-            start = n + 1
-            continue
         size += len(event.frame)
     if size:
         yield events[-1].sequence, b"".join([e.frame for e in events[start:]])

@@ -195,7 +195,8 @@ async def _next_page(
 
 
 def writes(events: list[StreamEvent], limit: int = WRITE) -> Iterator[bytes]:
-    """The events' frames joined into writes of at most `limit` bytes (projections.feed)."""
+    """The events' frames joined into writes of at most `limit` bytes (a bigger frame alone;
+    projections.feed.in_writes)."""
     return (frames for _, frames in in_writes(events, limit))
 
 
@@ -231,6 +232,12 @@ STREAM_DOC = (
 async def stream(request: Request) -> Response:
     """Open a stream of events matching the filters."""
     running = services(request)
+    hub, most = running.hub, running.settings.max_streams
+    # Well below the process's connections (4,096): 4,100 idle streams left no room for an
+    # order's connection, refused without an answer. Checked first (a refused stream costs
+    # no query) and again after the reads below, with no await before CountedStream counts.
+    if hub.streams >= most:
+        return too_many(most)
     try:
         query = parse(StreamQuery, request.query_params)
         after = resume_point(request, query)
@@ -246,20 +253,22 @@ async def stream(request: Request) -> Response:
             "the stream cannot resume there",
             fields={"after": f"{after} is beyond the store's last sequence {top}"},
         )
-    hub, most = running.hub, running.settings.max_streams
-    # Well below the process's connections (4,096): 4,100 idle streams left no room for an
-    # order's connection, refused without an answer.
-    if hub.streams >= most:
-        return error(
-            503,
-            f"{most} streams are open on this server process; retry later",
-            headers={"Retry-After": "5"},
-        )
+    if hub.streams >= most:  # others opened while this one read the store
+        return too_many(most)
     abort = request.scope.get("extensions", {}).get(ABORT)
     return CountedStream(
         hub,
         events(hub, query.want(), top if after is None else after, abort),
         ping=running.settings.stream_heartbeat,
+    )
+
+
+def too_many(most: int) -> Response:
+    """503: this process has `most` streams open."""
+    return error(
+        503,
+        f"{most} streams are open on this server process; retry later",
+        headers={"Retry-After": "5"},
     )
 
 

@@ -807,6 +807,14 @@ def test_a_retry_the_answers_in_memory_lost_keeps_the_books_loaded(
 ) -> None:
     first = ledger.place_orders([OrderRequest("STRATEGY_B", "MINDA", Position.BUY, "old-1")])[0]
     fresh = make_ledger()  # a restart: no answer in memory
+    forgotten: list[Any] = []
+    forget = fresh.forget
+
+    def recorded(book_ids: Any = None) -> None:
+        forgotten.append(book_ids)
+        forget(book_ids)
+
+    fresh.forget = recorded  # type: ignore[method-assign]
 
     async def run() -> tuple[Any, Any, int, int]:
         writer = Writer(fresh, warm_up=lambda strategy: True)
@@ -824,5 +832,5 @@ def test_a_retry_the_answers_in_memory_lost_keeps_the_books_loaded(
     assert retry.answer == first.answer
     assert after.answer.accepted_for == ["Holland Proctor"]  # the BUY's position, once
     # Only the books the failed batch changed were forgotten, not every one.
+    assert forgotten and None not in forgotten
     assert held >= loaded - len(fresh.strategy_books("STRATEGY_B"))
-    assert held > 0

@@ -10,6 +10,9 @@ from uuid import uuid4
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from ledger.answers import PositionChange
 from ledger.domain import Book
@@ -143,6 +146,59 @@ def test_queued_frames_go_out_in_writes_of_bounded_size() -> None:
     ]
     out = list(writes(events, limit=40))
     assert b"".join(out) == b"".join(e.frame for e in events)  # every frame, in order
-    # A frame past the limit goes alone, in slices of the limit.
-    assert [len(w) for w in out] == [40, 25, 40, 40, 20, 15]
+    # A frame past the limit goes alone and whole: a heartbeat cannot land inside it.
+    assert [len(w) for w in out] == [40, 25, 100, 15]
     assert list(writes([], limit=40)) == []
+
+
+SIZES = st.sampled_from([10, 1000, 70_000, 200_000])
+BATCHES = st.lists(
+    st.tuples(st.lists(SIZES, max_size=5), st.floats(0, 1), st.booleans()), max_size=6
+)
+
+
+@given(batches=BATCHES, reads=st.lists(st.booleans(), min_size=6, max_size=6))
+@hsettings(max_examples=150, deadline=None)
+def test_every_subscriber_gets_each_frame_after_its_cursor_once(
+    batches: list[tuple[list[int], float, bool]], reads: list[bool]
+) -> None:
+    """Shared writes (unfiltered subscribers) or the events themselves (filtered ones, or a
+    cursor inside the batch): each subscriber's writes are the frames after its cursor, whole,
+    in order, each once."""
+    from ledger.http.stream import writes
+
+    the_hub = hub.Hub(None)  # type: ignore[arg-type]  # no tail: batches published by hand
+    the_hub.running, the_hub._generation = True, 1
+    sequence, published = 0, []
+    subscribers: list[tuple[Subscriber, int, list[bytes]]] = []
+    for n, (sizes, where, filtered) in enumerate(batches):
+        batch = []
+        for size in sizes:
+            sequence += 1
+            data = {"x": "a" * size}
+            batch.append(
+                StreamEvent(
+                    sequence, "order", frame(sequence, "order", data), frozenset({"u"}), "S", "I"
+                )
+            )
+        published += batch
+        # Anywhere in the ring, or inside the batch about to come (a stream that resumed at
+        # the store's sequence, read after the tail's position).
+        cursor = int(where * sequence)
+        want = StreamFilter(users=frozenset({"u"})) if filtered else StreamFilter()
+        subscribers.append((the_hub.join(want, cursor, None), cursor, []))
+        the_hub._publish(batch, sequence, 1)
+        for subscriber, _, written in subscribers:
+            if reads[n]:
+                written.extend(writes(subscriber.take()))
+    for subscriber, cursor, out in subscribers:
+        out.extend(writes(subscriber.take()))
+        assert b"".join(out) == b"".join(e.frame for e in published if e.sequence > cursor)
+        ends = {len(b"".join(out[: k + 1])) for k in range(len(out))}
+        bounds = set()
+        total = 0
+        for event in published:
+            if event.sequence > cursor:
+                total += len(event.frame)
+                bounds.add(total)
+        assert ends <= bounds  # every write ends where a frame does
