@@ -10,6 +10,7 @@ the workers first (they answer what is in flight), then the writers, then the pr
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -25,8 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-
-import psutil
+from typing import IO
 
 from ledger.processes import PROJECTOR, child_env, die_with_parent, writer_socket
 from ledger.settings import Settings
@@ -137,7 +137,10 @@ def _import_in_child(env: dict[str, str], settings: Settings) -> int:
 
 
 RUN_PREFIX = "ledger-run-"
-OWNER = "supervisor.pid"  # in a run directory: the supervisor that made it
+# In a run directory, locked (flock) by the supervisor that made it for as long as it runs: a
+# directory whose lock can be taken was left by one killed with -9. A lock, not a pid and its
+# start time: those change meaning when the clock steps or another PID namespace shares /tmp.
+OWNER = "supervisor.lock"
 
 
 def sweep_stale_runs(parent: Path | None = None) -> list[Path]:
@@ -146,40 +149,40 @@ def sweep_stale_runs(parent: Path | None = None) -> list[Path]:
     removed = []
     for run_dir in Path(parent or tempfile.gettempdir()).glob(RUN_PREFIX + "*"):
         try:
-            pid, started = (run_dir / OWNER).read_text().split()
-            alive = psutil.pid_exists(int(pid))
-            # A pid used again by another process is not the owner: it started later.
-            if alive and psutil.Process(int(pid)).create_time() > float(started) + 1:
-                alive = False
-        except (OSError, ValueError, psutil.Error):
+            with (run_dir / OWNER).open("rb") as owner:
+                fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(run_dir)
+        except OSError:  # held (its supervisor runs), not ours to remove, or no owner file
             continue
-        if not alive:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            removed.append(run_dir)
+        removed.append(run_dir)
     return removed
 
 
-def _new_run_dir() -> Path:
-    """A run directory of this supervisor's (sockets, pid files, metrics), stale ones gone."""
+def _new_run_dir() -> tuple[Path, IO[bytes]]:
+    """A run directory of this supervisor's (sockets, pid files, metrics), stale ones gone,
+    and its owner file, locked until closed (the process's end)."""
     for stale in sweep_stale_runs():
         log.info("removed %s, left by a supervisor that was killed", stale)
     run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
     (run_dir / "metrics").mkdir()
-    me = psutil.Process()
-    (run_dir / OWNER).write_text(f"{me.pid} {me.create_time()}")
-    return run_dir
+    # Locked before it has its name: a sweep never finds it unlocked.
+    owner = (run_dir / "owner.new").open("wb")
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    (run_dir / "owner.new").rename(run_dir / OWNER)
+    return run_dir, owner
 
 
 def serve(settings: Settings, workers: int, writers: int) -> int:
     """Run the service as processes until SIGTERM; 0 after a clean stop."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # taken with sigtimedwait below
-    run_dir = _new_run_dir()
+    run_dir, owner = _new_run_dir()
     # The port first: a start that cannot serve must not import the profile file either (it
     # would change a store another server is serving, and record the file as applied).
     try:
         sock = _listen(settings.host, settings.port)
     except OSError as error:
         shutil.rmtree(run_dir, ignore_errors=True)
+        owner.close()
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, error)
         return 1
     try:
@@ -187,6 +190,7 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
     except BaseException:
         sock.close()
         shutil.rmtree(run_dir, ignore_errors=True)
+        owner.close()
         raise
     children: list[Child] = []
     try:
@@ -237,6 +241,7 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
         database.close()
         sock.close()
         shutil.rmtree(run_dir, ignore_errors=True)
+        owner.close()
         log.info("ledger stopped")
     return 0
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 from ledger.processes import child_env, writer_socket
@@ -56,21 +55,33 @@ def test_children_get_the_settings_but_not_the_database_url(
 def test_run_directories_of_killed_supervisors_are_swept(tmp_path: Path) -> None:
     from ledger.supervisor import OWNER, RUN_PREFIX, sweep_stale_runs
 
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    dead_pid = int(gone.stdout)
-    me = psutil.Process()
-    runs = {name: tmp_path / (RUN_PREFIX + name) for name in ("dead", "alive", "reused", "new")}
+    runs = {name: tmp_path / (RUN_PREFIX + name) for name in ("killed", "alive", "new")}
     for run in runs.values():
         (run / "metrics").mkdir(parents=True)
-    (runs["dead"] / OWNER).write_text(f"{dead_pid} {me.create_time()}")
-    (runs["alive"] / OWNER).write_text(f"{me.pid} {me.create_time()}")
-    (runs["reused"] / OWNER).write_text(f"{me.pid} {me.create_time() - 3600}")  # pid used again
-    # "new" has no owner file yet: being made, left alone.
-    removed = sweep_stale_runs(tmp_path)
-    assert sorted(removed) == sorted([runs["dead"], runs["reused"]])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [RUN_PREFIX + "alive", RUN_PREFIX + "new"]
+    # Each owner file locked by a process of its own, as a supervisor holds its own.
+    hold = (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'wb'); fcntl.flock(f, fcntl.LOCK_EX);"
+        " print('locked', flush=True); time.sleep(60)"
+    )
+    holders = {}
+    for name in ("killed", "alive"):
+        holders[name] = subprocess.Popen(
+            [sys.executable, "-c", hold, str(runs[name] / OWNER)], stdout=subprocess.PIPE, text=True
+        )
+        assert holders[name].stdout is not None
+        assert holders[name].stdout.readline() == "locked\n"
+    holders["killed"].kill()  # kill -9: its lock goes with it
+    holders["killed"].wait()
+    try:
+        # "new" has no owner file yet: being made, left alone.
+        assert sweep_stale_runs(tmp_path) == [runs["killed"]]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            RUN_PREFIX + "alive",
+            RUN_PREFIX + "new",
+        ]
+    finally:
+        for holder in holders.values():
+            holder.kill()
+            holder.wait()
+            assert holder.stdout is not None
+            holder.stdout.close()
