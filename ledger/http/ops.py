@@ -49,7 +49,7 @@ def database_check(running: Services) -> tuple[int, int]:
     return (top[0] if top else None) or 0, (done[0] if done else None) or 0
 
 
-async def checked(request: Request, running: Services) -> tuple[int, int]:
+def check(request: Request, running: Services) -> asyncio.Future[tuple[int, int]]:
     """The database check; concurrent health requests share the one in flight."""
     state = request.app.state
     pending: asyncio.Future[tuple[int, int]] | None = getattr(state, "health_check", None)
@@ -58,7 +58,7 @@ async def checked(request: Request, running: Services) -> tuple[int, int]:
         pending = state.health_check = loop.run_in_executor(HEALTH_CHECKS, database_check, running)
         # Read the outcome even when every waiter timed out, so it is never logged as lost.
         pending.add_done_callback(lambda done: done.cancelled() or done.exception())
-    return await asyncio.shield(pending)
+    return pending
 
 
 @documented(
@@ -73,11 +73,11 @@ async def health(request: Request) -> Response:
     """200 when the database answers and takes writes (degraded if reads lag), else 503."""
     running = services(request)
     wait = running.settings.db_timeout + 1
+    pending = check(request, running)
     try:
         try:
-            sequence, processed = await asyncio.wait_for(checked(request, running), timeout=wait)
+            sequence, processed = await asyncio.wait_for(asyncio.shield(pending), timeout=wait)
         except TimeoutError:
-            pending = request.app.state.health_check
             if not pending.done() or pending.cancelled() or pending.exception() is not None:
                 raise TimeoutError(f"the check did not end within {wait} s") from None
             # The database answered in time; this process's loop was late to read it.
