@@ -73,25 +73,44 @@ _IDLE: weakref.WeakKeyDictionary[ServerState, dict[GuardedHttpToolsProtocol, Non
 
 class _Refusals:
     """Connections refused because all were busy: one warning a minute, with the count
-    since the last (a line each, a flood of connections wrote thousands)."""
+    since the last (a line each, a flood of connections wrote thousands); the count of the
+    last minute's refusals is written when that minute ends."""
 
     EVERY = 60.0
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.since = 0
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        later: Callable[[float, Callable[[], None]], object] | None = None,
+    ) -> None:
+        self.clock, self.later = clock, later  # later: the running loop's call_later
+        self.since = self.open_now = 0
         self.last = -self.EVERY
+        self.pending = False
 
     def refused(self, open_now: int) -> None:
         self.since += 1
+        self.open_now = open_now
         now = self.clock()
         if now - self.last >= self.EVERY:
-            log.warning(
-                "%d connections, all busy: closed %d new one(s) since the last such line",
-                open_now,
-                self.since,
-            )
-            self.since, self.last = 0, now
+            self._write(now)
+        elif not self.pending:
+            self.pending = True
+            later = self.later or asyncio.get_running_loop().call_later
+            later(self.last + self.EVERY - now, self._flush)
+
+    def _flush(self) -> None:
+        self.pending = False
+        if self.since:
+            self._write(self.clock())
+
+    def _write(self, now: float) -> None:
+        log.warning(
+            "%d connections, all busy: closed %d new one(s) since the last such line",
+            self.open_now,
+            self.since,
+        )
+        self.since, self.last = 0, now
 
 
 _BUSY = _Refusals()

@@ -201,14 +201,22 @@ def test_connections_refused_for_being_busy_are_logged_once_a_minute(
     from ledger.overrides import uvicorn_http
 
     now = [1000.0]
-    refusals = uvicorn_http._Refusals(lambda: now[0])
+    timers: list[tuple[float, Any]] = []
+    refusals = uvicorn_http._Refusals(lambda: now[0], lambda delay, f: timers.append((delay, f)))
     with caplog.at_level("WARNING", logger="ledger.http.server"):
         for _ in range(500):
             refusals.refused(4097)
         now[0] += 61
-        refusals.refused(4097)
+        refusals.refused(4097)  # a minute on: written at once
+        for _ in range(3):
+            refusals.refused(4000)
+        now[0] += 60  # and no more come: the minute's end writes them
+        for _, flush in timers:
+            flush()
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
         "4097 connections, all busy: closed 1 new one(s) since the last such line",
         "4097 connections, all busy: closed 500 new one(s) since the last such line",
+        "4000 connections, all busy: closed 3 new one(s) since the last such line",
     ]
+    assert [delay for delay, _ in timers] == [60.0]  # one timer at a time
