@@ -22,7 +22,7 @@ from ledger.http.responses import error
 from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from ledger.names import name_problem
-from ledger.overrides.uvicorn_http import ABORT
+from ledger.overrides.uvicorn_http import ABORT, ENDLESS
 from projections import hub as hubs
 from projections.feed import KINDS, WRITE, Kind, StreamEvent, StreamFilter, in_writes
 from projections.hub import Hub, Subscriber
@@ -281,6 +281,9 @@ class CountedStream(EventSourceResponse):
         hub.streams += 1
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        endless = scope.get("extensions", {}).get(ENDLESS)
+        if endless is not None:
+            endless()  # a client that closes its side has left: its place is free at once
         try:
             await super().__call__(scope, receive, send)
         finally:

@@ -30,6 +30,9 @@ log = logging.getLogger("ledger.http.server")
 HEADER_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
 ABORT = "ledger.abort"  # the scope extension an app calls to close its connection at once
+# ... and the one it calls when its answer never ends (the event stream): a client that shuts
+# down its side of such a connection is gone, not waiting for the end of the answer.
+ENDLESS = "ledger.endless"
 MAX_CONNECTIONS = 4096
 
 # What this module leans on that uvicorn does not promise to keep. Methods overridden or
@@ -223,6 +226,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unanswered: list[RequestResponseCycle] = []  # running or pipelined, in order
         self._idle = _IDLE.setdefault(server_state, {})
         self._sending_done = False  # the client shut down its side: answer, then close
+        self._endless = False  # the answer in flight never ends (ENDLESS)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Accept, closing the longest-idle connection when full; start the head timer."""
@@ -255,7 +259,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # cut short can never complete: that is a client gone.
         waiting = any(not c.response_complete for c in self._unanswered)
         cut_short = self.cycle is not None and self.cycle.more_body
-        if not waiting or (cut_short and not self.cycle.response_complete):
+        if not waiting or self._endless or (cut_short and not self.cycle.response_complete):
+            # A stream's client that closed normally held its place (LEDGER_MAX_STREAMS) until
+            # a heartbeat or two failed to write: up to ~30 s.
             return False
         self._sending_done = True
         self._stop_head_timer()  # a next request's head cannot come any more
@@ -272,7 +278,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.app = service_unavailable if busy else self._app
         # A long response (the event stream) whose client stopped reading may block in send()
         # forever: the app can close the connection at once, unflushed (ledger.http.stream).
-        extensions: dict[str, Any] = {**self.scope.get("extensions", {}), ABORT: self.drop_now}
+        extensions: dict[str, Any] = {
+            **self.scope.get("extensions", {}),
+            ABORT: self.drop_now,
+            ENDLESS: self.endless,
+        }
         self.scope["extensions"] = extensions
         super().on_headers_complete()
         self._unanswered.append(self.cycle)
@@ -313,6 +323,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
         self._stop_head_timer()
         self._idle.pop(self, None)
+
+    def endless(self) -> None:
+        """The answer in flight never ends: the client's end of input is its leaving."""
+        self._endless = True
 
     def drop_now(self) -> None:
         """Close this connection without flushing what is still to be written."""

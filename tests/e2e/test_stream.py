@@ -372,6 +372,7 @@ def test_streams_past_the_limit_are_refused_and_orders_still_answered(
     make_server: Callable[[str], Server], server_env: dict[str, str]
 ) -> None:
     server_env["LEDGER_MAX_STREAMS"] = "3"
+    server_env["LEDGER_STREAM_HEARTBEAT"] = "120"  # no write finds a gone client meanwhile
     server = make_server("embedded")
 
     def open_stream() -> tuple[socket.socket, bytes]:
@@ -389,8 +390,10 @@ def test_streams_past_the_limit_are_refused_and_orders_still_answered(
     assert refused.headers["retry-after"] == "5"
     assert "3 streams are open" in refused.json()["error"]
     assert post_all(server, WORKED[:1])[0]["order_id"] == "s-1"  # room for orders
-    streams[0][0].close()  # one leaves: its place is free again
-    deadline = time.monotonic() + 30
+    # One leaves, ending its side (FIN; a close() with unread bytes would send a reset):
+    # its place is free again.
+    streams[0][0].shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + 10  # well before a heartbeat could find it gone
     while True:
         sock, head = open_stream()
         if b" 200 " in head.split(b"\r\n")[0]:
@@ -398,6 +401,6 @@ def test_streams_past_the_limit_are_refused_and_orders_still_answered(
         sock.close()
         assert time.monotonic() < deadline, head
         time.sleep(0.05)
-    for s, _ in streams[1:]:
+    for s, _ in streams:
         s.close()
     sock.close()
