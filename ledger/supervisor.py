@@ -172,6 +172,12 @@ def _new_run_dir() -> tuple[Path, IO[bytes]]:
     return run_dir, owner
 
 
+def _remove_run(run_dir: Path, owner: IO[bytes]) -> None:
+    """This supervisor's run directory gone, and its lock let go."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    owner.close()
+
+
 def serve(settings: Settings, workers: int, writers: int) -> int:
     """Run the service as processes until SIGTERM; 0 after a clean stop."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # taken with sigtimedwait below
@@ -181,16 +187,14 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
     try:
         sock = _listen(settings.host, settings.port)
     except OSError as error:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        owner.close()
+        _remove_run(run_dir, owner)
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, error)
         return 1
     try:
         database = Database.open(settings)
     except BaseException:
         sock.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        owner.close()
+        _remove_run(run_dir, owner)
         raise
     children: list[Child] = []
     try:
@@ -240,8 +244,7 @@ def serve(settings: Settings, workers: int, writers: int) -> int:
                         child.stop()
         database.close()
         sock.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        owner.close()
+        _remove_run(run_dir, owner)
         log.info("ledger stopped")
     return 0
 
