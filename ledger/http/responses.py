@@ -58,9 +58,11 @@ def error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def send_error(send: Send, status: int, message: str, *headers: tuple[bytes, bytes]) -> None:
-    """A JSON error straight from ASGI middleware, before any route runs."""
-    body = orjson.dumps(error_body(message))
+async def send_error(
+    send: Send, status: int, message: str, *headers: tuple[bytes, bytes], retry: str | None = None
+) -> None:
+    """A JSON error straight from ASGI middleware (or the server), before any route runs."""
+    body = orjson.dumps(error_body(message, retry=retry))
     await send(
         {
             "type": "http.response.start",

@@ -17,12 +17,15 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+import orjson
+from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr
 from uvicorn.server import ServerState
 
+from ledger.http.lanes import RETRY_AFTER
+from ledger.http.responses import error_body, send_error
 from ledger.logs import logfmt
 
 log = logging.getLogger("ledger.http.server")
@@ -47,6 +50,9 @@ RELIED_ON: list[tuple[Any, str]] = [
     (HttpToolsProtocol, "eof_received"),
     (HttpToolsProtocol, "on_headers_complete"),
     (HttpToolsProtocol, "on_response_complete"),
+    # Called by data_received on a request httptools cannot parse, after logging
+    # PARSER_WARNING on self.logger (uvicorn.error), which QUIET_PARSER drops.
+    (HttpToolsProtocol, "send_400_response"),
 ]
 # Instance attributes, seen only on live objects: (class path, attribute).
 RELIED_ON_INSTANCES = [
@@ -63,8 +69,6 @@ RELIED_ON_INSTANCES = [
     ("uvicorn.server.ServerState", "connections"),
     ("uvicorn.server.ServerState", "tasks"),
 ]
-# Also uvicorn.protocols.http.flow_control.service_unavailable, the ASGI app uvicorn itself
-# answers 503 with (imported above).
 
 # Per server, the connections waiting for a request head with no request in flight, oldest
 # first: the ones to close when the server is full. Keyed by uvicorn's ServerState so
@@ -74,26 +78,29 @@ _IDLE: weakref.WeakKeyDictionary[ServerState, dict[GuardedHttpToolsProtocol, Non
 )
 
 
-class _Refusals:
-    """Connections refused because all were busy: one warning a minute, with the count
-    since the last (a line each, a flood of connections wrote thousands); the count of the
-    last minute's refusals is written when that minute ends."""
+class _Throttled:
+    """A warning written at most once a minute, with how often it happened since the last
+    such line (a line each let a flood of clients write thousands); the last minute's count
+    is written when that minute ends. `message` takes {count} and {detail}."""
 
     EVERY = 60.0
 
     def __init__(
         self,
+        message: str,
         clock: Callable[[], float] = time.monotonic,
         later: Callable[[float, Callable[[], None]], object] | None = None,
     ) -> None:
+        self.message = message
         self.clock, self.later = clock, later  # later: the running loop's call_later
-        self.since = self.open_now = 0
+        self.since = self.detail = 0
         self.last = -self.EVERY
         self.pending = False
 
-    def refused(self, open_now: int) -> None:
+    def happened(self, detail: int = 0) -> None:
+        """Count one more; `detail` is the figure the next line shows (the last given)."""
         self.since += 1
-        self.open_now = open_now
+        self.detail = detail
         now = self.clock()
         if now - self.last >= self.EVERY:
             self._write(now)
@@ -108,15 +115,33 @@ class _Refusals:
             self._write(self.clock())
 
     def _write(self, now: float) -> None:
-        log.warning(
-            "%d connections, all busy: closed %d new one(s) since the last such line",
-            self.open_now,
-            self.since,
-        )
+        log.warning(self.message.format(count=self.since, detail=self.detail))
         self.since, self.last = 0, now
 
 
-_BUSY = _Refusals()
+REFUSED_LINE = "{detail} connections, all busy: closed {count} new one(s) since the last such line"
+BUSY_LINE = "{detail} requests in flight: answered {count} request(s) 503 since the last such line"
+MALFORMED_LINE = "malformed HTTP: answered {count} request(s) 400 since the last such line"
+_REFUSED, _BUSY, _MALFORMED = (_Throttled(m) for m in (REFUSED_LINE, BUSY_LINE, MALFORMED_LINE))
+BUSY_HEADERS = ((b"retry-after", str(RETRY_AFTER).encode()), (b"connection", b"close"))
+MALFORMED_BODY = orjson.dumps(error_body("malformed HTTP request"))
+
+
+async def busy(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a request over the bound of requests in flight: JSON, as every error."""
+    retry = f"too many requests in flight: retry in {RETRY_AFTER} s"
+    await send_error(send, 503, "busy", *BUSY_HEADERS, retry=retry)
+
+
+class _UvicornParserWarning(logging.Filter):
+    """Drops uvicorn's line per malformed request: send_400_response counts them (_MALFORMED)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != PARSER_WARNING
+
+
+PARSER_WARNING = "Invalid HTTP request received."  # uvicorn's, logged before send_400_response
+QUIET_PARSER = _UvicornParserWarning()
 
 
 def no_delay(transport: asyncio.BaseTransport) -> None:
@@ -237,7 +262,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             next(iter(self._idle)).drop()
         if len(self.connections) > self.max_connections:
             # Every connection has a request in flight: the newcomer is the one to go.
-            _BUSY.refused(len(self.connections))
+            _REFUSED.happened(len(self.connections))
             self.drop()
             return
         self._idle[self] = None
@@ -271,11 +296,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Stop the head timer; answer 503 instead when too many requests are in flight."""
         self._stop_head_timer()
         self._idle.pop(self, None)
-        busy = len(self.tasks) >= self.max_requests
-        if busy:
-            log.warning("%d requests in flight: answering 503", len(self.tasks))
+        full = len(self.tasks) >= self.max_requests
+        if full:
+            _BUSY.happened(len(self.tasks))
         # uvicorn's on_headers_complete runs self.app for this request (or queues it).
-        self.app = service_unavailable if busy else self._app
+        self.app = busy if full else self._app
         # A long response (the event stream) whose client stopped reading may block in send()
         # forever: the app can close the connection at once, unflushed (ledger.http.stream).
         extensions: dict[str, Any] = {
@@ -324,6 +349,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         self._idle.pop(self, None)
 
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse: a JSON error, then close (uvicorn's is text)."""
+        _MALFORMED.happened()
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        length = str(len(MALFORMED_BODY)).encode()
+        head.append(b"content-type: application/json\r\ncontent-length: " + length)
+        self.transport.write(b"".join([*head, b"\r\nconnection: close\r\n\r\n", MALFORMED_BODY]))
+        self.transport.close()
+
     def endless(self) -> None:
         """The answer in flight never ends: the client's end of input is its leaving."""
         self._endless = True
@@ -369,6 +405,7 @@ def guarded_protocol(
         or (max_requests is not None and max_requests < 1)
     ):
         raise ValueError("header_timeout, max_connections and max_requests must be positive")
+    logging.getLogger("uvicorn.error").addFilter(QUIET_PARSER)  # once: filters are a set
     return type(
         "GuardedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),

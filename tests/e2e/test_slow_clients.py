@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import ledger.http.server as http_server
+from ledger.overrides import uvicorn_http
 from tests.support import free_port
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -243,7 +245,46 @@ def test_the_bound_counts_requests_in_flight_not_connections(
         with ThreadPoolExecutor(2) as pool:
             gated = [pool.submit(httpx.get, f"{served.url}/gate", timeout=30) for _ in range(2)]
             served.in_flight(2)
-            assert httpx.get(served.url, timeout=5).status_code == 503
+            refused = httpx.get(served.url, timeout=5)
+            assert refused.status_code == 503
+            # JSON, as every error of the service, with when to come back.
+            assert refused.headers["content-type"] == "application/json"
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"] == "busy"
+            assert "too many requests in flight" in refused.json()["retry"]
             served.gate.set()
             assert [f.result(timeout=30).status_code for f in gated] == [200, 200]
         assert httpx.get(served.url, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS to a plain port
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\n\r\n",
+    ],
+)
+def test_a_malformed_request_gets_a_json_400(
+    start: Callable[..., Running],
+    garbage: bytes,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fresh = uvicorn_http._Throttled(uvicorn_http.MALFORMED_LINE)  # this test's minute alone
+    monkeypatch.setattr(uvicorn_http, "_MALFORMED", fresh)
+    served = start()
+    with caplog.at_level("WARNING"):
+        for _ in range(20):  # a flood of them writes one line, not one each
+            with served.connect() as sock:
+                sock.sendall(garbage)
+                answer = read_response(sock)
+                assert closed_by_server(sock, time.monotonic() + 5) is not None
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 ")
+            assert b"content-type: application/json" in head.lower()
+            assert json.loads(body) == {"error": "malformed HTTP request"}
+        assert httpx.get(served.url, timeout=5).status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    # The first is written at once; the next 19 wait for the minute's end (after the test).
+    assert lines == ["malformed HTTP: answered 1 request(s) 400 since the last such line"]

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
-from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
@@ -27,7 +26,6 @@ def test_relied_on_methods_exist() -> None:
     assert missing == []
     parameters = list(inspect.signature(HttpToolsProtocol.__init__).parameters)
     assert parameters[:5] == ["self", "config", "server_state", "app_state", "_loop"]
-    assert inspect.iscoroutinefunction(service_unavailable)
 
 
 def test_relied_on_instance_attributes_exist() -> None:
@@ -202,14 +200,16 @@ def test_connections_refused_for_being_busy_are_logged_once_a_minute(
 
     now = [1000.0]
     timers: list[tuple[float, Any]] = []
-    refusals = uvicorn_http._Refusals(lambda: now[0], lambda delay, f: timers.append((delay, f)))
+    refusals = uvicorn_http._Throttled(
+        uvicorn_http.REFUSED_LINE, lambda: now[0], lambda delay, f: timers.append((delay, f))
+    )
     with caplog.at_level("WARNING", logger="ledger.http.server"):
         for _ in range(500):
-            refusals.refused(4097)
+            refusals.happened(4097)
         now[0] += 61
-        refusals.refused(4097)  # a minute on: written at once
+        refusals.happened(4097)  # a minute on: written at once
         for _ in range(3):
-            refusals.refused(4000)
+            refusals.happened(4000)
         now[0] += 60  # and no more come: the minute's end writes them
         for _, flush in timers:
             flush()
