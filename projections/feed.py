@@ -29,10 +29,18 @@ _TAKEN_UP: Any = Book.StrategyTakenUp  # type: ignore[attr-defined]
 _CHANGED: Any = Book.InstrumentsChanged  # type: ignore[attr-defined]
 _DROPPED: Any = Book.StrategyDropped  # type: ignore[attr-defined]
 _BOOKS_ADDED: Any = Roster.BooksAdded  # type: ignore[attr-defined]
-TOPICS = tuple(
-    get_topic(cls)
-    for cls in (_PLACED, _OPENED, _CLOSED, _TAKEN_UP, _CHANGED, _DROPPED, _BOOKS_ADDED)
-)
+# Each stored event the stream reads, and the kind of stream event it becomes (None: it
+# only tells the feed who owns which book).
+KIND_OF: dict[str, Kind | None] = {
+    get_topic(_PLACED): "order",
+    get_topic(_OPENED): "position",
+    get_topic(_CLOSED): "position",
+    get_topic(_TAKEN_UP): "profile",
+    get_topic(_CHANGED): "profile",
+    get_topic(_DROPPED): "profile",
+    get_topic(_BOOKS_ADDED): None,
+}
+TOPICS = tuple(KIND_OF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +76,25 @@ class StreamFilter:
 
     def matches(self, event: StreamEvent) -> bool:
         """Whether the event passes every filter given."""
+        return self.wants(event.kind, event.users, event.strategy, event.instrument)
+
+    def wants(
+        self, kind: Kind, users: Iterable[str], strategy: str, instrument: str | None
+    ) -> bool:
+        """Whether an event of this kind, users, strategy and instrument passes every filter."""
         return (
-            (self.kinds is None or event.kind in self.kinds)
-            and (self.strategies is None or event.strategy in self.strategies)
-            and (self.users is None or not self.users.isdisjoint(event.users))
-            and (
-                self.instruments is None
-                or event.instrument is None
-                or event.instrument in self.instruments
-            )
+            (self.kinds is None or kind in self.kinds)
+            and (self.strategies is None or strategy in self.strategies)
+            and (self.users is None or not self.users.isdisjoint(users))
+            and (self.instruments is None or instrument is None or instrument in self.instruments)
         )
+
+    def topics(self) -> tuple[str, ...]:
+        """The stored events' topics that can pass the kinds filter (and the roster's, which
+        name the owners of books)."""
+        if self.kinds is None:
+            return TOPICS
+        return tuple(t for t in TOPICS if KIND_OF[t] in self.kinds or KIND_OF[t] is None)
 
 
 def frame(sequence: int, kind: Kind, data: Any) -> bytes:
@@ -105,22 +122,34 @@ class Feed:
             found = self._books[book_id]
         return found
 
-    def translate(self, domain_event: Any, sequence: int) -> StreamEvent | None:
-        """The stream event of one stored event, or None for those the stream does not show."""
+    def translate(
+        self, domain_event: Any, sequence: int, want: StreamFilter | None = None
+    ) -> StreamEvent | None:
+        """The stream event of one stored event, or None for those the stream does not show
+        (and, given `want`, those it does not match: never framed, which costs the most)."""
         match domain_event:
             case _PLACED():
+                users = [
+                    *domain_event.accepted_for,
+                    *(r["user"] for r in domain_event.rejected_for),
+                ]
+                strategy, instrument = domain_event.strategy, domain_event.instrument
+                if want is not None and not want.wants("order", users, strategy, instrument):
+                    return None
                 order = logged_order(domain_event, sequence)
-                users = [*order.accepted_for, *(r["user"] for r in order.rejected_for)]
                 return StreamEvent(
                     sequence,
                     "order",
                     frame(sequence, "order", order),
                     frozenset(users),
-                    order.strategy,
-                    order.instrument,
+                    strategy,
+                    instrument,
                 )
             case _OPENED() | _CLOSED():
                 user, strategy = self.owner(domain_event.originator_id)
+                instrument = domain_event.instrument
+                if want is not None and not want.wants("position", (user,), strategy, instrument):
+                    return None
                 change = position_change(domain_event, user, strategy)
                 return StreamEvent(
                     sequence,
@@ -128,23 +157,30 @@ class Feed:
                     frame(sequence, "position", change),
                     frozenset((user,)),
                     strategy,
-                    change.instrument,
+                    instrument,
                 )
             case _TAKEN_UP():
                 self._learn([(domain_event.user, domain_event.strategy)])
+                user, strategy = domain_event.user, domain_event.strategy
+                if want is not None and not want.wants("profile", (user,), strategy, None):
+                    return None
                 return self._profile(
-                    sequence, domain_event.user, domain_event.strategy, "taken_up",
-                    domain_event.instruments, multiplier_of(domain_event),
+                    sequence, user, strategy, "taken_up", domain_event.instruments,
+                    multiplier_of(domain_event),
                 )  # fmt: skip
             case _CHANGED():
                 # A book taken up again after a drop is stored as a change too: so it streams.
                 user, strategy = self.owner(domain_event.originator_id)
+                if want is not None and not want.wants("profile", (user,), strategy, None):
+                    return None
                 return self._profile(
                     sequence, user, strategy, "changed", domain_event.instruments,
                     multiplier_of(domain_event),
                 )  # fmt: skip
             case _DROPPED():
                 user, strategy = self.owner(domain_event.originator_id)
+                if want is not None and not want.wants("profile", (user,), strategy, None):
+                    return None
                 return self._profile(sequence, user, strategy, "dropped", [], ONE)
             case _BOOKS_ADDED():
                 self._learn(domain_event.books)

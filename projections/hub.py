@@ -251,15 +251,15 @@ class Hub:
         (a thread)."""
         budget = CATCH_UP_BYTES if budget is None else budget
         notifications = self.ledger.recorder.select_notifications(
-            start=cursor, limit=limit, stop=stop, topics=TOPICS, inclusive_of_start=False
+            start=cursor, limit=limit, stop=stop, topics=want.topics(), inclusive_of_start=False
         )
         found = []
         size = 0
         for notification in notifications:
             event = self.feed.translate(
-                self.ledger.mapper.to_domain_event(notification), notification.id
+                self.ledger.mapper.to_domain_event(notification), notification.id, want
             )
-            if event is not None and want.matches(event):
+            if event is not None:
                 found.append(event)
                 size += len(event.frame)
                 if size >= budget:
