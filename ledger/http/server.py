@@ -35,7 +35,7 @@ def uvicorn_config(
     **kw: Any,
 ) -> Config:
     """A uvicorn Config whose connections time out and whose limits count requests in flight."""
-    clash = {"http", "limit_concurrency"} & kw.keys()
+    clash = {"http", "limit_concurrency", "ws"} & kw.keys()
     if clash:
         raise TypeError(f"uvicorn_config sets {', '.join(sorted(clash))} itself")
     return Config(
@@ -46,6 +46,9 @@ def uvicorn_config(
         http=guarded_protocol(header_timeout, max_connections, max_requests),
         limit_concurrency=None,
         timeout_keep_alive=timeout_keep_alive,
+        # No WebSocket is served: an Upgrade is answered as HTTP/1.1 (GuardedHttpToolsProtocol),
+        # not by the websockets package (a text 403 and two log lines a request).
+        ws="none",
         **kw,
     )
 

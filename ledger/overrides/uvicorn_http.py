@@ -12,21 +12,17 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
-import orjson
-from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr
 from uvicorn.server import ServerState
 
-from ledger.http.lanes import RETRY_AFTER
-from ledger.http.responses import error_body, send_error
 from ledger.logs import logfmt
+from ledger.overrides import refusals
 
 log = logging.getLogger("ledger.http.server")
 
@@ -37,6 +33,12 @@ ABORT = "ledger.abort"  # the scope extension an app calls to close its connecti
 # down its side of such a connection is gone, not waiting for the end of the answer.
 ENDLESS = "ledger.endless"
 MAX_CONNECTIONS = 4096
+# Bytes read while a request head is incomplete, past which it is refused (431). httptools
+# and uvicorn gather a head by joining bytes (quadratic): an endless header took a worker
+# to 191 MB and its loop for seconds; eight of them, 514 MB. The headers' own limit, 16 KiB,
+# is checked once the head is whole (ledger.http.limits).
+HEAD_LIMIT = 1 << 20
+LINGER = 2.0  # seconds a refused request's client may go on sending before the connection closes
 
 # What this module leans on that uvicorn does not promise to keep. Methods overridden or
 # called (owner, attribute): the constructor's signature (config, server_state, app_state,
@@ -53,6 +55,9 @@ RELIED_ON: list[tuple[Any, str]] = [
     # Called by data_received on a request httptools cannot parse, after logging
     # PARSER_WARNING on self.logger (uvicorn.error), which QUIET_PARSER drops.
     (HttpToolsProtocol, "send_400_response"),
+    # Called by data_received on a request with an Upgrade the server does not speak.
+    (HttpToolsProtocol, "_unsupported_upgrade_warning"),
+    (HttpToolsProtocol, "on_message_begin"),
 ]
 # Instance attributes, seen only on live objects: (class path, attribute).
 RELIED_ON_INSTANCES = [
@@ -69,6 +74,8 @@ RELIED_ON_INSTANCES = [
     ("uvicorn.server.ServerState", "connections"),
     ("uvicorn.server.ServerState", "tasks"),
 ]
+# And of RequestResponseCycle (tests/e2e/test_slow_clients.py uses each): more_body,
+# response_started, response_complete, disconnected, message_event, keep_alive, scope.
 
 # Per server, the connections waiting for a request head with no request in flight, oldest
 # first: the ones to close when the server is full. Keyed by uvicorn's ServerState so
@@ -76,72 +83,6 @@ RELIED_ON_INSTANCES = [
 _IDLE: weakref.WeakKeyDictionary[ServerState, dict[GuardedHttpToolsProtocol, None]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-class _Throttled:
-    """A warning written at most once a minute, with how often it happened since the last
-    such line (a line each let a flood of clients write thousands); the last minute's count
-    is written when that minute ends. `message` takes {count} and {detail}."""
-
-    EVERY = 60.0
-
-    def __init__(
-        self,
-        message: str,
-        clock: Callable[[], float] = time.monotonic,
-        later: Callable[[float, Callable[[], None]], object] | None = None,
-    ) -> None:
-        self.message = message
-        self.clock, self.later = clock, later  # later: the running loop's call_later
-        self.since = self.detail = 0
-        self.last = -self.EVERY
-        self.pending = False
-
-    def happened(self, detail: int = 0) -> None:
-        """Count one more; `detail` is the figure the next line shows (the last given)."""
-        self.since += 1
-        self.detail = detail
-        now = self.clock()
-        if now - self.last >= self.EVERY:
-            self._write(now)
-        elif not self.pending:
-            self.pending = True
-            later = self.later or asyncio.get_running_loop().call_later
-            later(self.last + self.EVERY - now, self._flush)
-
-    def _flush(self) -> None:
-        self.pending = False
-        if self.since:
-            self._write(self.clock())
-
-    def _write(self, now: float) -> None:
-        log.warning(self.message.format(count=self.since, detail=self.detail))
-        self.since, self.last = 0, now
-
-
-REFUSED_LINE = "{detail} connections, all busy: closed {count} new one(s) since the last such line"
-BUSY_LINE = "{detail} requests in flight: answered {count} request(s) 503 since the last such line"
-MALFORMED_LINE = "malformed HTTP: answered {count} request(s) 400 since the last such line"
-_REFUSED, _BUSY, _MALFORMED = (_Throttled(m) for m in (REFUSED_LINE, BUSY_LINE, MALFORMED_LINE))
-BUSY_HEADERS = ((b"retry-after", str(RETRY_AFTER).encode()), (b"connection", b"close"))
-MALFORMED_BODY = orjson.dumps(error_body("malformed HTTP request"))
-
-
-async def busy(scope: Scope, receive: Receive, send: Send) -> None:
-    """The answer to a request over the bound of requests in flight: JSON, as every error."""
-    retry = f"too many requests in flight: retry in {RETRY_AFTER} s"
-    await send_error(send, 503, "busy", *BUSY_HEADERS, retry=retry)
-
-
-class _UvicornParserWarning(logging.Filter):
-    """Drops uvicorn's line per malformed request: send_400_response counts them (_MALFORMED)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg != PARSER_WARNING
-
-
-PARSER_WARNING = "Invalid HTTP request received."  # uvicorn's, logged before send_400_response
-QUIET_PARSER = _UvicornParserWarning()
 
 
 def no_delay(transport: asyncio.BaseTransport) -> None:
@@ -252,6 +193,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._idle = _IDLE.setdefault(server_state, {})
         self._sending_done = False  # the client shut down its side: answer, then close
         self._endless = False  # the answer in flight never ends (ENDLESS)
+        # A request that cannot be read: refused (refusals.NOT_HTTP...) once the requests
+        # before it are answered; nothing after it is read.
+        self._refused: tuple[bytes, bytes] | None = None
+        self._in_head = False  # a request head has begun and is not complete
+        self._head_bytes = 0  # bytes read since it began (at most one read more)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Accept, closing the longest-idle connection when full; start the head timer."""
@@ -262,19 +208,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             next(iter(self._idle)).drop()
         if len(self.connections) > self.max_connections:
             # Every connection has a request in flight: the newcomer is the one to go.
-            _REFUSED.happened(len(self.connections))
+            refusals.REFUSED.happened(len(self.connections))
             self.drop()
             return
         self._idle[self] = None
         self._start_head_timer()  # the first request's head is due header_timeout after connect
 
     def data_received(self, data: bytes) -> None:
-        """Start the head timer on the first byte of a request after a keep-alive wait."""
+        """Start the head timer on the first byte of a request after a keep-alive wait; refuse
+        a head over HEAD_LIMIT; read nothing after a refused request."""
+        if self._refused is not None:
+            return
         # uvicorn cancels its keep-alive timer on any byte and arms nothing else, so a head
         # (or blank lines before one) trickling in would otherwise hold the connection forever.
         if self._head_timer is None and self in self._idle:
             self._start_head_timer()
         super().data_received(data)
+        if self._in_head and self._refused is None:
+            self._head_bytes += len(data)
+            if self._head_bytes > HEAD_LIMIT:
+                self._refuse(refusals.HEAD_TOO_LARGE, f"a head over {HEAD_LIMIT} bytes")
+
+    def on_message_begin(self) -> None:
+        """A request head begins (its first byte was read)."""
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
 
     def eof_received(self) -> bool:  # type: ignore[override] # asyncio's: bool | None
         """The client will send nothing more: answer the requests it sent, then close."""
@@ -296,11 +254,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Stop the head timer; answer 503 instead when too many requests are in flight."""
         self._stop_head_timer()
         self._idle.pop(self, None)
+        self._in_head = False
         full = len(self.tasks) >= self.max_requests
         if full:
-            _BUSY.happened(len(self.tasks))
+            refusals.BUSY.happened(len(self.tasks))
         # uvicorn's on_headers_complete runs self.app for this request (or queues it).
-        self.app = busy if full else self._app
+        self.app = refusals.busy if full else self._app
         # A long response (the event stream) whose client stopped reading may block in send()
         # forever: the app can close the connection at once, unflushed (ledger.http.stream).
         extensions: dict[str, Any] = {
@@ -316,6 +275,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Once uvicorn waits for the next request on this connection, it may be closed."""
         self._unanswered = [c for c in self._unanswered if not c.response_complete]
         super().on_response_complete()
+        if self._refused is not None:
+            self._refuse_when_due()
+            return
         if self._sending_done and not self._unanswered:
             self.drop()  # every request the client sent before its EOF is answered
             return
@@ -337,12 +299,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         started = [c for c in running if id(c) not in queued]
         if started:
             scope = started[0].scope
-            log.info(
-                "client %s went away before its answer to %s %s%s",
-                get_client_addr(scope),
-                scope["method"],
-                logfmt(scope["path"]),  # client input: quoted and escaped
-                f" ({len(running) - 1} more request(s) not answered)" if len(running) > 1 else "",
+            more = len(running) - 1
+            refusals.GONE.happened(
+                # The path is client input: quoted and escaped.
+                f"{get_client_addr(scope)}, {scope['method']} {logfmt(scope['path'])}"
+                + (f" ({more} more request(s) not answered)" if more else "")
             )
         self._unanswered = []
         super().connection_lost(exc)
@@ -350,19 +311,65 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._idle.pop(self, None)
 
     def send_400_response(self, msg: str) -> None:
-        """A request httptools cannot parse: a JSON error, then close (uvicorn's is text)."""
-        _MALFORMED.happened()
-        head = [b"HTTP/1.1 400 Bad Request\r\n"]
-        for name, value in self.server_state.default_headers:
-            head.extend([name, b": ", value, b"\r\n"])
-        length = str(len(MALFORMED_BODY)).encode()
-        head.append(b"content-type: application/json\r\ncontent-length: " + length)
-        self.transport.write(b"".join([*head, b"\r\nconnection: close\r\n\r\n", MALFORMED_BODY]))
-        self.transport.close()
+        """A request httptools cannot parse: refused once the requests before it are answered
+        (uvicorn writes its plain-text 400 at once, in place of an answer not yet written:
+        an order booked was answered 400 to a client that sent one stray byte after it)."""
+        self._refuse(refusals.NOT_HTTP, "not HTTP")
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """A request asks for a protocol the server does not speak (WebSocket, h2c): it is
+        answered as HTTP/1.1, then the connection closes, for httptools reads nothing after
+        such a head. Counted, not logged each (uvicorn wrote one or two lines a request)."""
+        if self.cycle is None or self.cycle.response_complete:
+            self.drop()  # nothing left to answer on this connection
+        elif self.cycle.keep_alive:  # the first time: each later read raises again
+            self.cycle.keep_alive = False
+            path = logfmt(self.scope["path"])  # client input: quoted and escaped
+            refusals.UPGRADES.happened(f"{self._peer()}, {self.scope['method']} {path}")
+
+    def _refuse(self, answer: tuple[bytes, bytes], why: str) -> None:
+        """Refuse the request being read, after the ones before it; read nothing more."""
+        refusals.MALFORMED.happened(f"{self._peer()}, {why}")
+        self._refused = answer
+        self._stop_head_timer()
+        self._idle.pop(self, None)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and cycle.more_body:
+            # The request refused is this one, its body unreadable: its app sees it gone.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self._unanswered = [c for c in self._unanswered if c is not cycle]
+            if cycle.response_started:  # answered in part: no other answer can follow
+                self.drop_now()
+                return
+        if self._endless:  # a stream's client sending bytes that are not HTTP: gone
+            self.drop_now()
+            return
+        self._refuse_when_due()
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "?"
+
+    def _refuse_when_due(self) -> None:
+        if self._refused is None or any(not c.response_complete for c in self._unanswered):
+            return  # on_response_complete comes back once the next answer is written
+        self.transport.write(refusals.refusal(self._refused, self.server_state.default_headers))
+        self.connections.discard(self)
+        if self._sending_done:  # the client sends nothing more: nothing to wait for
+            self.transport.close()
+            return
+        # Closed with bytes of the client's unread, the connection would be reset, and the
+        # client, still sending, would lose the answer: the server's side ends, the client's
+        # bytes are read and dropped until it ends its side (eof_received), LINGER at most.
+        self.transport.write_eof()
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(LINGER, self.drop)
 
     def endless(self) -> None:
         """The answer in flight never ends: the client's end of input is its leaving."""
         self._endless = True
+        if self._sending_done:  # it ended its side before the answer began: gone already
+            self.drop_now()
 
     def drop_now(self) -> None:
         """Close this connection without flushing what is still to be written."""
@@ -405,7 +412,7 @@ def guarded_protocol(
         or (max_requests is not None and max_requests < 1)
     ):
         raise ValueError("header_timeout, max_connections and max_requests must be positive")
-    logging.getLogger("uvicorn.error").addFilter(QUIET_PARSER)  # once: filters are a set
+    logging.getLogger("uvicorn.error").addFilter(refusals.QUIET_PARSER)  # a set: added once
     return type(
         "GuardedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,11 +18,11 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 import ledger.http.server as http_server
-from ledger.overrides import uvicorn_http
+from ledger.overrides import refusals, uvicorn_http
 from tests.support import free_port
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -60,7 +61,15 @@ def make_app(gate: threading.Event) -> Starlette:
         opened = await anyio.to_thread.run_sync(gate.wait, 30)
         return PlainTextResponse("open" if opened else "timed out")
 
-    return Starlette(routes=[Route("/", port), Route("/gate", gated)])
+    async def drip(request: Request) -> StreamingResponse:
+        async def parts() -> AsyncIterator[bytes]:
+            yield b"first "
+            await anyio.to_thread.run_sync(gate.wait, 30)
+            yield b"last"
+
+        return StreamingResponse(parts())
+
+    return Starlette(routes=[Route("/", port), Route("/gate", gated), Route("/drip", drip)])
 
 
 @pytest.fixture
@@ -271,8 +280,8 @@ def test_a_malformed_request_gets_a_json_400(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fresh = uvicorn_http._Throttled(uvicorn_http.MALFORMED_LINE)  # this test's minute alone
-    monkeypatch.setattr(uvicorn_http, "_MALFORMED", fresh)
+    fresh = refusals.Throttled(refusals.MALFORMED_LINE)  # this test's minute alone
+    monkeypatch.setattr(refusals, "MALFORMED", fresh)
     served = start()
     with caplog.at_level("WARNING"):
         for _ in range(20):  # a flood of them writes one line, not one each
@@ -287,4 +296,89 @@ def test_a_malformed_request_gets_a_json_400(
         assert httpx.get(served.url, timeout=5).status_code == 200
     lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     # The first is written at once; the next 19 wait for the minute's end (after the test).
-    assert lines == ["malformed HTTP: answered 1 request(s) 400 since the last such line"]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("1 request(s) not HTTP or with a head over the limit")
+
+
+def read_until_closed(sock: socket.socket, within: float = 10) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    sock.settimeout(within)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize("path", ["/gate", "/drip"])
+def test_a_malformed_request_is_refused_after_the_answers_before_it(
+    start: Callable[..., Running], path: str
+) -> None:
+    # uvicorn wrote its 400 at once: over an answer not yet written (an order booked, its
+    # client told 400), or inside a body being sent.
+    served = start()
+    with served.connect() as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        served.in_flight(1)
+        sock.sendall(b"\x16\x03\x01 not HTTP\r\n\r\n")
+        time.sleep(0.2)  # the stray bytes are read meanwhile (nothing is waited for)
+        served.gate.set()
+        received = read_until_closed(sock)
+    first, _, rest = received.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 ")
+    if path == "/gate":
+        body, refused = rest[:4], rest[4:]
+        assert body == b"open"
+    else:  # chunked: "first ", then "last", then the last chunk
+        body, _, refused = rest.partition(b"0\r\n\r\n")
+        assert body == b"6\r\nfirst \r\n4\r\nlast\r\n"
+    assert refused.startswith(b"HTTP/1.1 400 ")
+    assert refused.endswith(b'{"error":"malformed HTTP request"}')
+
+
+def test_a_head_over_the_limit_is_refused_431(start: Callable[..., Running]) -> None:
+    served = start()
+    with served.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for _ in range(3 * uvicorn_http.HEAD_LIMIT // 65536):  # on past the limit
+                sock.sendall(b"a" * 65536)
+        received = read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 431 ")
+    assert received.endswith(b'{"error":"request head too large"}')
+    assert httpx.get(served.url, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n",
+    ],
+)
+def test_an_upgrade_is_answered_as_http_then_closed(
+    start: Callable[..., Running],
+    upgrade: bytes,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(refusals, "UPGRADES", refusals.Throttled(refusals.UPGRADE_LINE))
+    served = start()
+    with caplog.at_level("DEBUG"):
+        for _ in range(5):
+            with served.connect() as sock:
+                # Another request behind it cannot be read: the connection closes after one.
+                request = b"GET / HTTP/1.1\r\nHost: x\r\n" + upgrade + b"\r\n"
+                sock.sendall(request + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                received = read_until_closed(sock)
+            assert received.startswith(b"HTTP/1.1 200 ")
+            assert received.count(b"HTTP/1.1") == 1
+            assert b"connection: close" in received.lower()
+    lines = [  # uvicorn wrote a warning (two for WebSocket, without the package) each
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING or r.name == "ledger.http.server"
+    ]
+    assert len(lines) == 1, lines  # one a minute, with a count: not a line or two each
+    assert lines[0].startswith("1 request(s) asked for a protocol upgrade")

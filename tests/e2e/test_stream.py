@@ -404,3 +404,12 @@ def test_streams_past_the_limit_are_refused_and_orders_still_answered(
     for s, _ in streams:
         s.close()
     sock.close()
+    # One that ends its side at once, before its stream could begin, is gone as well.
+    early = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    early.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    early.shutdown(socket.SHUT_WR)
+    early.settimeout(10)  # the heartbeat is 120 s away
+    received = b""
+    while chunk := early.recv(4096):
+        received += chunk
+    early.close()

@@ -13,6 +13,7 @@ from uvicorn.server import ServerState
 
 from ledger.http.server import uvicorn_config
 from ledger.overrides.uvicorn_http import (
+    ENDLESS,
     HOLD_AT_MOST,
     RELIED_ON,
     RELIED_ON_INSTANCES,
@@ -52,7 +53,7 @@ def test_relied_on_instance_attributes_exist() -> None:
     assert protocol.limit_concurrency is None  # uvicorn's connection count is not the bound
 
 
-@pytest.mark.parametrize("key", ["http", "limit_concurrency"])
+@pytest.mark.parametrize("key", ["http", "limit_concurrency", "ws"])
 def test_uvicorn_config_refuses_what_it_sets_itself(key: str) -> None:
     clashing: dict[str, Any] = {key: 10}
     with pytest.raises(TypeError, match=key):
@@ -174,16 +175,19 @@ def test_an_aborted_connection_sends_nothing_held() -> None:
     asyncio.run(scenario())
 
 
-def test_every_connection_sends_through_one_send_per_turn() -> None:
+def connected() -> tuple[GuardedHttpToolsProtocol, SentBytes]:
+    """A protocol of our uvicorn config, connected to a SentBytes (in a running loop)."""
     config = uvicorn_config(Starlette(), log_config=None)
     config.load()
+    protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+    socket_side = SentBytes()
+    protocol.connection_made(socket_side)  # type: ignore[arg-type]
+    return protocol, socket_side
 
+
+def test_every_connection_sends_through_one_send_per_turn() -> None:
     async def scenario() -> None:
-        protocol = config.http_protocol_class(
-            config=config, server_state=ServerState(), app_state={}
-        )
-        socket_side = SentBytes()
-        protocol.connection_made(socket_side)  # type: ignore[arg-type]
+        protocol, socket_side = connected()
         assert isinstance(protocol.transport, OneSendPerTurn)
         protocol.transport.write(HEAD)
         protocol.transport.write(b"{}")
@@ -196,13 +200,11 @@ def test_every_connection_sends_through_one_send_per_turn() -> None:
 def test_connections_refused_for_being_busy_are_logged_once_a_minute(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from ledger.overrides import uvicorn_http
+    from ledger.overrides.refusals import REFUSED_LINE, Throttled
 
     now = [1000.0]
     timers: list[tuple[float, Any]] = []
-    refusals = uvicorn_http._Throttled(
-        uvicorn_http.REFUSED_LINE, lambda: now[0], lambda delay, f: timers.append((delay, f))
-    )
+    refusals = Throttled(REFUSED_LINE, lambda: now[0], lambda delay, f: timers.append((delay, f)))
     with caplog.at_level("WARNING", logger="ledger.http.server"):
         for _ in range(500):
             refusals.happened(4097)
@@ -220,3 +222,18 @@ def test_connections_refused_for_being_busy_are_logged_once_a_minute(
         "4000 connections, all busy: closed 3 new one(s) since the last such line",
     ]
     assert [delay for delay, _ in timers] == [60.0]  # one timer at a time
+
+
+def test_a_stream_whose_client_ended_its_side_before_it_began_ends_at_once() -> None:
+    # The end of input came while the stream's first store read ran: the connection waited
+    # to "answer, then close" an answer that never ends, holding a stream's place.
+    async def scenario() -> None:
+        protocol, socket_side = connected()
+        protocol.data_received(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert protocol.eof_received() is True  # its answer is still to come: kept open
+        assert not socket_side.closed
+        protocol.scope["extensions"][ENDLESS]()  # the answer turns out to be a stream
+        assert socket_side.closed
+        await asyncio.gather(*protocol.tasks)
+
+    asyncio.run(scenario())
