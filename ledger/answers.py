@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, NotRequired, Self
+from typing import Annotated, Any, Literal, NotRequired, Self
 
+from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypeAliasType, TypedDict
 
 from ledger.amounts import canonical
@@ -32,6 +33,9 @@ class OrderAnswer:
     reason: Reason | None
     quantity: int  # 1 when not given (and for a SELL without one: it closed what was open)
     price: str | None  # an exact decimal, as a string; null when not given
+    # Whether a SELL gave its QUANTITY (None: a BUY, or not recorded), for is_for only: not
+    # in the answer's JSON (orjson skips a dataclass field named "_..."), nor its schema.
+    _quantity_given: Annotated[bool | None, SkipJsonSchema()] = field(default=None, kw_only=True)
 
     @classmethod
     def of(cls, order: Order | Any, sequence: int | None, **more: Any) -> Self:
@@ -49,12 +53,16 @@ class OrderAnswer:
             reason=Reason(order.reason) if order.reason else None,
             quantity=quantity,
             price=price,
+            _quantity_given=getattr(order, "quantity_given", None),
             **more,
         )
 
     def is_for(self, request: OrderRequest) -> bool:
         """Whether a request with this answer's ORDER_ID asked for the same order."""
         price = None if request.price is None else canonical(request.price)
+        given = self._quantity_given
+        if given is not None and given != request.quantity_given_if_sell:
+            return False  # "close what is open" and "close exactly 1" are different orders
         return (self.strategy, self.instrument, self.position, self.quantity, self.price) == (
             request.strategy,
             request.instrument,
@@ -82,6 +90,11 @@ class OrderRequest:
     def asked_quantity(self) -> int | None:
         """The quantity the rules check: None when none was given (a quantity not 1 counts)."""
         return self.quantity if self.quantity_given or self.quantity != 1 else None
+
+    @property
+    def quantity_given_if_sell(self) -> bool | None:
+        """For a SELL, whether it gave a QUANTITY (the rules check it); None for a BUY."""
+        return self.asked_quantity is not None if self.position is Position.SELL else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,7 @@ def prepare(
                 quantity=request.quantity,
                 price=price,
                 multipliers=multipliers(books, accepted),
+                quantity_given=request.quantity_given_if_sell,
             )
             out.orders.append(order)
         out.flush()

@@ -292,6 +292,7 @@ class Order(Aggregate):
         quantity: int = 1,
         price: str | None = None,
         multipliers: dict[str, str] | None = None,
+        quantity_given: bool | None = None,
     ) -> None:
         self.order_id = order_id
         self.strategy = strategy
@@ -304,6 +305,9 @@ class Order(Aggregate):
         self.quantity = quantity  # 1 for a SELL that gave none (it closed what was open)
         self.price = price  # an exact decimal; None: not given
         self.multipliers = multipliers  # accepted users whose multiplier is not 1; else None
+        # Whether a SELL gave its QUANTITY (without one it closes whatever is open): a retry
+        # of its ORDER_ID must ask the same. None for a BUY, and for a SELL stored before.
+        self.quantity_given = quantity_given
 
     @classmethod
     def place(
@@ -319,6 +323,7 @@ class Order(Aggregate):
         quantity: int = 1,
         price: str | None = None,
         multipliers: dict[str, str] | None = None,
+        quantity_given: bool | None = None,
     ) -> Order:
         """Order(...) without eventsourcing's generic dispatch: the same Placed event."""
         fields: dict[str, Any] = {
@@ -333,6 +338,7 @@ class Order(Aggregate):
             "quantity": quantity,
             "price": price,
             "multipliers": multipliers,
+            "quantity_given": quantity_given,
         }
         placed = _PLACED(
             originator_id=cls.create_id(order_id),

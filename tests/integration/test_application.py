@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import HealthCheck, given
@@ -114,6 +115,20 @@ def test_reused_order_id_with_other_body_is_flagged(ledger: Ledger) -> None:
     assert outcome.reused_id
     assert outcome.answer.instrument == "MINDA"
     assert len(order_log(ledger)) == 1
+
+
+def test_a_sell_retried_with_a_quantity_it_did_not_give_is_flagged_after_a_restart(
+    ledger: Ledger, make_ledger: Any
+) -> None:
+    place(ledger, req("STRATEGY_B", "MINDA", "BUY"))
+    (sold,) = place(ledger, req("STRATEGY_B", "MINDA", "SELL", "s-1"))
+    restarted: Ledger = make_ledger()  # the answer comes from the store, not from memory
+    given = replace(req("STRATEGY_B", "MINDA", "SELL", "s-1"), quantity_given=True)
+    outcome = restarted.place_orders([given])[0]
+    assert outcome.reused_id
+    assert outcome.answer == sold
+    same = restarted.place_orders([req("STRATEGY_B", "MINDA", "SELL", "s-1")])[0]
+    assert not same.reused_id
 
 
 def test_duplicate_order_ids_within_one_batch(ledger: Ledger) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
@@ -46,15 +47,19 @@ def test_old_orders_answer_as_before_with_quantity_1_at_no_price(
     for order_id, before in OLD["answers"].items():
         answer = ledger.get_order(order_id)
         assert answer is not None
-        assert json.loads(json.dumps(answer, default=vars_of)) == {
+        assert orjson.loads(orjson.dumps(answer)) == {  # as the service answers it
             **before,
             "quantity": 1,
             "price": None,
         }
-
-
-def vars_of(value: Any) -> Any:
-    return {name: getattr(value, name) for name in value.__slots__}
+    # A SELL stored before they recorded whether it gave a QUANTITY: a retry with or without
+    # one is the same order, as before (it cannot be told).
+    order_id, sold = next((i, a) for i, a in OLD["answers"].items() if a["position"] == "SELL")
+    for given in (False, True):
+        retry = OrderRequest(
+            sold["strategy"], sold["instrument"], Position.SELL, order_id, quantity_given=given
+        )
+        assert not ledger.place_orders([retry])[0].reused_id
 
 
 def test_old_books_load_as_quantity_1_and_old_positions_close(

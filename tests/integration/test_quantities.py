@@ -86,6 +86,26 @@ def test_a_sell_of_another_quantity_is_refused_and_one_without_closes_all(
     assert "QUANTITY_MISMATCH" in str(spec)
 
 
+def test_a_retried_sell_must_ask_for_the_same_quantity_or_none_as_the_first(
+    client: TestClient,
+) -> None:
+    # Without QUANTITY a SELL closes whatever is open; with QUANTITY 1 it must match the BUY.
+    acc = {"STRATEGY": "STRATEGY_B", "INSTRUMENT": "ACC"}
+    for n, (first, other) in enumerate([({}, {"QUANTITY": 1}), ({"QUANTITY": 1}, {})]):
+        assert order(client, {**acc, "POSITION": "BUY"}).json()["RESPONSE"] == "ACCEPTED"
+        sell = {**acc, "POSITION": "SELL", "ORDER_ID": f"sell-{n}"}
+        answer = order(client, {**sell, **first})
+        assert answer.json()["accepted_for"] == [HOLLAND, KAMRYN]
+        assert order(client, {**sell, **first}).json() == answer.json()
+        again = order(client, {**sell, **other})
+        assert again.status_code == 409
+        assert again.json()["order"] == answer.json()  # the first answer, for reference
+    # A BUY's QUANTITY 1 is its default: given or not, the same order.
+    buy = {**acc, "POSITION": "BUY", "ORDER_ID": "buy-1"}
+    answer = order(client, buy)
+    assert order(client, {**buy, "QUANTITY": 1}).json() == answer.json()
+
+
 def test_a_multiplier_scales_the_booked_quantity(client: TestClient) -> None:
     path = f"/users/{KAMRYN}/strategies/STRATEGY_B"
     taken = client.put(path, json={"instruments": ["ACC"], "multiplier": 2.5}).json()

@@ -41,8 +41,9 @@ def test_answer_fields_come_from_the_dataclasses() -> None:
     doc = document()
     for kind in (OrderAnswer, LoggedOrder, OpenPosition, Trade):
         schema = doc["components"]["schemas"][kind.__name__]
-        assert list(schema["properties"]) == [f.name for f in fields(kind)]
-        assert set(schema["required"]) == {f.name for f in fields(kind)}
+        answered = [f.name for f in fields(kind) if not f.name.startswith("_")]  # as orjson
+        assert list(schema["properties"]) == answered
+        assert set(schema["required"]) == set(answered)
     assert answer_schema("/order", doc, "post") == doc["components"]["schemas"]["OrderAnswer"]
 
 
