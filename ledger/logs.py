@@ -1,13 +1,17 @@
-"""Logging set-up: one file per day in the log directory, and stderr; the per-order line."""
+"""Logging set-up: one file per day in the log directory, and stderr; the per-order line; lines
+that would flood written once a minute."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ledger.answers import OrderAnswer
@@ -160,3 +164,48 @@ def configure(log_dir: Path, level: str = "INFO", *, stderr: bool = True) -> Non
     # Per-request access lines would drown the per-order lines under load.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class Throttled:
+    """A log line written at most once a minute, with how often it happened since the last
+    such line (a line each let a flood of clients write thousands); the last minute's count
+    is written when that minute ends. `message` takes {count} and {detail}."""
+
+    EVERY = 60.0
+
+    def __init__(
+        self,
+        message: str,
+        clock: Callable[[], float] = time.monotonic,
+        later: Callable[[float, Callable[[], None]], object] | None = None,
+        *,
+        logger: logging.Logger,
+        level: int = logging.WARNING,
+    ) -> None:
+        self.message, self.logger, self.level = message, logger, level
+        self.clock, self.later = clock, later  # later: the running loop's call_later
+        self.since = 0
+        self.detail: Any = None
+        self.last = -self.EVERY
+        self.pending = False
+
+    def happened(self, detail: Any = None) -> None:
+        """Count one more; `detail` is what the next line shows (the last given)."""
+        self.since += 1
+        self.detail = detail
+        now = self.clock()
+        if now - self.last >= self.EVERY:
+            self._write(now)
+        elif not self.pending:
+            self.pending = True
+            later = self.later or asyncio.get_running_loop().call_later
+            later(self.last + self.EVERY - now, self._flush)
+
+    def _flush(self) -> None:
+        self.pending = False
+        if self.since:
+            self._write(self.clock())
+
+    def _write(self, now: float) -> None:
+        self.logger.log(self.level, self.message.format(count=self.since, detail=self.detail))
+        self.since, self.last = 0, now

@@ -1,6 +1,7 @@
 """Every use of a library's private parts, in one package, each checked by a test.
 
-storage: eventsourcing, pgserver and pydantic-settings; uvicorn_http: uvicorn's HTTP protocol.
+storage: eventsourcing, pgserver and pydantic-settings; uvicorn_http: uvicorn's HTTP protocol
+(with sends.py, how it writes, and refusals.py, what it answers itself).
 `missing()` lists what an upgrade has moved, so a test fails rather than a running service.
 """
 

@@ -1,71 +1,25 @@
-"""What the HTTP server answers when it refuses a request itself, before any route runs (JSON,
-as every error of the service), and its log lines: one a minute per kind, with a count."""
+"""What the HTTP server answers (JSON) and logs (once a minute) when it refuses a request itself."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
 from ledger.http.lanes import RETRY_AFTER
 from ledger.http.responses import error_body, send_error
+from ledger.logs import Throttled
 
 log = logging.getLogger("ledger.http.server")
-
-
-class Throttled:
-    """A log line written at most once a minute, with how often it happened since the last
-    such line (a line each let a flood of clients write thousands); the last minute's count
-    is written when that minute ends. `message` takes {count} and {detail}."""
-
-    EVERY = 60.0
-
-    def __init__(
-        self,
-        message: str,
-        clock: Callable[[], float] = time.monotonic,
-        later: Callable[[float, Callable[[], None]], object] | None = None,
-        level: int = logging.WARNING,
-    ) -> None:
-        self.message, self.level = message, level
-        self.clock, self.later = clock, later  # later: the running loop's call_later
-        self.since = 0
-        self.detail: Any = None
-        self.last = -self.EVERY
-        self.pending = False
-
-    def happened(self, detail: Any = None) -> None:
-        """Count one more; `detail` is what the next line shows (the last given)."""
-        self.since += 1
-        self.detail = detail
-        now = self.clock()
-        if now - self.last >= self.EVERY:
-            self._write(now)
-        elif not self.pending:
-            self.pending = True
-            later = self.later or asyncio.get_running_loop().call_later
-            later(self.last + self.EVERY - now, self._flush)
-
-    def _flush(self) -> None:
-        self.pending = False
-        if self.since:
-            self._write(self.clock())
-
-    def _write(self, now: float) -> None:
-        log.log(self.level, self.message.format(count=self.since, detail=self.detail))
-        self.since, self.last = 0, now
 
 
 REFUSED_LINE = "{detail} connections, all busy: closed {count} new one(s) since the last such line"
 BUSY_LINE = "{detail} requests in flight: answered {count} request(s) 503 since the last such line"
 MALFORMED_LINE = (
-    "{count} request(s) not HTTP or with a head over the limit, answered 400 or 431, since the"
-    " last such line; the last: {detail}"
+    "{count} request(s) not read (not HTTP, a head over the limit, an upgrade with a body),"
+    " answered 400 or 431, since the last such line; the last: {detail}"
 )
 UPGRADE_LINE = (
     "{count} request(s) asked for a protocol upgrade (answered as HTTP/1.1, then closed) since"
@@ -75,12 +29,18 @@ GONE_LINE = (
     "{count} client(s) went away before their answers since the last such line; the last: {detail}"
 )
 REFUSED, BUSY, MALFORMED, UPGRADES = (
-    Throttled(line) for line in (REFUSED_LINE, BUSY_LINE, MALFORMED_LINE, UPGRADE_LINE)
+    Throttled(line, logger=log) for line in (REFUSED_LINE, BUSY_LINE, MALFORMED_LINE, UPGRADE_LINE)
 )
-GONE = Throttled(GONE_LINE, level=logging.INFO)
+GONE = Throttled(GONE_LINE, logger=log, level=logging.INFO)
 
 BUSY_HEADERS = ((b"retry-after", str(RETRY_AFTER).encode()), (b"connection", b"close"))
 NOT_HTTP = (b"400 Bad Request", orjson.dumps(error_body("malformed HTTP request")))
+UPGRADE_WITH_BODY = (
+    b"400 Bad Request",
+    orjson.dumps(
+        error_body("a request with a body cannot ask for a protocol upgrade: send it without")
+    ),
+)
 HEAD_TOO_LARGE = (
     b"431 Request Header Fields Too Large",
     orjson.dumps(error_body("request head too large")),
@@ -104,6 +64,9 @@ def refusal(answer: tuple[bytes, bytes], default_headers: Iterable[tuple[bytes, 
     return b"".join([*head, b"\r\nconnection: close\r\n\r\n", body])
 
 
+PARSER_WARNING = "Invalid HTTP request received."  # uvicorn's, logged before send_400_response
+
+
 class UvicornParserWarning(logging.Filter):
     """Drops uvicorn's line per malformed request: the protocol counts them (MALFORMED)."""
 
@@ -111,5 +74,4 @@ class UvicornParserWarning(logging.Filter):
         return record.msg != PARSER_WARNING
 
 
-PARSER_WARNING = "Invalid HTTP request received."  # uvicorn's, logged before send_400_response
 QUIET_PARSER = UvicornParserWarning()

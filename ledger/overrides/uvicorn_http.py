@@ -1,19 +1,18 @@
 """uvicorn's httptools protocol, extended: idle and slow clients time out (uvicorn internals).
 
-Stock uvicorn (0.54) has no timeout before the first request or while a request head
+Stock uvicorn (0.55) has no timeout before the first request or while a request head
 arrives, and its `limit_concurrency` counts open connections, so silent connections make
 every other client get 503. `GuardedHttpToolsProtocol` adds a head timeout, bounds open
-connections by closing the longest-idle one, and bounds requests in flight instead.
+connections by closing the longest-idle one, and bounds requests in flight instead. It also
+bounds a head's bytes and refuses what it cannot read after the answers before it
+(refusals.py), where uvicorn wrote a plain-text 400 over them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import weakref
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
@@ -23,6 +22,7 @@ from uvicorn.server import ServerState
 
 from ledger.logs import logfmt
 from ledger.overrides import refusals
+from ledger.overrides.sends import OneSendPerTurn, no_delay
 
 log = logging.getLogger("ledger.http.server")
 
@@ -33,11 +33,13 @@ ABORT = "ledger.abort"  # the scope extension an app calls to close its connecti
 # down its side of such a connection is gone, not waiting for the end of the answer.
 ENDLESS = "ledger.endless"
 MAX_CONNECTIONS = 4096
-# Bytes read while a request head is incomplete, past which it is refused (431). httptools
-# and uvicorn gather a head by joining bytes (quadratic): an endless header took a worker
-# to 191 MB and its loop for seconds; eight of them, 514 MB. The headers' own limit, 16 KiB,
-# is checked once the head is whole (ledger.http.limits).
-HEAD_LIMIT = 1 << 20
+# Bytes read while a request head (or a chunked body's trailer section) is incomplete, past
+# which it is refused (431). httptools and uvicorn gather one by joining bytes (quadratic): an
+# endless header took a worker to 191 MB and its loop for seconds, eight of them 514 MB, an
+# endless trailer 1.5 GB. Reads are counted from the one after the head began (that one may
+# hold answered requests before it): a head is cut within HEAD_LIMIT and one read (64-256
+# KiB). The app refuses heads over 16 KiB (ledger.http.limits) once they are whole.
+HEAD_LIMIT = 64 * 1024
 LINGER = 2.0  # seconds a refused request's client may go on sending before the connection closes
 
 # What this module leans on that uvicorn does not promise to keep. Methods overridden or
@@ -57,7 +59,11 @@ RELIED_ON: list[tuple[Any, str]] = [
     (HttpToolsProtocol, "send_400_response"),
     # Called by data_received on a request with an Upgrade the server does not speak.
     (HttpToolsProtocol, "_unsupported_upgrade_warning"),
+    (HttpToolsProtocol, "_unset_keepalive_if_required"),
+    # Parser callbacks extended (httptools calls on_chunk_header, which uvicorn lacks).
     (HttpToolsProtocol, "on_message_begin"),
+    (HttpToolsProtocol, "on_body"),
+    (HttpToolsProtocol, "on_message_complete"),
 ]
 # Instance attributes, seen only on live objects: (class path, attribute).
 RELIED_ON_INSTANCES = [
@@ -72,7 +78,10 @@ RELIED_ON_INSTANCES = [
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "pipeline"),
     ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "cycle"),
     ("uvicorn.server.ServerState", "connections"),
+    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "client"),
+    ("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol", "flow"),
     ("uvicorn.server.ServerState", "tasks"),
+    ("uvicorn.server.ServerState", "default_headers"),
 ]
 # And of RequestResponseCycle (tests/e2e/test_slow_clients.py uses each): more_body,
 # response_started, response_complete, disconnected, message_event, keep_alive, scope.
@@ -83,90 +92,6 @@ RELIED_ON_INSTANCES = [
 _IDLE: weakref.WeakKeyDictionary[ServerState, dict[GuardedHttpToolsProtocol, None]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def no_delay(transport: asyncio.BaseTransport) -> None:
-    """Send small writes at once (TCP_NODELAY) on a TCP connection.
-
-    A response is two writes (head, then body). On the socket the workers inherit from the
-    supervisor (opened by uvicorn as AF_UNIX), the event loop leaves Nagle's algorithm on:
-    the body waited for the ACK of the head, which a keep-alive client delays by 40 ms, so
-    every request on a reused connection took >= 40 ms (measured: 48 ms a POST /order, then
-    2-5 ms with this).
-    """
-    sock = transport.get_extra_info("socket")
-    # Not by its family: uvicorn opens an inherited fd as AF_UNIX whatever it is, so the
-    # socket says AF_UNIX even for TCP; a real Unix socket refuses the option, harmlessly.
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-HOLD_AT_MOST = 4096  # bytes of a response head held back for its body
-
-
-class OneSendPerTurn:
-    """A transport that sends a response's head with its body, in one write.
-
-    uvicorn writes a response's head and its body apart, and the event loop sends each at
-    once: two system calls and, with TCP_NODELAY, two packets per answer. A head is held
-    until the next write, which takes it along, or until the end of this turn of the event
-    loop. Only heads are held: a body or a stream's last chunk leaves when written, as
-    before; a long body goes straight through, so the transport's flow control (a long
-    answer waits while the client reads nothing) sees every byte as before.
-    """
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held = b""
-        self._due = False  # a flush is scheduled
-
-    def write(self, data: bytes) -> None:
-        """Send data with what is held (a head), or hold it if it is a head."""
-        held, self._held = self._held, b""
-        if held and len(data) <= HOLD_AT_MOST:
-            self._transport.write(held + data)
-            return
-        if held:
-            self._transport.write(held)  # a long body goes as it is, never copied
-        if len(data) <= HOLD_AT_MOST and data.startswith(b"HTTP/"):
-            self._held = bytes(data)
-            if not self._due:
-                self._due = True
-                self._loop.call_soon(self.flush)
-        else:
-            self._transport.write(data)
-
-    def flush(self) -> None:
-        """Send what is held."""
-        self._due = False
-        held, self._held = self._held, b""
-        if held and not self._transport.is_closing():
-            self._transport.write(held)
-
-    def writelines(self, lines: Iterable[bytes]) -> None:
-        """Send what is held, then the lines."""
-        self.flush()
-        self._transport.writelines(lines)
-
-    def write_eof(self) -> None:
-        """Send what is held, then end the stream."""
-        self.flush()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        """Send what is held, then close (a response with `connection: close`)."""
-        self.flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        """Close at once: what is held is dropped, as the transport drops its buffer."""
-        self._held = b""
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -196,8 +121,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # A request that cannot be read: refused (refusals.NOT_HTTP...) once the requests
         # before it are answered; nothing after it is read.
         self._refused: tuple[bytes, bytes] | None = None
-        self._in_head = False  # a request head has begun and is not complete
-        self._head_bytes = 0  # bytes read since it began (at most one read more)
+        self._in_head = False  # a request head (or a trailer section) is being read
+        self._head_bytes = -1  # bytes read since the read it began in (-1: in that read)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Accept, closing the longest-idle connection when full; start the head timer."""
@@ -225,14 +150,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._start_head_timer()
         super().data_received(data)
         if self._in_head and self._refused is None:
-            self._head_bytes += len(data)
+            self._head_bytes = 0 if self._head_bytes < 0 else self._head_bytes + len(data)
             if self._head_bytes > HEAD_LIMIT:
                 self._refuse(refusals.HEAD_TOO_LARGE, f"a head over {HEAD_LIMIT} bytes")
 
     def on_message_begin(self) -> None:
         """A request head begins (its first byte was read)."""
         super().on_message_begin()
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes = True, -1
+
+    def on_chunk_header(self) -> None:
+        """A chunk of a chunked body begins: after the last, the trailer section."""
+        self._in_head, self._head_bytes = True, -1
+
+    def on_body(self, body: bytes) -> None:
+        """Part of the body: not a trailer section."""
+        self._in_head = False
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        """The request is read whole."""
+        self._in_head = False
+        super().on_message_complete()
 
     def eof_received(self) -> bool:  # type: ignore[override] # asyncio's: bool | None
         """The client will send nothing more: answer the requests it sent, then close."""
@@ -317,29 +256,41 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(refusals.NOT_HTTP, "not HTTP")
 
     def _unsupported_upgrade_warning(self) -> None:
-        """A request asks for a protocol the server does not speak (WebSocket, h2c): it is
-        answered as HTTP/1.1, then the connection closes, for httptools reads nothing after
-        such a head. Counted, not logged each (uvicorn wrote one or two lines a request)."""
-        if self.cycle is None or self.cycle.response_complete:
+        """A request asks for a protocol the server does not speak (WebSocket, h2c): answered
+        as HTTP/1.1, then closed, as httptools reads nothing after its head (not its body)."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
             self.drop()  # nothing left to answer on this connection
-        elif self.cycle.keep_alive:  # the first time: each later read raises again
-            self.cycle.keep_alive = False
-            path = logfmt(self.scope["path"])  # client input: quoted and escaped
-            refusals.UPGRADES.happened(f"{self._peer()}, {self.scope['method']} {path}")
+            return
+        if not cycle.keep_alive:
+            return  # seen already: each later read raises again
+        cycle.keep_alive = False
+        path = logfmt(self.scope["path"])  # client input: quoted and escaped
+        refusals.UPGRADES.happened(f"{self._peer()}, {self.scope['method']} {path}")
+        if any(_announces_body(name, value) for name, value in self.scope["headers"]):
+            # Its app would read an empty body: `curl --http2 -d` had an order answered 422.
+            self._refuse(refusals.UPGRADE_WITH_BODY, "an upgrade with a body", cycle)
 
-    def _refuse(self, answer: tuple[bytes, bytes], why: str) -> None:
-        """Refuse the request being read, after the ones before it; read nothing more."""
+    def _refuse(
+        self, answer: tuple[bytes, bytes], why: str, broken: RequestResponseCycle | None = None
+    ) -> None:
+        """Refuse a request (`broken`, or the one being read) after the ones before it; read
+        nothing more."""
         refusals.MALFORMED.happened(f"{self._peer()}, {why}")
         self._refused = answer
         self._stop_head_timer()
         self._idle.pop(self, None)
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete and cycle.more_body:
-            # The request refused is this one, its body unreadable: its app sees it gone.
-            cycle.disconnected = True
-            cycle.message_event.set()
-            self._unanswered = [c for c in self._unanswered if c is not cycle]
-            if cycle.response_started:  # answered in part: no other answer can follow
+        if broken is None and cycle is not None and not cycle.response_complete:
+            broken = cycle if cycle.more_body else None  # its body cannot be read
+        if broken is not None:
+            # Its app sees the client gone; queued, it never starts.
+            broken.disconnected = True
+            broken.message_event.set()
+            self._unanswered = [c for c in self._unanswered if c is not broken]
+            for queued in [p for p in self.pipeline if p[0] is broken]:
+                self.pipeline.remove(queued)
+            if broken.response_started:  # answered in part: no other answer can follow
                 self.drop_now()
                 return
         if self._endless:  # a stream's client sending bytes that are not HTTP: gone
@@ -353,15 +304,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_when_due(self) -> None:
         if self._refused is None or any(not c.response_complete for c in self._unanswered):
             return  # on_response_complete comes back once the next answer is written
-        self.transport.write(refusals.refusal(self._refused, self.server_state.default_headers))
         self.connections.discard(self)
-        if self._sending_done:  # the client sends nothing more: nothing to wait for
-            self.transport.close()
+        if self.transport.is_closing():  # the answer before it closed the connection
+            return
+        self._unset_keepalive_if_required()
+        self.transport.write(refusals.refusal(self._refused, self.server_state.default_headers))
+        if self._sending_done or not self.transport.can_write_eof():
+            self.transport.close()  # the client sends nothing more (or TLS: no half-close)
             return
         # Closed with bytes of the client's unread, the connection would be reset, and the
         # client, still sending, would lose the answer: the server's side ends, the client's
         # bytes are read and dropped until it ends its side (eof_received), LINGER at most.
         self.transport.write_eof()
+        self.flow.resume_reading()
         self._stop_head_timer()
         self._head_timer = self.loop.call_later(LINGER, self.drop)
 
@@ -398,6 +353,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         log.debug("request head not complete within %ss: closing", self.header_timeout)
         self.drop()
+
+
+def _announces_body(name: bytes, value: bytes) -> bool:
+    return name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
 
 
 def guarded_protocol(

@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 import ledger.http.server as http_server
+from ledger.logs import Throttled
 from ledger.overrides import refusals, uvicorn_http
 from tests.support import free_port
 
@@ -280,7 +281,7 @@ def test_a_malformed_request_gets_a_json_400(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fresh = refusals.Throttled(refusals.MALFORMED_LINE)  # this test's minute alone
+    fresh = Throttled(refusals.MALFORMED_LINE, logger=refusals.log)  # this test's minute alone
     monkeypatch.setattr(refusals, "MALFORMED", fresh)
     served = start()
     with caplog.at_level("WARNING"):
@@ -297,7 +298,7 @@ def test_a_malformed_request_gets_a_json_400(
     lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     # The first is written at once; the next 19 wait for the minute's end (after the test).
     assert len(lines) == 1, lines
-    assert lines[0].startswith("1 request(s) not HTTP or with a head over the limit")
+    assert lines[0].startswith("1 request(s) not read (not HTTP")
 
 
 def read_until_closed(sock: socket.socket, within: float = 10) -> bytes:
@@ -309,18 +310,33 @@ def read_until_closed(sock: socket.socket, within: float = 10) -> bytes:
     return received
 
 
+def refused_once(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """A wait for the server's first refusal from now on (its line is written at once)."""
+    fresh = Throttled(refusals.MALFORMED_LINE, logger=refusals.log)
+    monkeypatch.setattr(refusals, "MALFORMED", fresh)
+
+    def wait() -> None:
+        deadline = time.monotonic() + 10
+        while fresh.last < 0:
+            assert time.monotonic() < deadline, "nothing was refused"
+            time.sleep(0.01)  # polling a condition with a deadline
+
+    return wait
+
+
 @pytest.mark.parametrize("path", ["/gate", "/drip"])
 def test_a_malformed_request_is_refused_after_the_answers_before_it(
-    start: Callable[..., Running], path: str
+    start: Callable[..., Running], path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # uvicorn wrote its 400 at once: over an answer not yet written (an order booked, its
     # client told 400), or inside a body being sent.
     served = start()
+    refused = refused_once(monkeypatch)
     with served.connect() as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         served.in_flight(1)
         sock.sendall(b"\x16\x03\x01 not HTTP\r\n\r\n")
-        time.sleep(0.2)  # the stray bytes are read meanwhile (nothing is waited for)
+        refused()  # read and refused while the answer before it is still to come
         served.gate.set()
         received = read_until_closed(sock)
     first, _, rest = received.partition(b"\r\n\r\n")
@@ -335,15 +351,27 @@ def test_a_malformed_request_is_refused_after_the_answers_before_it(
     assert refused.endswith(b'{"error":"malformed HTTP request"}')
 
 
-def test_a_head_over_the_limit_is_refused_431(start: Callable[..., Running]) -> None:
+@pytest.mark.parametrize(
+    "opening",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ",
+        b"GET /aaaa",
+        # A chunked body's trailer section is read as headers are (an endless one: 1.5 GB).
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: ",
+    ],
+)
+def test_a_head_over_the_limit_is_refused_431(
+    start: Callable[..., Running], opening: bytes
+) -> None:
     served = start()
     with served.connect() as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sock.sendall(opening)
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             for _ in range(3 * uvicorn_http.HEAD_LIMIT // 65536):  # on past the limit
                 sock.sendall(b"a" * 65536)
         received = read_until_closed(sock)
-    assert received.startswith(b"HTTP/1.1 431 ")
+    # After the answer to a request read whole before its trailer, if any.
+    assert received.split(b"\r\n\r\n")[-2].split(b"HTTP/1.1 ")[-1].startswith(b"431 ")
     assert received.endswith(b'{"error":"request head too large"}')
     assert httpx.get(served.url, timeout=5).status_code == 200
 
@@ -363,7 +391,7 @@ def test_an_upgrade_is_answered_as_http_then_closed(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(refusals, "UPGRADES", refusals.Throttled(refusals.UPGRADE_LINE))
+    monkeypatch.setattr(refusals, "UPGRADES", Throttled(refusals.UPGRADE_LINE, logger=refusals.log))
     served = start()
     with caplog.at_level("DEBUG"):
         for _ in range(5):
@@ -382,3 +410,23 @@ def test_an_upgrade_is_answered_as_http_then_closed(
     ]
     assert len(lines) == 1, lines  # one a minute, with a count: not a line or two each
     assert lines[0].startswith("1 request(s) asked for a protocol upgrade")
+
+
+def test_an_upgrade_with_a_body_is_refused_not_read_as_empty(
+    start: Callable[..., Running],
+) -> None:
+    # httptools reads nothing after an upgrade's head: its app read an empty body (an order
+    # sent by `curl --http2 -d` was answered 422 "not valid JSON").
+    served = start()
+    with served.connect() as sock:
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"  # answered first
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        received = read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert received.count(b"HTTP/1.1 ") == 2  # not the app's 405 to an empty POST
+    refusal = received[received.rindex(b"HTTP/1.1 ") :]
+    assert refusal.startswith(b"HTTP/1.1 400 ")
+    assert b"cannot ask for a protocol upgrade" in refusal

@@ -187,7 +187,7 @@ def test_history_is_every_matching_event_after_the_cursor_once_in_order(
     after = cursors[data.draw(st.integers(0, 10**6)) % len(cursors)]
     expected = [(s, k) for s, k, d in everything if s > after and matches(want, seen(k, d))]
     # A hub of its own: one that read everything already knows every book's owner, which a
-    # filter on kinds does not read (the roster's events) but must still find.
+    # filter on kinds without profiles finds without the StrategyTakenUp events.
     assert [(s, k) for s, k, _ in read(Hub(ledger), after, want, top)] == expected
 
 

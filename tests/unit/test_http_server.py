@@ -12,13 +12,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ledger.http.server import uvicorn_config
+from ledger.overrides.sends import HOLD_AT_MOST, OneSendPerTurn
 from ledger.overrides.uvicorn_http import (
     ENDLESS,
-    HOLD_AT_MOST,
     RELIED_ON,
     RELIED_ON_INSTANCES,
     GuardedHttpToolsProtocol,
-    OneSendPerTurn,
 )
 
 
@@ -200,11 +199,14 @@ def test_every_connection_sends_through_one_send_per_turn() -> None:
 def test_connections_refused_for_being_busy_are_logged_once_a_minute(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from ledger.overrides.refusals import REFUSED_LINE, Throttled
+    from ledger.logs import Throttled
+    from ledger.overrides.refusals import REFUSED_LINE, log
 
     now = [1000.0]
     timers: list[tuple[float, Any]] = []
-    refusals = Throttled(REFUSED_LINE, lambda: now[0], lambda delay, f: timers.append((delay, f)))
+    refusals = Throttled(
+        REFUSED_LINE, lambda: now[0], lambda delay, f: timers.append((delay, f)), logger=log
+    )
     with caplog.at_level("WARNING", logger="ledger.http.server"):
         for _ in range(500):
             refusals.happened(4097)
