@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.http.lanes import RETRY_AFTER
 from ledger.http.responses import send_error
-from ledger.overrides.uvicorn_http import ABORT
+from ledger.overrides.uvicorn_http import ABORT, STALL
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,6 @@ MAX_HEADERS = 16 * 1024
 SMALL = 64 * 1024
 CHUNK = 64 * 1024
 BUDGET = 64 * 1024 * 1024  # bytes of unread answers per HTTP process
-STALL = 30.0  # seconds a client may read nothing of an answer before it is cut off
 READS = frozenset({"GET", "HEAD"})
 
 

@@ -16,13 +16,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ledger.http.lanes import POLLS, Lane
-from ledger.http.limits import STALL
 from ledger.http.queries import INT64, BadQuery, parse
 from ledger.http.responses import error
 from ledger.http.spec import Doc, documented
 from ledger.http.state import services
 from ledger.names import name_problem
-from ledger.overrides.uvicorn_http import ABORT, ENDLESS
+from ledger.overrides.uvicorn_http import ABORT, ENDLESS, STALL
 from projections import hub as hubs
 from projections.feed import KINDS, WRITE, Kind, StreamEvent, StreamFilter, in_writes
 from projections.hub import Hub, Subscriber

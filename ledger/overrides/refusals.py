@@ -18,8 +18,12 @@ log = logging.getLogger("ledger.http.server")
 REFUSED_LINE = "{detail} connections, all busy: closed {count} new one(s) since the last such line"
 BUSY_LINE = "{detail} requests in flight: answered {count} request(s) 503 since the last such line"
 MALFORMED_LINE = (
-    "{count} request(s) not read (not HTTP, a head over the limit, an upgrade with a body),"
-    " answered 400 or 431, since the last such line; the last: {detail}"
+    "{count} request(s) not read (not HTTP, a head over the limit, an upgrade with a body, too"
+    " many pipelined), answered 400, 429 or 431, since the last such line; the last: {detail}"
+)
+STALLED_LINE = (
+    "{count} client(s) read nothing of their answers for 30 s, disconnected, since the last"
+    " such line; the last: {detail}"
 )
 UPGRADE_LINE = (
     "{count} request(s) asked for a protocol upgrade (answered as HTTP/1.1, then closed) since"
@@ -28,8 +32,9 @@ UPGRADE_LINE = (
 GONE_LINE = (
     "{count} client(s) went away before their answers since the last such line; the last: {detail}"
 )
-REFUSED, BUSY, MALFORMED, UPGRADES = (
-    Throttled(line, logger=log) for line in (REFUSED_LINE, BUSY_LINE, MALFORMED_LINE, UPGRADE_LINE)
+REFUSED, BUSY, MALFORMED, UPGRADES, STALLED = (
+    Throttled(line, logger=log)
+    for line in (REFUSED_LINE, BUSY_LINE, MALFORMED_LINE, UPGRADE_LINE, STALLED_LINE)
 )
 GONE = Throttled(GONE_LINE, logger=log, level=logging.INFO)
 
@@ -40,6 +45,10 @@ UPGRADE_WITH_BODY = (
     orjson.dumps(
         error_body("a request with a body cannot ask for a protocol upgrade: send it without")
     ),
+)
+TOO_MANY_PIPELINED = (
+    b"429 Too Many Requests",
+    orjson.dumps(error_body("too many requests sent ahead of their answers: send the rest again")),
 )
 HEAD_TOO_LARGE = (
     b"431 Request Header Fields Too Large",

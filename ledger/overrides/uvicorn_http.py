@@ -41,6 +41,11 @@ MAX_CONNECTIONS = 4096
 # KiB). The app refuses heads over 16 KiB (ledger.http.limits) once they are whole.
 HEAD_LIMIT = 64 * 1024
 LINGER = 2.0  # seconds a refused request's client may go on sending before the connection closes
+# Requests read on one connection and not yet answered, past which the next is refused (429).
+# uvicorn parses a whole read (up to 256 KiB): 100,000 pipelined GETs in one send took a
+# worker from 196 to 443 MB (~2.5 KB each), and answering them slowed with their number.
+MAX_PIPELINED = 64
+STALL = 30.0  # seconds a client may read nothing of its answers before it is cut off
 
 # What this module leans on that uvicorn does not promise to keep. Methods overridden or
 # called (owner, attribute): the constructor's signature (config, server_state, app_state,
@@ -121,6 +126,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # A request that cannot be read: refused (refusals.NOT_HTTP...) once the requests
         # before it are answered; nothing after it is read.
         self._refused: tuple[bytes, bytes] | None = None
+        self._stalled: asyncio.TimerHandle | None = None  # while writing waits for the client
         self._in_head = False  # a request head (or a trailer section) is being read
         self._head_bytes = -1  # bytes read since the read it began in (-1: in that read)
 
@@ -166,12 +172,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         """Part of the body: not a trailer section."""
         self._in_head = False
-        super().on_body(body)
+        if self._refused is None:  # else the rest of a read: no request of its own to go to
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         """The request is read whole."""
         self._in_head = False
-        super().on_message_complete()
+        if self._refused is None:
+            super().on_message_complete()
+
+    def pause_writing(self) -> None:
+        """The client reads too slowly for what is written: it has STALL seconds to read."""
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(STALL, self._stall)
+
+    def resume_writing(self) -> None:
+        """The client read: no deadline."""
+        super().resume_writing()
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _stall(self) -> None:
+        # Small answers had no deadline: 300 pipelined ones, never read, held a connection, a
+        # request in flight and ~4 MB for good (an answer over 64 KiB has its own: limits.py).
+        self._stalled = None
+        refusals.STALLED.happened(f"{self._peer()}")
+        self.drop_now()
 
     def eof_received(self) -> bool:  # type: ignore[override] # asyncio's: bool | None
         """The client will send nothing more: answer the requests it sent, then close."""
@@ -194,6 +222,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         self._idle.pop(self, None)
         self._in_head = False
+        if self._refused is not None:
+            return  # the rest of a read after a refusal: not run
+        if len(self._unanswered) >= MAX_PIPELINED:
+            self._refuse(refusals.TOO_MANY_PIPELINED, f"over {MAX_PIPELINED} requests pipelined")
+            return
         full = len(self.tasks) >= self.max_requests
         if full:
             refusals.BUSY.happened(len(self.tasks))
@@ -247,6 +280,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unanswered = []
         super().connection_lost(exc)
         self._stop_head_timer()
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
         self._idle.pop(self, None)
 
     def send_400_response(self, msg: str) -> None:
@@ -259,6 +295,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """A request asks for a protocol the server does not speak (WebSocket, h2c): answered
         as HTTP/1.1, then closed, as httptools reads nothing after its head (not its body)."""
         cycle = self.cycle
+        if self._refused is not None:
+            return  # refused already: answered as that
         if cycle is None or cycle.response_complete:
             self.drop()  # nothing left to answer on this connection
             return
@@ -276,6 +314,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         """Refuse a request (`broken`, or the one being read) after the ones before it; read
         nothing more."""
+        if self._refused is not None:
+            return  # the rest of a read after a refusal: refused already
         refusals.MALFORMED.happened(f"{self._peer()}, {why}")
         self._refused = answer
         self._stop_head_timer()
@@ -356,7 +396,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def _announces_body(name: bytes, value: bytes) -> bool:
-    return name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+    if name == b"transfer-encoding":
+        return True
+    return name == b"content-length" and value.strip().lstrip(b"0") != b""  # "00" is 0
 
 
 def guarded_protocol(

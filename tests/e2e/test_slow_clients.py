@@ -70,7 +70,12 @@ def make_app(gate: threading.Event) -> Starlette:
 
         return StreamingResponse(parts())
 
-    return Starlette(routes=[Route("/", port), Route("/gate", gated), Route("/drip", drip)])
+    async def big(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("x" * 256 * 1024)
+
+    return Starlette(
+        routes=[Route("/", port), Route("/gate", gated), Route("/drip", drip), Route("/big", big)]
+    )
 
 
 @pytest.fixture
@@ -430,3 +435,48 @@ def test_an_upgrade_with_a_body_is_refused_not_read_as_empty(
     refusal = received[received.rindex(b"HTTP/1.1 ") :]
     assert refusal.startswith(b"HTTP/1.1 400 ")
     assert b"cannot ask for a protocol upgrade" in refusal
+
+
+def test_requests_pipelined_past_the_bound_are_refused_429(start: Callable[..., Running]) -> None:
+    # Each request read costs ~2.5 KB until answered, and uvicorn reads all a read holds:
+    # 100,000 pipelined in one send took a worker from 196 to 443 MB.
+    served = start()
+    sent = uvicorn_http.MAX_PIPELINED + 40
+    with served.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * sent)
+        received = read_until_closed(sock)
+    assert received.count(b"HTTP/1.1 200 ") == uvicorn_http.MAX_PIPELINED
+    refusal = received[received.rindex(b"HTTP/1.1 ") :]
+    assert refusal.startswith(b"HTTP/1.1 429 ")
+    assert b"too many requests sent ahead of their answers" in refusal
+
+
+def test_a_client_that_reads_nothing_of_its_answers_is_cut_off(
+    start: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only answers over 64 KiB had a deadline (ledger.http.limits): 300 small ones pipelined
+    # and never read held a connection, a request in flight and ~4 MB of buffers for good.
+    monkeypatch.setattr(uvicorn_http, "STALL", 0.5)
+    served = start()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", served.port))
+    with sock:
+        # ~10 MB of answers: more than the kernel's buffers take (4 MB at most here).
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 40)
+        served.in_flight(1)  # connected and answering
+        deadline = time.monotonic() + 20
+        while served.server.server_state.connections:
+            assert time.monotonic() < deadline, "the connection was never cut"
+            time.sleep(0.05)  # polling a condition with a deadline
+    assert httpx.get(served.url, timeout=5).status_code == 200
+
+
+def test_an_upgrade_with_an_empty_body_is_answered(start: Callable[..., Running]) -> None:
+    served = start()
+    with served.connect() as sock:
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+            b"Content-Length: 00\r\n\r\n"
+        )
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
